@@ -1,0 +1,1 @@
+"""Entropy coders, the generalized-Gaussian model, quantizers and the rate function."""

@@ -1,0 +1,65 @@
+"""Bit I/O on uint64 words, most significant bit first: the backend every bit coder shares.
+
+A writer is three values threaded through calls, `(w, acc, filled)`: the next word index, the
+word being filled from its top bit, and how many of its bits are used (0..63). A reader peeks 64
+bits at any bit position of a word array padded with `READ_PADDING_WORDS` zero words.
+"""
+
+import numpy as np
+
+from bslz.codec._jit import njit
+
+U64 = np.uint64
+READ_PADDING_WORDS = 3
+
+
+@njit
+def put_bits(words, w, acc, filled, value, nbits):
+    """Append the low `nbits` (1..64) of `value` (which must be < 2**nbits) to the writer."""
+    room = U64(64) - filled
+    if nbits < room:
+        acc |= value << (room - nbits)
+        filled += nbits
+    else:
+        spill = nbits - room  # 0..63 bits that do not fit in this word
+        acc |= value >> spill
+        words[w] = acc
+        w += 1
+        acc = (value << (U64(63) - spill)) << U64(1)  # two shifts: a shift by 64 is undefined
+        filled = spill
+    return w, acc, filled
+
+
+@njit
+def flush_bits(words, w, acc, filled):
+    """Write the partly filled last word, if any; returns the number of words used."""
+    if filled > 0:
+        words[w] = acc
+        w += 1
+    return w
+
+
+@njit
+def peek64(words, pos):
+    """The 64 bits starting at bit `pos`; needs one readable word after the one holding `pos`."""
+    wi = pos >> U64(6)
+    off = pos & U64(63)
+    # `>> 1 >> (63 - off)` is `>> (64 - off)` without the undefined shift by 64 when off == 0
+    return (words[wi] << off) | ((words[wi + U64(1)] >> U64(1)) >> (U64(63) - off))
+
+
+def words_to_bytes(words, nbits):
+    """Big-endian bytes of the first `nbits` bits of a word array (the standard MSB-first stream)."""
+    nbytes = (int(nbits) + 7) // 8
+    return words.astype(">u8").view(np.uint8)[:nbytes]
+
+
+def bytes_to_words(buf, extra_words=READ_PADDING_WORDS):
+    """Native uint64 words holding `buf` big-endian, zero-padded so any peek inside stays in bounds."""
+    data = np.frombuffer(buf, dtype=np.uint8) if not isinstance(buf, np.ndarray) else buf
+    if data.dtype != np.uint8 or data.ndim != 1:
+        data = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+    nwords = (data.size + 7) // 8 + extra_words
+    padded = np.zeros(nwords * 8, dtype=np.uint8)
+    padded[: data.size] = data
+    return padded.view(">u8").astype(np.uint64)

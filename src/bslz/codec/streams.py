@@ -1,0 +1,267 @@
+"""Chunked exp-Golomb symbol streams: the unit the container stores for a coded tensor.
+
+A stream of `count` unsigned symbols is cut into chunks of `chunk_size` symbols. Each chunk is coded
+on its own, starts on a 64-bit word boundary and is decodable alone, so a decoder can start at any
+chunk and decode chunks in parallel. Inside a stream one of two modes codes the symbols:
+
+- "eg": order-k exp-Golomb with one k per block of `block_size` symbols (one block for the whole
+  stream when a single k is cheapest);
+- "zero_run": for sparse streams, EG(k_run) of each run of zeros, then EG(k_val) of the next
+  symbol minus one.
+
+`plan_stream` picks the mode and orders by exact size; `encode_stream` writes what the plan says.
+The size of a stream (`stream_size_bits`) is payload bits plus side information: 64 bits a chunk for
+the chunk table and 8 bits an order.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from bslz.codec import _expgolomb_kernels as K
+from bslz.codec._bits import bytes_to_words
+from bslz.codec._jit import njit_parallel, prange
+from bslz.codec.expgolomb import as_symbols, best_order, decode_tables, raise_for_status
+from bslz.errors import FormatError, InvalidArgumentError
+
+U64 = np.uint64
+MODES = ("eg", "zero_run")
+DEFAULT_CHUNK_SIZE = 1 << 18
+DEFAULT_BLOCK_SIZE = 1 << 12
+CHUNK_TABLE_BITS = 64
+ORDER_BITS = 8
+MAX_CHUNK_BITS_PER_SYMBOL = 256  # two codewords of at most 125 bits each (zero-run mode)
+# Zero-run mode is only costed when at least this share of symbols are zero (it cannot win below).
+ZERO_RUN_MIN_ZERO_SHARE = 0.25
+_ZERO_RUN_MAX_SYMBOL = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamPlan:
+    """Everything that decides the bits of a stream, except the symbols themselves."""
+
+    mode: str
+    count: int
+    chunk_size: int
+    block_size: int
+    orders: np.ndarray  # uint8: one k per block ("eg", or a single k), or (k_run, k_val)
+    chunk_bits: np.ndarray  # uint64: exact payload bits of each chunk
+
+    @property
+    def num_chunks(self):
+        return len(self.chunk_bits)
+
+    def chunk_word_starts(self):
+        """First payload word of each chunk, and the total word count at the end."""
+        return chunk_word_starts(self.chunk_bits)
+
+    def size_bits(self):
+        """Stream size in bits: word-padded payload plus chunk table plus orders."""
+        payload_words = int(self.chunk_word_starts()[-1])
+        return payload_words * 64 + CHUNK_TABLE_BITS * self.num_chunks + ORDER_BITS * len(self.orders)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedStream:
+    plan: StreamPlan
+    payload: np.ndarray  # uint8, big-endian words: each chunk a standard MSB-first EG stream
+
+    def size_bits(self):
+        return self.plan.size_bits()
+
+
+def chunk_word_starts(chunk_bits):
+    words = (np.asarray(chunk_bits, dtype=np.uint64) + U64(63)) // U64(64)
+    starts = np.zeros(len(words) + 1, dtype=np.uint64)
+    np.cumsum(words, out=starts[1:])
+    return starts
+
+
+def _check_sizes(chunk_size, block_size):
+    for name, value in (("chunk_size", chunk_size), ("block_size", block_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= (1 << 30):
+            raise InvalidArgumentError(f"{name} must be an integer in 1..2**30, got {value!r}")
+    if chunk_size % block_size:
+        raise InvalidArgumentError(f"chunk_size ({chunk_size}) must be a multiple of block_size ({block_size})")
+
+
+def plan_stream(values, *, mode="auto", chunk_size=DEFAULT_CHUNK_SIZE, block_size=DEFAULT_BLOCK_SIZE):
+    """Choose how to code `values` (unsigned symbols): the cheapest plan, found by exact sizes.
+
+    `mode` is "auto" (cheapest of all), "eg" (cheapest of one k and k per block) or "zero_run".
+    """
+    arr = as_symbols(values)
+    _check_sizes(chunk_size, block_size)
+    if mode not in ("auto",) + MODES:
+        raise InvalidArgumentError(f"mode must be 'auto', 'eg' or 'zero_run', got {mode!r}")
+    candidates = []
+    if mode in ("auto", "eg"):
+        candidates.append(_plan_single_order(arr, chunk_size, block_size))
+        if arr.size > block_size:
+            candidates.append(_plan_block_orders(arr, chunk_size, block_size))
+    if mode in ("auto", "zero_run"):
+        plan = _plan_zero_run(arr, chunk_size, block_size, required=mode == "zero_run")
+        if plan is not None:
+            candidates.append(plan)
+    return min(candidates, key=StreamPlan.size_bits)
+
+
+def stream_size_bits(values, **kwargs):
+    """Exact size in bits of `encode_stream(values, **kwargs)`, without writing it."""
+    return plan_stream(values, **kwargs).size_bits()
+
+
+def _eg_chunk_bits(arr, orders, block, chunk_size):
+    return np.array(
+        [K.stream_length(arr, lo, min(arr.size, lo + chunk_size), orders, block) for lo in range(0, arr.size, chunk_size)],
+        dtype=np.uint64,
+    )
+
+
+def _plan_single_order(arr, chunk_size, block_size):
+    k = best_order(arr) if arr.size else 0
+    orders = np.array([k], dtype=np.uint8)
+    block = max(arr.size, 1)
+    return StreamPlan("eg", arr.size, chunk_size, block, orders, _eg_chunk_bits(arr, orders, block, chunk_size))
+
+
+def _plan_block_orders(arr, chunk_size, block_size):
+    from bslz.codec.expgolomb import MAX_ORDER
+
+    orders, block_bits = K.block_orders(arr, block_size, MAX_ORDER)
+    per_chunk = chunk_size // block_size
+    chunk_bits = np.add.reduceat(block_bits, np.arange(0, len(block_bits), per_chunk)) if len(block_bits) else block_bits
+    return StreamPlan("eg", arr.size, chunk_size, block_size, orders, chunk_bits.astype(np.uint64))
+
+
+def _plan_zero_run(arr, chunk_size, block_size, required):
+    zeros = arr.size - np.count_nonzero(arr)
+    top = int(K.max_value(arr)) if arr.size else 0
+    if not required and (arr.size == 0 or zeros < ZERO_RUN_MIN_ZERO_SHARE * arr.size):
+        return None
+    if top >= _ZERO_RUN_MAX_SYMBOL:
+        if required:
+            raise InvalidArgumentError(f"zero-run mode takes symbols below {_ZERO_RUN_MAX_SYMBOL}")
+        return None
+    run_hist, val_hist = K.zero_run_histograms(arr, chunk_size, min(arr.size, chunk_size), max(top - 1, 0))
+    k_run = best_order(histogram=run_hist) if run_hist.any() else 0
+    k_val = best_order(histogram=val_hist) if val_hist.any() else 0
+    chunk_bits = np.array(
+        [
+            K.zero_run_length(arr, lo, min(arr.size, lo + chunk_size), U64(k_run), U64(k_val))
+            for lo in range(0, arr.size, chunk_size)
+        ],
+        dtype=np.uint64,
+    )
+    orders = np.array([k_run, k_val], dtype=np.uint8)
+    return StreamPlan("zero_run", arr.size, chunk_size, block_size, orders, chunk_bits)
+
+
+def encode_stream(values, plan=None, **plan_kwargs):
+    """Code `values` as a chunked stream; `plan` defaults to `plan_stream(values, **plan_kwargs)`."""
+    arr = as_symbols(values)
+    if plan is None:
+        plan = plan_stream(arr, **plan_kwargs)
+    elif plan.count != arr.size:
+        raise InvalidArgumentError(f"plan is for {plan.count} symbols, got {arr.size}")
+    starts = plan.chunk_word_starts()
+    words = np.zeros(int(starts[-1]) + 1, dtype=np.uint64)  # +1: the writer may touch one spare word
+    written = np.zeros(plan.num_chunks, dtype=np.uint64)
+    if plan.mode == "eg":
+        _encode_eg_chunks(arr, plan.chunk_size, plan.orders, plan.block_size, words, starts, written)
+    else:
+        _encode_zero_run_chunks(arr, plan.chunk_size, U64(plan.orders[0]), U64(plan.orders[1]), words, starts, written)
+    if not np.array_equal(written, plan.chunk_bits):
+        raise InvalidArgumentError("plan does not match the values it is used with")
+    payload = words[: int(starts[-1])].astype(">u8").view(np.uint8)
+    return EncodedStream(plan, payload)
+
+
+def decode_stream(encoded, out=None):
+    """Decode every symbol of an `EncodedStream` into a uint64 array (or `out`)."""
+    plan = encoded.plan
+    validate_plan(plan)
+    starts = plan.chunk_word_starts()
+    payload = np.asarray(encoded.payload, dtype=np.uint8)
+    if payload.size != int(starts[-1]) * 8:
+        raise FormatError(f"stream payload is {payload.size} bytes, its chunk table says {int(starts[-1]) * 8}")
+    if out is None:
+        out = np.empty(plan.count, dtype=np.uint64)
+    elif out.shape != (plan.count,) or out.dtype != np.uint64:
+        raise InvalidArgumentError(f"out must be a uint64 array of shape ({plan.count},)")
+    words = bytes_to_words(payload)
+    tab_len, tab_sym = decode_tables()
+    status = np.zeros(plan.num_chunks, dtype=np.int64)
+    if plan.mode == "eg":
+        _decode_eg_chunks(words, starts, plan.chunk_bits, plan.chunk_size, plan.orders, plan.block_size, out, tab_len, tab_sym, status)
+    else:
+        _decode_zero_run_chunks(
+            words, starts, plan.chunk_bits, plan.chunk_size, U64(plan.orders[0]), U64(plan.orders[1]), out, tab_len, tab_sym, status
+        )
+    for s in status:
+        raise_for_status(int(s), "exp-Golomb chunk")
+    return out
+
+
+def validate_plan(plan):
+    """Check a plan read from a file before any decoding trusts it."""
+    from bslz.codec.expgolomb import MAX_ORDER
+
+    if plan.mode not in MODES:
+        raise FormatError(f"unknown stream mode {plan.mode!r}")
+    if not 1 <= plan.chunk_size <= (1 << 30) or not 1 <= plan.block_size < (1 << 62) or not 0 <= plan.count < (1 << 62):
+        raise FormatError(f"stream sizes out of range: count {plan.count}, chunk {plan.chunk_size}, block {plan.block_size}")
+    expected_chunks = -(-plan.count // plan.chunk_size)
+    if len(plan.chunk_bits) != expected_chunks:
+        raise FormatError(f"stream of {plan.count} symbols needs {expected_chunks} chunks, table has {len(plan.chunk_bits)}")
+    max_bits = MAX_CHUNK_BITS_PER_SYMBOL * plan.chunk_size
+    if len(plan.chunk_bits) and int(np.max(plan.chunk_bits)) > max_bits:
+        raise FormatError(f"a chunk claims more than {max_bits} bits")
+    if plan.mode == "eg":
+        expected_orders = max(1, -(-plan.count // plan.block_size))
+    else:
+        expected_orders = 2
+    if len(plan.orders) != expected_orders or (len(plan.orders) and int(np.max(plan.orders)) > MAX_ORDER):
+        raise FormatError(f"stream orders are inconsistent: {len(plan.orders)} orders, {expected_orders} expected, max {MAX_ORDER}")
+
+
+@njit_parallel
+def _encode_eg_chunks(values, chunk, orders, block, words, starts, written):
+    nchunks = (values.size + chunk - 1) // chunk
+    for c in prange(nchunks):
+        lo = c * chunk
+        _, nbits = K.encode_range(values, lo, min(values.size, lo + chunk), orders, block, words, np.int64(starts[c]))
+        written[c] = nbits
+
+
+@njit_parallel
+def _encode_zero_run_chunks(values, chunk, k_run, k_val, words, starts, written):
+    nchunks = (values.size + chunk - 1) // chunk
+    for c in prange(nchunks):
+        lo = c * chunk
+        _, nbits = K.zero_run_encode_range(values, lo, min(values.size, lo + chunk), k_run, k_val, words, np.int64(starts[c]))
+        written[c] = nbits
+
+
+@njit_parallel
+def _decode_eg_chunks(words, starts, chunk_bits, chunk, orders, block, out, tab_len, tab_sym, status):
+    for c in prange(chunk_bits.size):
+        lo = c * chunk
+        pos = starts[c] * U64(64)
+        limit = pos + chunk_bits[c]
+        s, end = K.decode_range(words, pos, limit, orders, block, out, lo, min(out.size, lo + chunk), tab_len, tab_sym)
+        if s == K.STATUS_OK and end != limit:
+            s = K.STATUS_OVERRUN
+        status[c] = s
+
+
+@njit_parallel
+def _decode_zero_run_chunks(words, starts, chunk_bits, chunk, k_run, k_val, out, tab_len, tab_sym, status):
+    for c in prange(chunk_bits.size):
+        lo = c * chunk
+        pos = starts[c] * U64(64)
+        limit = pos + chunk_bits[c]
+        s, end = K.zero_run_decode_range(words, pos, limit, k_run, k_val, out, lo, min(out.size, lo + chunk), tab_len, tab_sym)
+        if s == K.STATUS_OK and end != limit:
+            s = K.STATUS_OVERRUN
+        status[c] = s

@@ -1,0 +1,156 @@
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from bslz.codec import streams
+from bslz.errors import BslzError, FormatError, InvalidArgumentError
+from reference import bits_of, eg_decode, eg_encode
+
+SIZES = dict(chunk_size=64, block_size=16)
+
+
+def sparse_or_dense(draw_zero_share):
+    return st.integers(0, 40) if not draw_zero_share else st.one_of(st.just(0), st.integers(0, 40))
+
+
+@given(
+    arr=hnp.arrays(np.uint16, st.integers(0, 400), elements=st.one_of(st.just(0), st.integers(0, 3000))),
+    mode=st.sampled_from(["auto", "eg", "zero_run"]),
+)
+def test_round_trip_every_mode(arr, mode):
+    enc = streams.encode_stream(arr, mode=mode, **SIZES)
+    np.testing.assert_array_equal(streams.decode_stream(enc), arr)
+    assert enc.size_bits() == streams.stream_size_bits(arr, mode=mode, **SIZES)
+
+
+@pytest.mark.small
+@given(arr=hnp.arrays(np.uint8, st.integers(0, 200), elements=st.integers(0, 200)))
+def test_each_chunk_is_a_standard_eg_stream(arr):
+    """A plain EG decoder given a chunk's start, k and count reads that chunk's symbols."""
+    enc = streams.encode_stream(arr, mode="eg", **SIZES)
+    plan = enc.plan
+    starts = plan.chunk_word_starts()
+    payload_bits = bits_of(enc.payload, enc.payload.size * 8)
+    for c in range(plan.num_chunks):
+        lo, hi = c * plan.chunk_size, min(arr.size, (c + 1) * plan.chunk_size)
+        pos = int(starts[c]) * 64
+        for b in range(lo, hi, plan.block_size if len(plan.orders) > 1 else hi - lo):
+            k = int(plan.orders[b // plan.block_size])
+            end = min(hi, b - b % plan.block_size + plan.block_size) if len(plan.orders) > 1 else hi
+            got, used = eg_decode(payload_bits[pos:], end - b, k)
+            assert got == arr[b:end].tolist()
+            pos += used
+        assert pos - int(starts[c]) * 64 == plan.chunk_bits[c]
+
+
+@pytest.mark.small
+def test_auto_picks_the_smallest_plan():
+    rng = np.random.default_rng(3)
+    dense = rng.geometric(0.2, 1000).astype(np.uint16)
+    sparse = np.where(rng.random(1000) < 0.95, 0, dense).astype(np.uint16)
+    for arr in (dense, sparse):
+        sizes = {m: streams.stream_size_bits(arr, mode=m, **SIZES) for m in ("eg", "zero_run")}
+        assert streams.stream_size_bits(arr, mode="auto", **SIZES) == min(sizes.values())
+    assert streams.plan_stream(sparse, **SIZES).mode == "zero_run"
+    assert streams.plan_stream(dense, **SIZES).mode == "eg"
+
+
+@pytest.mark.small
+def test_block_orders_beat_one_order_on_non_stationary_data():
+    rng = np.random.default_rng(4)
+    arr = np.concatenate([rng.geometric(0.5, 256), rng.geometric(0.002, 256)]).astype(np.uint32)
+    plan = streams.plan_stream(arr, mode="eg", chunk_size=512, block_size=16)
+    assert len(plan.orders) == arr.size // 16
+    single_bits = min(len(eg_encode(arr.tolist(), k)) for k in range(20))
+    assert int(plan.chunk_bits.sum()) + 8 * len(plan.orders) < single_bits
+    np.testing.assert_array_equal(streams.decode_stream(streams.encode_stream(arr, plan)), arr)
+
+
+@pytest.mark.small
+def test_block_order_is_exact_per_block():
+    rng = np.random.default_rng(5)
+    arr = rng.geometric(0.01, 64).astype(np.uint16)
+    plan = streams._plan_block_orders(arr, 64, 16)
+    for b in range(4):
+        block = arr[16 * b : 16 * (b + 1)].tolist()
+        costs = [len(eg_encode(block, k)) for k in range(33)]
+        assert costs[plan.orders[b]] == min(costs)
+
+
+@pytest.mark.small
+def test_size_counts_padding_chunk_table_and_orders():
+    arr = np.arange(200, dtype=np.uint16)
+    enc = streams.encode_stream(arr, mode="eg", **SIZES)
+    plan = enc.plan
+    assert enc.payload.size * 8 == sum(-(-int(b) // 64) * 64 for b in plan.chunk_bits)
+    assert enc.size_bits() == enc.payload.size * 8 + 64 * plan.num_chunks + 8 * len(plan.orders)
+
+
+@pytest.mark.small
+def test_corrupt_payload_is_caught_or_exact():
+    rng = np.random.default_rng(6)
+    arr = rng.geometric(0.1, 300).astype(np.uint16)
+    enc = streams.encode_stream(arr, **SIZES)
+    for bit in range(0, enc.payload.size * 8, 7):
+        payload = enc.payload.copy()
+        payload[bit // 8] ^= 1 << (bit % 8)
+        try:
+            out = streams.decode_stream(dataclasses.replace(enc, payload=payload))
+        except FormatError:
+            continue
+        assert out.shape == arr.shape  # undetected flips still give a stream of the right length
+
+
+@pytest.mark.small
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(mode="lz77"),
+        dict(chunk_size=0),
+        dict(count=10**6),
+        dict(chunk_bits=np.array([2**40], dtype=np.uint64)),
+        dict(orders=np.array([40], dtype=np.uint8)),
+        dict(orders=np.array([], dtype=np.uint8)),
+    ],
+)
+def test_inconsistent_plans_are_format_errors(change):
+    enc = streams.encode_stream(np.arange(50, dtype=np.uint8), mode="eg", chunk_size=64, block_size=64)
+    with pytest.raises(FormatError):
+        streams.decode_stream(dataclasses.replace(enc, plan=dataclasses.replace(enc.plan, **change)))
+
+
+@pytest.mark.small
+def test_truncated_payload_is_a_format_error():
+    enc = streams.encode_stream(np.arange(500, dtype=np.uint16), **SIZES)
+    for cut in (0, 8, enc.payload.size - 8):
+        with pytest.raises(FormatError):
+            streams.decode_stream(dataclasses.replace(enc, payload=enc.payload[:cut]))
+
+
+@given(payload=st.binary(max_size=128), k=st.integers(0, 32), count=st.integers(0, 300), mode=st.sampled_from(streams.MODES))
+def test_random_payloads_never_crash(payload, k, count, mode):
+    nchunks = -(-count // 64)
+    words = len(payload) // 8
+    bits = np.full(nchunks, 64 * words // max(nchunks, 1), dtype=np.uint64)
+    orders = np.array([k] if mode == "eg" else [k, k // 2], dtype=np.uint8)
+    plan = streams.StreamPlan(mode, count, 64, max(count, 1), orders, bits)
+    enc = streams.EncodedStream(plan, np.frombuffer(payload, dtype=np.uint8)[: int(plan.chunk_word_starts()[-1]) * 8])
+    try:
+        out = streams.decode_stream(enc)
+    except BslzError:
+        return
+    assert out.shape == (count,)
+
+
+@pytest.mark.small
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(mode="x"), dict(chunk_size=100, block_size=16), dict(chunk_size=0), dict(block_size=True)],
+)
+def test_bad_plan_arguments(kwargs):
+    with pytest.raises(InvalidArgumentError):
+        streams.plan_stream(np.arange(10, dtype=np.uint8), **kwargs)
