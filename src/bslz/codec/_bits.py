@@ -7,13 +7,13 @@ bits at any bit position of a word array padded with `READ_PADDING_WORDS` zero w
 
 import numpy as np
 
-from bslz.codec._jit import njit
+from bslz.codec._jit import njit_inline
 
 U64 = np.uint64
 READ_PADDING_WORDS = 3
 
 
-@njit
+@njit_inline
 def put_bits(words, w, acc, filled, value, nbits):
     """Append the low `nbits` (1..64) of `value` (which must be < 2**nbits) to the writer."""
     room = U64(64) - filled
@@ -30,7 +30,7 @@ def put_bits(words, w, acc, filled, value, nbits):
     return w, acc, filled
 
 
-@njit
+@njit_inline
 def flush_bits(words, w, acc, filled):
     """Write the partly filled last word, if any; returns the number of words used."""
     if filled > 0:
@@ -39,7 +39,7 @@ def flush_bits(words, w, acc, filled):
     return w
 
 
-@njit
+@njit_inline
 def peek64(words, pos):
     """The 64 bits starting at bit `pos`; needs one readable word after the one holding `pos`."""
     wi = pos >> U64(6)

@@ -12,6 +12,7 @@ import functools
 
 import numpy as np
 
+from bslz.codec import _expgolomb_decode as D
 from bslz.codec import _expgolomb_kernels as K
 from bslz.codec._bits import bytes_to_words, words_to_bytes
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
@@ -36,8 +37,8 @@ __all__ = [
 
 @functools.cache
 def decode_tables():
-    """The per-order 12-bit lookup tables shared by every decoder (built once per process)."""
-    return K.build_decode_tables()
+    """The per-order multi-symbol lookup tables shared by every decoder (built once per process)."""
+    return D.build_tables()
 
 
 def as_symbols(values, name="values"):
@@ -52,8 +53,7 @@ def as_symbols(values, name="values"):
             arr = arr.astype(np.dtype(f"u{arr.dtype.itemsize}"))
         else:
             raise InvalidArgumentError(
-                f"{name} must hold unsigned integers, got {arr.dtype}"
-                " (map signed values with signed_to_unsigned first)"
+                f"{name} must hold unsigned integers, got {arr.dtype} (map signed values with signed_to_unsigned first)"
             )
     arr = np.ascontiguousarray(arr)
     if arr.dtype.itemsize == 8 and int(K.max_value(arr)) > MAX_VALUE:
@@ -99,10 +99,9 @@ def decode(buf, count, k, bit_offset=0):
         raise TruncatedError(f"{count} codewords cannot fit in {limit - bit_offset} bits")
     out = np.empty(count, dtype=np.uint64)
     words = bytes_to_words(data)
-    tab_len, tab_sym = decode_tables()
     orders = np.array([k], dtype=np.uint8)
-    status, _ = K.decode_range(
-        words, np.uint64(bit_offset), np.uint64(limit), orders, max(count, 1), out, 0, count, tab_len, tab_sym
+    status, _ = D.decode_range(
+        words, np.uint64(bit_offset), np.uint64(limit), orders, max(count, 1), out, 0, count, decode_tables()
     )
     raise_for_status(status, "exp-Golomb stream")
     return out
@@ -110,11 +109,11 @@ def decode(buf, count, k, bit_offset=0):
 
 def raise_for_status(status, what):
     """Turn a kernel status into the matching exception."""
-    if status == K.STATUS_OK:
+    if status == D.STATUS_OK:
         return
-    if status == K.STATUS_TRUNCATED:
+    if status == D.STATUS_TRUNCATED:
         raise TruncatedError(f"{what} ends before the announced symbols")
-    if status == K.STATUS_CODEWORD_TOO_LONG:
+    if status == D.STATUS_CODEWORD_TOO_LONG:
         raise FormatError(f"{what} holds an exp-Golomb codeword longer than 64 value bits")
     raise FormatError(f"{what} is corrupt (status {int(status)})")
 

@@ -36,8 +36,9 @@ def _abs_and_square_sums(flat):
     sum_sq = 0.0
     for start in range(0, flat.size, FIT_BLOCK_ELEMENTS):
         block = flat[start : start + FIT_BLOCK_ELEMENTS].astype(np.float64)
-        sum_abs += float(np.sum(np.abs(block)))
-        sum_sq += float(np.dot(block, block))
+        with np.errstate(over="ignore", invalid="ignore"):  # the caller checks the sums
+            sum_abs += float(np.sum(np.abs(block)))
+            sum_sq += float(np.dot(block, block))
     return sum_abs, sum_sq
 
 
@@ -50,21 +51,21 @@ def _as_real_flat(x):
     return arr.reshape(-1)
 
 
-def moments_abs_and_square(x):
-    """(E[|x|], E[x^2]) of any real array, accumulated in float64 block by block.
+def _scaled_moments(x):
+    """(E[|x/scale|], E[(x/scale)^2], scale), accumulated in float64 block by block.
 
+    scale is 1.0 unless squares overflow float64 (values beyond ~1e154); then it is max |x|.
     Raises InvalidArgumentError on empty input or any NaN / infinity.
     """
     flat = _as_real_flat(x)
     sum_abs, sum_sq = _abs_and_square_sums(flat)
+    scale = 1.0
     if not (math.isfinite(sum_abs) and math.isfinite(sum_sq)):
         if flat.dtype.kind == "f" and not bool(np.all(np.isfinite(flat))):
             raise InvalidArgumentError("tensor holds NaN or infinity")
-        # Finite float64 values above ~1e154 overflow when squared: rescale and retry.
         scale = float(np.max(np.abs(flat)))
         sum_abs, sum_sq = _abs_and_square_sums(flat / scale)
-        return scale * sum_abs / flat.size, scale * scale * sum_sq / flat.size
-    return sum_abs / flat.size, sum_sq / flat.size
+    return sum_abs / flat.size, sum_sq / flat.size, scale
 
 
 def shape_from_moment_ratio(rho, tolerance=1e-12):
@@ -94,11 +95,11 @@ def fit_generalized_gaussian(x):
     for which every bin centroid is taken as the bin midpoint (see gg_bin_centroids).
     Raises InvalidArgumentError on empty input or any NaN / infinity.
     """
-    mean_abs, mean_sq = moments_abs_and_square(x)
+    mean_abs, mean_sq, scale = _scaled_moments(x)
     if mean_sq == 0.0:
         return ALL_ZERO_FIT
     nu = shape_from_moment_ratio(mean_sq / (mean_abs * mean_abs))
-    beta = math.sqrt(mean_sq) * math.exp(0.5 * (math.lgamma(1.0 / nu) - math.lgamma(3.0 / nu)))
+    beta = scale * math.sqrt(mean_sq) * math.exp(0.5 * (math.lgamma(1.0 / nu) - math.lgamma(3.0 / nu)))
     return nu, beta
 
 

@@ -18,10 +18,12 @@ import dataclasses
 
 import numpy as np
 
+from bslz.codec import _expgolomb_decode as D
 from bslz.codec import _expgolomb_kernels as K
 from bslz.codec._bits import bytes_to_words
-from bslz.codec._jit import njit_parallel, prange
-from bslz.codec.expgolomb import as_symbols, best_order, decode_tables, raise_for_status
+from bslz.codec._jit import njit, njit_parallel, prange
+from bslz.codec._parallel import default_workers, parallel_map, split_range
+from bslz.codec.expgolomb import as_symbols, decode_tables, raise_for_status
 from bslz.errors import FormatError, InvalidArgumentError
 
 U64 = np.uint64
@@ -33,7 +35,6 @@ ORDER_BITS = 8
 MAX_CHUNK_BITS_PER_SYMBOL = 256  # two codewords of at most 125 bits each (zero-run mode)
 # Zero-run mode is only costed when at least this share of symbols are zero (it cannot win below).
 ZERO_RUN_MIN_ZERO_SHARE = 0.25
-_ZERO_RUN_MAX_SYMBOL = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,9 +97,7 @@ def plan_stream(values, *, mode="auto", chunk_size=DEFAULT_CHUNK_SIZE, block_siz
         raise InvalidArgumentError(f"mode must be 'auto', 'eg' or 'zero_run', got {mode!r}")
     candidates = []
     if mode in ("auto", "eg"):
-        candidates.append(_plan_single_order(arr, chunk_size, block_size))
-        if arr.size > block_size:
-            candidates.append(_plan_block_orders(arr, chunk_size, block_size))
+        candidates.extend(_plans_eg(arr, chunk_size, block_size))
     if mode in ("auto", "zero_run"):
         plan = _plan_zero_run(arr, chunk_size, block_size, required=mode == "zero_run")
         if plan is not None:
@@ -111,50 +110,53 @@ def stream_size_bits(values, **kwargs):
     return plan_stream(values, **kwargs).size_bits()
 
 
-def _eg_chunk_bits(arr, orders, block, chunk_size):
-    return np.array(
-        [K.stream_length(arr, lo, min(arr.size, lo + chunk_size), orders, block) for lo in range(0, arr.size, chunk_size)],
-        dtype=np.uint64,
-    )
-
-
-def _plan_single_order(arr, chunk_size, block_size):
-    k = best_order(arr) if arr.size else 0
-    orders = np.array([k], dtype=np.uint8)
-    block = max(arr.size, 1)
-    return StreamPlan("eg", arr.size, chunk_size, block, orders, _eg_chunk_bits(arr, orders, block, chunk_size))
-
-
-def _plan_block_orders(arr, chunk_size, block_size):
+def _block_costs(arr, block_size):
+    """Bits of every block under every order up to the bit length of the largest symbol (no larger
+    order can be best), computed on all cores."""
     from bslz.codec.expgolomb import MAX_ORDER
 
-    orders, block_bits = K.block_orders(arr, block_size, MAX_ORDER)
+    top = int(K.max_value(arr)) if arr.size else 0
+    nblocks = -(-arr.size // block_size)
+    costs = np.zeros((nblocks, min(MAX_ORDER, top.bit_length()) + 1), dtype=np.uint64)
+    parallel_map(lambda b: K.block_costs(arr, block_size, costs, *b), split_range(nblocks, default_workers()))
+    return costs
+
+
+def _plans_eg(arr, chunk_size, block_size):
+    """The one-order plan, and the order-per-block plan when there is more than one block."""
+    costs = _block_costs(arr, block_size)
     per_chunk = chunk_size // block_size
-    chunk_bits = np.add.reduceat(block_bits, np.arange(0, len(block_bits), per_chunk)) if len(block_bits) else block_bits
-    return StreamPlan("eg", arr.size, chunk_size, block_size, orders, chunk_bits.astype(np.uint64))
+    starts = np.arange(0, len(costs), per_chunk)
+
+    def chunk_sums(block_bits):
+        return np.add.reduceat(block_bits, starts).astype(np.uint64) if len(block_bits) else np.zeros(0, np.uint64)
+
+    k = int(np.argmin(costs.sum(axis=0)))
+    single = StreamPlan("eg", arr.size, chunk_size, max(arr.size, 1), np.array([k], np.uint8), chunk_sums(costs[:, k]))
+    if len(costs) <= 1:
+        return [single]
+    orders = np.argmin(costs, axis=1)
+    block_bits = costs[np.arange(len(costs)), orders]
+    return [single, StreamPlan("eg", arr.size, chunk_size, block_size, orders.astype(np.uint8), chunk_sums(block_bits))]
 
 
 def _plan_zero_run(arr, chunk_size, block_size, required):
-    zeros = arr.size - np.count_nonzero(arr)
+    from bslz.codec.expgolomb import MAX_ORDER
+
+    if not required and (arr.size == 0 or arr.size - np.count_nonzero(arr) < ZERO_RUN_MIN_ZERO_SHARE * arr.size):
+        return None
     top = int(K.max_value(arr)) if arr.size else 0
-    if not required and (arr.size == 0 or zeros < ZERO_RUN_MIN_ZERO_SHARE * arr.size):
-        return None
-    if top >= _ZERO_RUN_MAX_SYMBOL:
-        if required:
-            raise InvalidArgumentError(f"zero-run mode takes symbols below {_ZERO_RUN_MAX_SYMBOL}")
-        return None
-    run_hist, val_hist = K.zero_run_histograms(arr, chunk_size, min(arr.size, chunk_size), max(top - 1, 0))
-    k_run = best_order(histogram=run_hist) if run_hist.any() else 0
-    k_val = best_order(histogram=val_hist) if val_hist.any() else 0
-    chunk_bits = np.array(
-        [
-            K.zero_run_length(arr, lo, min(arr.size, lo + chunk_size), U64(k_run), U64(k_val))
-            for lo in range(0, arr.size, chunk_size)
-        ],
-        dtype=np.uint64,
+    nchunks = -(-arr.size // chunk_size)
+    # runs are at most a chunk long; no order above the bit length of the largest symbol can be best
+    run_costs = np.zeros((nchunks, min(MAX_ORDER, chunk_size.bit_length()) + 1), dtype=np.uint64)
+    val_costs = np.zeros((nchunks, min(MAX_ORDER, top.bit_length()) + 1), dtype=np.uint64)
+    parallel_map(
+        lambda c: K.zero_run_costs(arr, chunk_size, run_costs, val_costs, *c), split_range(nchunks, default_workers())
     )
-    orders = np.array([k_run, k_val], dtype=np.uint8)
-    return StreamPlan("zero_run", arr.size, chunk_size, block_size, orders, chunk_bits)
+    k_run = int(np.argmin(run_costs.sum(axis=0)))
+    k_val = int(np.argmin(val_costs.sum(axis=0)))
+    chunk_bits = run_costs[:, k_run] + val_costs[:, k_val]
+    return StreamPlan("zero_run", arr.size, chunk_size, block_size, np.array([k_run, k_val], np.uint8), chunk_bits)
 
 
 def encode_stream(values, plan=None, **plan_kwargs):
@@ -190,14 +192,31 @@ def decode_stream(encoded, out=None):
     elif out.shape != (plan.count,) or out.dtype != np.uint64:
         raise InvalidArgumentError(f"out must be a uint64 array of shape ({plan.count},)")
     words = bytes_to_words(payload)
-    tab_len, tab_sym = decode_tables()
     status = np.zeros(plan.num_chunks, dtype=np.int64)
     if plan.mode == "eg":
-        _decode_eg_chunks(words, starts, plan.chunk_bits, plan.chunk_size, plan.orders, plan.block_size, out, tab_len, tab_sym, status)
+        tables = decode_tables()
+
+        def decode_chunks(bounds):
+            _decode_eg_chunks(
+                words,
+                starts,
+                plan.chunk_bits,
+                plan.chunk_size,
+                plan.orders,
+                plan.block_size,
+                out,
+                tables,
+                status,
+                *bounds,
+            )
+
     else:
-        _decode_zero_run_chunks(
-            words, starts, plan.chunk_bits, plan.chunk_size, U64(plan.orders[0]), U64(plan.orders[1]), out, tab_len, tab_sym, status
-        )
+        k_run, k_val = U64(plan.orders[0]), U64(plan.orders[1])
+
+        def decode_chunks(bounds):
+            _decode_zero_run_chunks(words, starts, plan.chunk_bits, plan.chunk_size, k_run, k_val, out, status, *bounds)
+
+    parallel_map(decode_chunks, split_range(plan.num_chunks, default_workers(), multiple=4))
     for s in status:
         raise_for_status(int(s), "exp-Golomb chunk")
     return out
@@ -210,10 +229,14 @@ def validate_plan(plan):
     if plan.mode not in MODES:
         raise FormatError(f"unknown stream mode {plan.mode!r}")
     if not 1 <= plan.chunk_size <= (1 << 30) or not 1 <= plan.block_size < (1 << 62) or not 0 <= plan.count < (1 << 62):
-        raise FormatError(f"stream sizes out of range: count {plan.count}, chunk {plan.chunk_size}, block {plan.block_size}")
+        raise FormatError(
+            f"stream sizes out of range: count {plan.count}, chunk {plan.chunk_size}, block {plan.block_size}"
+        )
     expected_chunks = -(-plan.count // plan.chunk_size)
     if len(plan.chunk_bits) != expected_chunks:
-        raise FormatError(f"stream of {plan.count} symbols needs {expected_chunks} chunks, table has {len(plan.chunk_bits)}")
+        raise FormatError(
+            f"stream of {plan.count} symbols needs {expected_chunks} chunks, table has {len(plan.chunk_bits)}"
+        )
     max_bits = MAX_CHUNK_BITS_PER_SYMBOL * plan.chunk_size
     if len(plan.chunk_bits) and int(np.max(plan.chunk_bits)) > max_bits:
         raise FormatError(f"a chunk claims more than {max_bits} bits")
@@ -222,7 +245,9 @@ def validate_plan(plan):
     else:
         expected_orders = 2
     if len(plan.orders) != expected_orders or (len(plan.orders) and int(np.max(plan.orders)) > MAX_ORDER):
-        raise FormatError(f"stream orders are inconsistent: {len(plan.orders)} orders, {expected_orders} expected, max {MAX_ORDER}")
+        raise FormatError(
+            f"stream orders are inconsistent: {len(plan.orders)} orders, {expected_orders} expected, max {MAX_ORDER}"
+        )
 
 
 @njit_parallel
@@ -239,29 +264,38 @@ def _encode_zero_run_chunks(values, chunk, k_run, k_val, words, starts, written)
     nchunks = (values.size + chunk - 1) // chunk
     for c in prange(nchunks):
         lo = c * chunk
-        _, nbits = K.zero_run_encode_range(values, lo, min(values.size, lo + chunk), k_run, k_val, words, np.int64(starts[c]))
+        _, nbits = K.zero_run_encode_range(
+            values, lo, min(values.size, lo + chunk), k_run, k_val, words, np.int64(starts[c])
+        )
         written[c] = nbits
 
 
-@njit_parallel
-def _decode_eg_chunks(words, starts, chunk_bits, chunk, orders, block, out, tab_len, tab_sym, status):
-    for c in prange(chunk_bits.size):
+@njit
+def _decode_eg_chunks(words, starts, chunk_bits, chunk, orders, block, out, tables, status, c_lo, c_hi):
+    """Decode chunks [c_lo, c_hi): full chunks four at a time in lanes, the rest one by one."""
+    c = c_lo
+    lane_status = np.zeros(4, dtype=np.int64)
+    while c + 4 <= c_hi and (c + 4) * chunk <= out.size:
+        bit_starts = starts[c : c + 4] * U64(64)
+        limits = bit_starts + chunk_bits[c : c + 4]
+        D.decode_four_lanes(
+            words, bit_starts, limits, orders, block, out, np.arange(c, c + 4) * chunk, chunk, tables, lane_status
+        )
+        status[c : c + 4] = lane_status
+        c += 4
+    for single in range(c, c_hi):
+        lo = single * chunk
+        pos = starts[single] * U64(64)
+        limit = pos + chunk_bits[single]
+        s, end = D.decode_range(words, pos, limit, orders, block, out, lo, min(out.size, lo + chunk), tables)
+        status[single] = D.STATUS_OVERRUN if s == D.STATUS_OK and end != limit else s
+
+
+@njit
+def _decode_zero_run_chunks(words, starts, chunk_bits, chunk, k_run, k_val, out, status, c_lo, c_hi):
+    for c in range(c_lo, c_hi):
         lo = c * chunk
         pos = starts[c] * U64(64)
         limit = pos + chunk_bits[c]
-        s, end = K.decode_range(words, pos, limit, orders, block, out, lo, min(out.size, lo + chunk), tab_len, tab_sym)
-        if s == K.STATUS_OK and end != limit:
-            s = K.STATUS_OVERRUN
-        status[c] = s
-
-
-@njit_parallel
-def _decode_zero_run_chunks(words, starts, chunk_bits, chunk, k_run, k_val, out, tab_len, tab_sym, status):
-    for c in prange(chunk_bits.size):
-        lo = c * chunk
-        pos = starts[c] * U64(64)
-        limit = pos + chunk_bits[c]
-        s, end = K.zero_run_decode_range(words, pos, limit, k_run, k_val, out, lo, min(out.size, lo + chunk), tab_len, tab_sym)
-        if s == K.STATUS_OK and end != limit:
-            s = K.STATUS_OVERRUN
-        status[c] = s
+        s, end = D.zero_run_decode_range(words, pos, limit, k_run, k_val, out, lo, min(out.size, lo + chunk))
+        status[c] = D.STATUS_OVERRUN if s == D.STATUS_OK and end != limit else s

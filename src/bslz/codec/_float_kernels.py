@@ -1,0 +1,95 @@
+"""Numba kernels that split float bit patterns into coded pieces and merge them back.
+
+A float word is sign | exponent (E bits) | mantissa (M bits). The head piece is the exponent with
+the top j mantissa bits (coded jointly they cost ~0.04 bits less than apart: the mantissa is not
+uniform inside a binade). The tail, sign << (M - j) | the low M - j mantissa bits, is cut into a
+top piece of (1 + M - j) % 8 bits (8 if that is 0) and whole bytes, most significant first.
+"""
+
+import numpy as np
+
+from bslz.codec._bits import peek64, put_bits
+from bslz.codec._jit import njit
+
+U64 = np.uint64
+
+
+@njit
+def head_piece(words, lo, hi, low_bits, mask, out):
+    """out[i] = exponent and top mantissa bits of words[lo + i]: (word >> low_bits) & mask."""
+    for i in range(hi - lo):
+        out[i] = (U64(words[lo + i]) >> low_bits) & mask
+
+
+@njit
+def tail_piece(words, lo, hi, sign_pos, low_bits, shift, mask, out):
+    """Piece at `shift` of the tail value sign << low_bits | the low `low_bits` mantissa bits."""
+    low_mask = (U64(1) << low_bits) - U64(1)
+    for i in range(hi - lo):
+        w = U64(words[lo + i])
+        tail = ((w >> sign_pos) << low_bits) | (w & low_mask)
+        out[i] = (tail >> shift) & mask
+
+
+@njit
+def merge_head(words, lo, hi, low_bits, piece):
+    """OR the head piece back into words[lo:hi] (zeroed first, or holding other pieces)."""
+    for i in range(hi - lo):
+        words[lo + i] |= U64(piece[i]) << low_bits
+
+
+@njit
+def merge_tail(words, lo, hi, sign_pos, low_bits, shift, piece):
+    """OR a tail piece back into words[lo:hi], its sign bit moved back to the word's top."""
+    sign_bit = U64(1) << low_bits
+    for i in range(hi - lo):
+        tail = U64(piece[i]) << shift
+        words[lo + i] |= ((tail & sign_bit) << (sign_pos - low_bits)) | (tail & (sign_bit - U64(1)))
+
+
+@njit
+def pack_bits(values, width, words):
+    """Write each value in `width` bits (1..16), MSB first; returns the bit count."""
+    w = 0
+    acc = U64(0)
+    filled = U64(0)
+    for i in range(values.size):
+        w, acc, filled = put_bits(words, w, acc, filled, U64(values[i]), U64(width))
+    nbits = U64(w) * U64(64) + filled
+    if filled > U64(0):
+        words[w] = acc
+    return nbits
+
+
+@njit
+def unpack_bits(words, count, width, out):
+    """Inverse of `pack_bits`; `words` padded for peeks (the caller checks the length)."""
+    pos = U64(0)
+    shift = U64(64) - U64(width)
+    for i in range(count):
+        out[i] = peek64(words, pos) >> shift
+        pos += U64(width)
+
+
+@njit
+def zigzag_around(values, center, out):
+    """out = se(v) mapping of (value - center): 0, 1, 2, ... for center, center + 1, center - 1, ..."""
+    c = np.int64(center)
+    for i in range(values.size):
+        d = np.int64(values[i]) - c
+        out[i] = U64(2 * d - 1) if d > 0 else U64(-2 * d)
+
+
+@njit
+def unzigzag_around(values, center, limit, out):
+    """Inverse of `zigzag_around`; returns False if a value falls outside 0..limit."""
+    c = np.int64(center)
+    for i in range(values.size):
+        u = U64(values[i])
+        half = np.int64(u >> U64(1))
+        d = half + 1 if (u & U64(1)) == U64(1) else -half
+        v = c + d
+        if v < 0 or v > limit:
+            return False
+        out[i] = v
+    return True

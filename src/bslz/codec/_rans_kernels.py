@@ -1,0 +1,387 @@
+"""Numba kernels for the static rANS table coder. Callers validate input; see `rans.py`.
+
+Coder: 64-bit states kept in [STATE_LOW, 2**63), 32-bit renormalisation, probabilities in units of
+1/2**SCALE_BITS. The state range is 2**17 times the scale, so the coder's own loss is negligible
+next to the cost of quantising the frequencies. NUM_STATES states are interleaved: symbol i goes
+through state i % NUM_STATES, and all states share one word stream, so decoding runs
+NUM_STATES independent dependency chains at once.
+
+Header (bits, most significant first, zero-padded to a byte): EG0(max_symbol), one bit `multi`;
+when multi: 4 bits k, then for s = 0 .. max_symbol - 1 the frequency EGk(f); a zero frequency is
+followed by EG0(r), r more zero frequencies. The frequency of max_symbol is implicit (scale minus
+the others) and must be in [1, scale). Decoders return a status instead of raising (STATUS_*).
+"""
+
+import numpy as np
+
+from bslz.codec._bits import peek64, put_bits
+from bslz.codec._jit import bit_length, njit
+
+U64 = np.uint64
+U32 = np.uint32
+
+SCALE_BITS = 14
+SCALE = 1 << SCALE_BITS
+MAX_ALPHABET = 4096
+NUM_STATES = 4  # the unrolled coder loops are written out for exactly four
+STATE_LOW_BITS = 31  # states live in [2**31, 2**63): one 32-bit word in or out per symbol at most
+STATE_LOW = 1 << STATE_LOW_BITS
+MAX_ORDER = 13  # largest k a header may use: EG13 already spends 14 bits on any frequency
+MAX_EG_ZEROS = 14  # no header value needs more than 14 leading zeros (max_symbol < 2**12)
+
+STATUS_OK = 0
+STATUS_TRUNCATED = 1
+STATUS_BAD_TABLE = 2  # frequency table that is not a valid normalised table
+STATUS_BAD_STATE = 3  # a state outside [STATE_LOW, 2**63) or not back at STATE_LOW at the end
+STATUS_TRAILING = 4  # words left over once every symbol is decoded
+STATUS_SYMBOL_TOO_LARGE = 5  # encoder input has a symbol >= MAX_ALPHABET
+
+_SB = U64(SCALE_BITS)
+_MASK = U64(SCALE - 1)
+_LOW = U64(STATE_LOW)
+_HIGH = U64(1) << U64(63)
+_W32 = U64(32)
+_LO32 = U64(0xFFFFFFFF)
+# encoder: a state at or above freq << _XMAX_SHIFT would leave [LOW, 2**63) once encoded
+_XMAX_SHIFT = U64(STATE_LOW_BITS - SCALE_BITS + 32)
+
+
+@njit
+def histogram(symbols, hist):
+    """Count symbols into `hist` (size MAX_ALPHABET); returns a status (too large symbol)."""
+    # four sub-histograms: runs of one symbol would otherwise serialise on one counter
+    sub = np.zeros((4, MAX_ALPHABET), dtype=np.uint64)
+    top = U64(MAX_ALPHABET)
+    n = U64(symbols.size)
+    n4 = n - n % U64(4)
+    bad = False
+    i = U64(0)
+    while i < n4:
+        a = U64(symbols[i])
+        b = U64(symbols[i + U64(1)])
+        c = U64(symbols[i + U64(2)])
+        d = U64(symbols[i + U64(3)])
+        bad |= max(max(a, b), max(c, d)) >= top
+        if bad:
+            return STATUS_SYMBOL_TOO_LARGE
+        sub[0, a] += U64(1)
+        sub[1, b] += U64(1)
+        sub[2, c] += U64(1)
+        sub[3, d] += U64(1)
+        i += U64(4)
+    while i < n:
+        a = U64(symbols[i])
+        if a >= top:
+            return STATUS_SYMBOL_TOO_LARGE
+        sub[0, a] += U64(1)
+        i += U64(1)
+    for s in range(MAX_ALPHABET):
+        hist[s] += sub[0, s] + sub[1, s] + sub[2, s] + sub[3, s]
+    return STATUS_OK
+
+
+@njit
+def eg_length(n, k):
+    """Bits of the order-k exp-Golomb codeword of n (both uint64)."""
+    return U64(2) * bit_length((n >> k) + U64(1)) - U64(1) + k
+
+
+@njit
+def put_eg(words, w, acc, filled, n, k):
+    v = n + (U64(1) << k)
+    return put_bits(words, w, acc, filled, v, U64(2) * bit_length(v) - U64(1) - k)
+
+
+@njit
+def zero_run_end(freqs, s, max_symbol):
+    """First index >= s with a non-zero frequency (max_symbol's frequency is never zero)."""
+    e = s
+    while e < max_symbol and freqs[e] == 0:
+        e += 1
+    return e
+
+
+@njit
+def table_bits(freqs, max_symbol, k):
+    """Bits the frequency list (after the 4-bit k) costs under order k."""
+    k = U64(k)
+    total = U64(0)
+    s = 0
+    while s < max_symbol:
+        f = U64(freqs[s])
+        total += eg_length(f, k)
+        if f == U64(0):
+            e = zero_run_end(freqs, s, max_symbol)
+            total += eg_length(U64(e - s - 1), U64(0))
+            s = e
+        else:
+            s += 1
+    return total
+
+
+@njit
+def write_header(freqs, max_symbol, multi, k, words):
+    """Write the header into zeroed `words`; returns its length in bits."""
+    w, acc, filled = put_eg(words, 0, U64(0), U64(0), U64(max_symbol), U64(0))
+    w, acc, filled = put_bits(words, w, acc, filled, U64(1 if multi else 0), U64(1))
+    if multi:
+        kk = U64(k)
+        w, acc, filled = put_bits(words, w, acc, filled, kk, U64(4))
+        s = 0
+        while s < max_symbol:
+            f = U64(freqs[s])
+            w, acc, filled = put_eg(words, w, acc, filled, f, kk)
+            if f == U64(0):
+                e = zero_run_end(freqs, s, max_symbol)
+                w, acc, filled = put_eg(words, w, acc, filled, U64(e - s - 1), U64(0))
+                s = e
+            else:
+                s += 1
+    nbits = U64(w) * U64(64) + filled
+    if filled > U64(0):
+        words[w] = acc
+    return nbits
+
+
+@njit
+def read_eg(words, pos, nbits, k):
+    """One order-k codeword at bit `pos` of a padded word array: (status, value, new pos)."""
+    window = peek64(words, pos)
+    zeros = U64(64) - bit_length(window)
+    if zeros > U64(MAX_EG_ZEROS):
+        # all zeros up to the end means the codeword was cut, not that it is too long
+        if pos + zeros >= nbits:
+            return STATUS_TRUNCATED, U64(0), pos
+        return STATUS_BAD_TABLE, U64(0), pos
+    length = U64(2) * zeros + U64(1) + k
+    if pos + length > nbits:
+        return STATUS_TRUNCATED, U64(0), pos
+    v = window >> (U64(64) - length)
+    return STATUS_OK, v - (U64(1) << k), pos + length
+
+
+@njit
+def read_header(words, nbits, freqs):
+    """Parse a header into `freqs` (size MAX_ALPHABET, zeroed).
+
+    Returns (status, max_symbol, multi, header bits). With multi the frequencies sum to SCALE,
+    every one is < SCALE and at least two are non-zero.
+    """
+    nbits = U64(nbits)
+    status, max_symbol, pos = read_eg(words, U64(0), nbits, U64(0))
+    if status != STATUS_OK:
+        return status, 0, False, pos
+    if max_symbol >= U64(MAX_ALPHABET):
+        return STATUS_BAD_TABLE, 0, False, pos
+    if pos + U64(1) > nbits:
+        return STATUS_TRUNCATED, 0, False, pos
+    multi = (peek64(words, pos) >> U64(63)) != U64(0)
+    pos += U64(1)
+    top = np.int64(max_symbol)
+    if not multi:
+        return STATUS_OK, top, False, pos
+    if top == 0 or pos + U64(4) > nbits:  # a lone symbol 0 cannot be multi
+        return (STATUS_BAD_TABLE if top == 0 else STATUS_TRUNCATED), 0, False, pos
+    k = peek64(words, pos) >> U64(60)
+    pos += U64(4)
+    if k > U64(MAX_ORDER):
+        return STATUS_BAD_TABLE, 0, False, pos
+    total = U64(0)
+    s = 0
+    while s < top:
+        status, f, pos = read_eg(words, pos, nbits, k)
+        if status != STATUS_OK:
+            return status, 0, False, pos
+        if f == U64(0):
+            status, r, pos = read_eg(words, pos, nbits, U64(0))
+            if status != STATUS_OK:
+                return status, 0, False, pos
+            if r >= U64(top - s):  # the run may not reach max_symbol
+                return STATUS_BAD_TABLE, 0, False, pos
+            s += 1 + np.int64(r)
+        else:
+            total += f
+            if total >= U64(SCALE):
+                return STATUS_BAD_TABLE, 0, False, pos
+            freqs[s] = f
+            s += 1
+    if total == U64(0):  # max_symbol alone would be a single-symbol stream
+        return STATUS_BAD_TABLE, 0, False, pos
+    freqs[top] = U64(SCALE) - total
+    return STATUS_OK, top, True, pos
+
+
+@njit
+def build_slot_table(freqs, starts, nsym, slot_sym):
+    """slot_sym[slot] = the symbol whose range [start, start + freq) holds slot."""
+    for s in range(nsym):
+        lo = np.int64(starts[s])
+        for t in range(lo, lo + np.int64(freqs[s])):
+            slot_sym[t] = s
+
+
+@njit
+def encode_step(x, f, inv_f, start):
+    """Push a symbol (frequency f, start) into state x: (state, spilled?, spilled low word).
+
+    Takes no arrays: numba left reference counting inside the loop when the helper took `out`.
+    """
+    spill = x >= (f << _XMAX_SHIFT)
+    word = U32(x & _LO32)
+    x = (x >> _W32) if spill else x
+    # x / f < 2**49 here, so the double quotient is off by less than 1 and one fix-up each way
+    # makes it exact: ~10 % faster than a 64-bit divide, and without branches to mispredict
+    q = U64(np.float64(x) * inv_f)
+    qf = q * f
+    over = qf > x
+    q = q - U64(over)
+    qf = (qf - f) if over else qf
+    r = x - qf
+    under = r >= f
+    q = q + U64(under)
+    r = (r - f) if under else r
+    return (q << _SB) + r + start, spill, word
+
+
+@njit
+def encode_states(symbols, freqs, inv_freqs, starts, out):
+    """rANS-code `symbols` backwards into the tail of `out` (uint32, >= size + 2 * NUM_STATES).
+
+    Returns the index of the first word written: out[first:] is the payload, the final states
+    first (low word, high word, state 0 first), then renormalisation words in decoding order.
+    `inv_freqs` is 1.0 / freqs (float64) for the symbols present.
+
+    Every step stores its low word at pos - 1 and moves pos only on a spill (no branch): a
+    stored-but-kept word lies below pos and is overwritten or left out of the payload.
+    """
+    n = U64(symbols.size)
+    pos = U64(out.size)
+    xs = np.full(NUM_STATES, _LOW, dtype=np.uint64)
+    four = U64(4)
+    i = n
+    # the last n % 4 symbols first, so the unrolled loop below sees whole rounds of four
+    while i % four != U64(0):
+        i -= U64(1)
+        j = i % four
+        s = symbols[i]
+        xs[j], spill, word = encode_step(xs[j], U64(freqs[s]), inv_freqs[s], U64(starts[s]))
+        out[pos - U64(1)] = word
+        pos -= U64(spill)
+    x0 = xs[0]
+    x1 = xs[1]
+    x2 = xs[2]
+    x3 = xs[3]
+    while i > U64(0):
+        i -= four
+        s = symbols[i + U64(3)]
+        x3, spill, word = encode_step(x3, U64(freqs[s]), inv_freqs[s], U64(starts[s]))
+        out[pos - U64(1)] = word
+        pos -= U64(spill)
+        s = symbols[i + U64(2)]
+        x2, spill, word = encode_step(x2, U64(freqs[s]), inv_freqs[s], U64(starts[s]))
+        out[pos - U64(1)] = word
+        pos -= U64(spill)
+        s = symbols[i + U64(1)]
+        x1, spill, word = encode_step(x1, U64(freqs[s]), inv_freqs[s], U64(starts[s]))
+        out[pos - U64(1)] = word
+        pos -= U64(spill)
+        s = symbols[i]
+        x0, spill, word = encode_step(x0, U64(freqs[s]), inv_freqs[s], U64(starts[s]))
+        out[pos - U64(1)] = word
+        pos -= U64(spill)
+    xs[0] = x0
+    xs[1] = x1
+    xs[2] = x2
+    xs[3] = x3
+    used = min(n, U64(NUM_STATES))
+    for j in range(np.int64(used) - 1, -1, -1):
+        pos -= U64(2)
+        out[pos] = U32(xs[j] & _LO32)
+        out[pos + U64(1)] = U32(xs[j] >> _W32)
+    return pos
+
+
+@njit
+def decode_step(x, slot_sym, freqs, starts):
+    """One symbol out of state x: (symbol, state before renormalisation)."""
+    slot = x & _MASK
+    s = slot_sym[slot]
+    return s, U64(freqs[s]) * (x >> _SB) + slot - U64(starts[s])
+
+
+@njit
+def decode_states(words, slot_sym, freqs, starts, out):
+    """Decode out.size symbols from `words` (the payload). Returns a status.
+
+    Any word content is safe: every word position is checked before it is read, a state only
+    shrinks during a step and takes at most one word, so the loop ends after out.size steps.
+    """
+    count = U64(out.size)
+    nw = U64(words.size)
+    used = min(count, U64(NUM_STATES))
+    if nw < U64(2) * used:
+        return STATUS_TRUNCATED
+    xs = np.full(NUM_STATES, _LOW, dtype=np.uint64)
+    for j in range(used):
+        x = U64(words[2 * j]) | (U64(words[2 * j + 1]) << _W32)
+        if x < _LOW or x >= _HIGH:
+            return STATUS_BAD_STATE
+        xs[j] = x
+    pos = U64(2) * used
+    x0 = xs[0]
+    x1 = xs[1]
+    x2 = xs[2]
+    x3 = xs[3]
+    i = U64(0)
+    four = U64(4)
+    # fast path: four symbols and at most four words a round, so one check a round suffices.
+    # Renormalisation is branchless (a word is read every step, used when needed): a state
+    # spills about every 32 / (bits a symbol) steps, too irregular for the branch predictor.
+    while i + four <= count and pos + four <= nw:
+        s0, x0 = decode_step(x0, slot_sym, freqs, starts)
+        s1, x1 = decode_step(x1, slot_sym, freqs, starts)
+        s2, x2 = decode_step(x2, slot_sym, freqs, starts)
+        s3, x3 = decode_step(x3, slot_sym, freqs, starts)
+        out[i] = s0
+        out[i + U64(1)] = s1
+        out[i + U64(2)] = s2
+        out[i + U64(3)] = s3
+        need = x0 < _LOW
+        w = (x0 << _W32) | U64(words[pos])
+        x0 = w if need else x0
+        pos += U64(need)
+        need = x1 < _LOW
+        w = (x1 << _W32) | U64(words[pos])
+        x1 = w if need else x1
+        pos += U64(need)
+        need = x2 < _LOW
+        w = (x2 << _W32) | U64(words[pos])
+        x2 = w if need else x2
+        pos += U64(need)
+        need = x3 < _LOW
+        w = (x3 << _W32) | U64(words[pos])
+        x3 = w if need else x3
+        pos += U64(need)
+        i += four
+    xs[0] = x0
+    xs[1] = x1
+    xs[2] = x2
+    xs[3] = x3
+    # tail: one symbol at a time, checking every read
+    while i < count:
+        j = i % U64(NUM_STATES)
+        s, x = decode_step(xs[j], slot_sym, freqs, starts)
+        out[i] = s
+        if x < _LOW:
+            if pos >= nw:
+                return STATUS_TRUNCATED
+            x = (x << _W32) | U64(words[pos])
+            pos += U64(1)
+        xs[j] = x
+        i += U64(1)
+    for j in range(NUM_STATES):
+        if xs[j] != _LOW:
+            return STATUS_BAD_STATE
+    if pos != nw:
+        return STATUS_TRAILING
+    return STATUS_OK

@@ -1,0 +1,299 @@
+"""Lossless coding of float tensors: bit-exact for every pattern (NaN payloads, ±0, ±inf, subnormals).
+
+Each float is cut into pieces (see `_float_kernels`): the exponent with the top mantissa bits,
+then sign and the rest of the mantissa as a top piece and whole bytes. The tensor is cut into
+chunks; every (chunk, piece) is one segment, coded with whichever of four methods is smallest,
+by exact size:
+
+    RAW       the piece's bits packed back to back
+    CONSTANT  one value repeated (no payload)
+    EXP_GOLOMB  order-k exp-Golomb of se(v - center), center = the most frequent value
+    RANS      the static rANS table coder
+
+Layout of an encoded tensor (all integers little-endian):
+
+    chunk table: (num_chunks + 1) x u64 byte offsets of each chunk, relative to the end of the table
+    per chunk, per piece, a segment: method u8 | k u8 | center u16 | nbytes u32 | nbytes of payload
+"""
+
+import concurrent.futures
+import dataclasses
+import os
+
+import numpy as np
+
+from bslz.codec import _float_kernels as FK
+from bslz.codec import expgolomb as eg
+from bslz.codec._bits import bytes_to_words, words_to_bytes
+from bslz.codec.rans import decode_rans, encode_rans
+from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
+
+U64 = np.uint64
+RAW, CONSTANT, EXP_GOLOMB, RANS = 0, 1, 2, 3
+METHOD_NAMES = {RAW: "raw", CONSTANT: "constant", EXP_GOLOMB: "exp-golomb", RANS: "rans"}
+SEGMENT_HEADER = np.dtype([("method", "u1"), ("k", "u1"), ("center", "<u2"), ("nbytes", "<u4")])
+DEFAULT_CHUNK_BYTES = 1 << 18  # 256 KiB of original data a chunk
+
+
+@dataclasses.dataclass(frozen=True)
+class FloatLayout:
+    """Bit fields of a float format: sign | exponent (exp_bits) | mantissa (man_bits)."""
+
+    name: str
+    exp_bits: int
+    man_bits: int
+
+    @property
+    def bits(self):
+        return 1 + self.exp_bits + self.man_bits
+
+    @property
+    def word_dtype(self):
+        return np.dtype(f"u{self.bits // 8}")
+
+    @property
+    def head_mantissa_bits(self):
+        """Mantissa bits coded with the exponent (the rANS alphabet holds up to 12 bits)."""
+        return min(2, self.man_bits, 12 - self.exp_bits)
+
+    @property
+    def low_bits(self):
+        return self.man_bits - self.head_mantissa_bits
+
+    def pieces(self):
+        """(name, width, shift) of every piece: the head (shift None), then the tail from the top."""
+        out = [("exponent", self.exp_bits + self.head_mantissa_bits, None)]
+        tail_bits = 1 + self.low_bits
+        top = tail_bits % 8 or 8
+        shift = tail_bits - top
+        out.append(("sign+mantissa", top, shift))
+        while shift:
+            shift -= 8
+            out.append((f"mantissa byte {shift // 8}", 8, shift))
+        return out
+
+
+LAYOUTS = {
+    layout.name: layout
+    for layout in (
+        FloatLayout("float8_e4m3", 4, 3),
+        FloatLayout("float8_e5m2", 5, 2),
+        FloatLayout("float16", 5, 10),
+        FloatLayout("bfloat16", 8, 7),
+        FloatLayout("float32", 8, 23),
+        FloatLayout("float64", 11, 52),
+    )
+}
+
+
+def get_layout(name):
+    try:
+        return LAYOUTS[name]
+    except KeyError:
+        raise InvalidArgumentError(f"unknown float layout {name!r}; known: {', '.join(LAYOUTS)}") from None
+
+
+def default_chunk_size(layout):
+    return DEFAULT_CHUNK_BYTES // (layout.bits // 8)
+
+
+def _as_words(values, layout):
+    arr = np.asarray(values)
+    if arr.dtype.itemsize != layout.bits // 8:
+        raise InvalidArgumentError(f"{layout.name} needs {layout.bits // 8}-byte elements, got {arr.dtype}")
+    return np.ascontiguousarray(arr).reshape(-1).view(layout.word_dtype)
+
+
+def _piece_values(words, lo, hi, layout, width, shift, out):
+    mask = U64((1 << width) - 1)
+    if shift is None:
+        FK.head_piece(words, lo, hi, U64(layout.low_bits), mask, out)
+    else:
+        FK.tail_piece(words, lo, hi, U64(layout.bits - 1), U64(layout.low_bits), U64(shift), mask, out)
+
+
+def _raw_bytes(values, width):
+    if width == 8:
+        return values.astype(np.uint8).tobytes()
+    words = np.zeros((values.size * width) // 64 + 2, dtype=np.uint64)
+    nbits = FK.pack_bits(values, width, words)
+    return words_to_bytes(words, nbits).tobytes()
+
+
+def _entropy_bytes(hist, n):
+    c = hist[hist > 0].astype(np.float64)
+    return float(-(c * np.log2(c / n)).sum()) / 8
+
+
+def encode_segment(values, width):
+    """(method, k, center, payload bytes) of the smallest coding of one piece's values."""
+    n = values.size
+    hist = np.bincount(values, minlength=1 << width)
+    center = int(np.argmax(hist))
+    if hist[center] == n:
+        return CONSTANT, 0, center, b""
+    best = (RAW, 0, 0, None)
+    best_size = (n * width + 7) // 8
+    mapped = np.empty(n, dtype=np.uint32)
+    FK.zigzag_around(values, center, mapped)
+    costs = eg.order_costs(mapped)
+    k = int(np.argmin(costs))
+    if (int(costs[k]) + 7) // 8 < best_size:
+        best, best_size = (EXP_GOLOMB, k, center, mapped), (int(costs[k]) + 7) // 8
+    if _entropy_bytes(hist, n) < best_size:  # rANS never beats the order-0 entropy: try it only if it may win
+        coded = encode_rans(values)
+        if len(coded) < best_size:
+            return RANS, 0, 0, coded
+    method, k, center, data = best
+    if method == RAW:
+        return RAW, 0, 0, _raw_bytes(values, width)
+    buf, _ = eg.encode(data, k)
+    return EXP_GOLOMB, k, center, buf.tobytes()
+
+
+def _encode_chunk(words, lo, hi, layout):
+    parts = []
+    piece_buf = np.empty(hi - lo, dtype=np.uint16)
+    for _, width, shift in layout.pieces():
+        _piece_values(words, lo, hi, layout, width, shift, piece_buf)
+        method, k, center, payload = encode_segment(piece_buf, width)
+        header = np.zeros(1, dtype=SEGMENT_HEADER)
+        header[0] = (method, k, center, len(payload))
+        parts.append(header.tobytes())
+        parts.append(payload)
+    return b"".join(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedFloats:
+    layout: str
+    count: int
+    chunk_size: int
+    payload: bytes
+
+    def size_bits(self):
+        return 8 * len(self.payload)
+
+
+def encode_floats(values, layout, *, chunk_size=None, workers=None):
+    """Code the bit patterns of a float array (`values`: any array of the layout's element size).
+
+    `layout` names the float format (see LAYOUTS); returns an `EncodedFloats`.
+    """
+    layout = get_layout(layout)
+    words = _as_words(values, layout)
+    chunk_size = default_chunk_size(layout) if chunk_size is None else chunk_size
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or not 1 <= chunk_size <= 1 << 30:
+        raise InvalidArgumentError(f"chunk_size must be an integer in 1..2**30, got {chunk_size!r}")
+    bounds = [(lo, min(words.size, lo + chunk_size)) for lo in range(0, words.size, chunk_size)]
+    with _pool(workers, len(bounds)) as pool:
+        chunks = list(pool.map(lambda b: _encode_chunk(words, b[0], b[1], layout), bounds))
+    offsets = np.zeros(len(chunks) + 1, dtype="<u8")
+    np.cumsum([len(c) for c in chunks], out=offsets[1:])
+    return EncodedFloats(layout.name, words.size, int(chunk_size), offsets.tobytes() + b"".join(chunks))
+
+
+def _pool(workers, jobs):
+    workers = min(workers or os.cpu_count() or 1, max(jobs, 1))
+    return concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+
+
+def decode_floats(encoded, out=None, *, workers=None):
+    """Decode an `EncodedFloats` into an array of unsigned words (view it as the float dtype)."""
+    layout = get_layout(encoded.layout)
+    count, chunk_size = encoded.count, encoded.chunk_size
+    if not isinstance(count, int) or count < 0 or not isinstance(chunk_size, int) or not 1 <= chunk_size <= 1 << 30:
+        raise FormatError(f"float stream: bad count {count!r} or chunk size {chunk_size!r}")
+    data = np.frombuffer(encoded.payload, dtype=np.uint8)
+    nchunks = -(-count // chunk_size)
+    table_bytes = 8 * (nchunks + 1)
+    if data.size < table_bytes:
+        raise TruncatedError(f"float stream of {data.size} bytes has no room for its {nchunks}-chunk table")
+    offsets = data[:table_bytes].view("<u8").astype(np.uint64)
+    body = data[table_bytes:]
+    if offsets[0] != 0 or np.any(offsets[1:] < offsets[:-1]):
+        raise FormatError("float stream: chunk offsets are not increasing from 0")
+    if int(offsets[-1]) != body.size:
+        cls = TruncatedError if int(offsets[-1]) > body.size else FormatError
+        raise cls(f"float stream: chunks span {int(offsets[-1])} bytes, {body.size} present")
+    if out is None:
+        out = np.zeros(count, dtype=layout.word_dtype)
+    elif out.shape != (count,) or out.dtype != layout.word_dtype:
+        raise InvalidArgumentError(f"out must be a {layout.word_dtype} array of shape ({count},)")
+    else:
+        out[:] = 0
+
+    def decode_chunk(c):
+        lo, hi = c * chunk_size, min(count, (c + 1) * chunk_size)
+        _decode_chunk(body[int(offsets[c]) : int(offsets[c + 1])], out, lo, hi, layout)
+
+    with _pool(workers, nchunks) as pool:
+        list(pool.map(decode_chunk, range(nchunks)))
+    return out
+
+
+def _decode_chunk(data, out, lo, hi, layout):
+    n = hi - lo
+    pos = 0
+    piece = np.empty(n, dtype=np.uint16)
+    for name, width, shift in layout.pieces():
+        if data.size - pos < SEGMENT_HEADER.itemsize:
+            raise TruncatedError(f"float chunk ends before its {name} segment header")
+        method, k, center, nbytes = data[pos : pos + SEGMENT_HEADER.itemsize].view(SEGMENT_HEADER)[0].item()
+        pos += SEGMENT_HEADER.itemsize
+        if nbytes > data.size - pos:
+            raise TruncatedError(f"float chunk's {name} segment claims {nbytes} bytes, {data.size - pos} left")
+        _decode_segment(data[pos : pos + nbytes], method, k, center, width, piece, name)
+        pos += nbytes
+        if shift is None:
+            FK.merge_head(out, lo, hi, U64(layout.low_bits), piece)
+        else:
+            FK.merge_tail(out, lo, hi, U64(layout.bits - 1), U64(layout.low_bits), U64(shift), piece)
+    if pos != data.size:
+        raise FormatError(f"float chunk has {data.size - pos} bytes after its last segment")
+
+
+def _decode_segment(payload, method, k, center, width, piece, name):
+    n = piece.size
+    limit = (1 << width) - 1
+    if method == CONSTANT:
+        if payload.size or center > limit:
+            raise FormatError(f"{name}: bad constant segment")
+        piece[:] = center
+    elif method == RAW:
+        if payload.size != (n * width + 7) // 8:
+            raise FormatError(f"{name}: raw segment of {payload.size} bytes for {n} values of {width} bits")
+        if width == 8:
+            piece[:] = payload
+        else:
+            FK.unpack_bits(bytes_to_words(payload), n, width, piece)
+    elif method == EXP_GOLOMB:
+        if k > eg.MAX_ORDER or center > limit:
+            raise FormatError(f"{name}: bad exp-Golomb parameters k={k}, center={center}")
+        mapped = eg.decode(payload, n, k)
+        if (eg.code_length(mapped, k) + 7) // 8 != payload.size:
+            raise FormatError(f"{name}: exp-Golomb segment has trailing bytes")
+        if not FK.unzigzag_around(mapped, center, limit, piece):
+            raise FormatError(f"{name}: exp-Golomb values out of range")
+    elif method == RANS:
+        decoded = decode_rans(payload, n)
+        if decoded.size and int(decoded.max()) > limit:
+            raise FormatError(f"{name}: rANS symbols out of range")
+        piece[:] = decoded
+    else:
+        raise FormatError(f"{name}: unknown segment method {method}")
+
+
+def order0_bound_bits(values, layout, *, chunk_size=None):
+    """Sum over chunks and pieces of the order-0 entropy: the bound a per-chunk order-0 coder meets."""
+    layout = get_layout(layout)
+    words = _as_words(values, layout)
+    chunk_size = default_chunk_size(layout) if chunk_size is None else chunk_size
+    total = 0.0
+    piece = np.empty(min(chunk_size, words.size), dtype=np.uint16)
+    for lo in range(0, words.size, chunk_size):
+        hi = min(words.size, lo + chunk_size)
+        for _, width, shift in layout.pieces():
+            _piece_values(words, lo, hi, layout, width, shift, piece[: hi - lo])
+            total += 8 * _entropy_bytes(np.bincount(piece[: hi - lo]), hi - lo)
+    return total

@@ -1,0 +1,397 @@
+"""Uniform scalar quantizer with a dead zone, and step selection from an SNR or a rate target.
+
+Symbols (x: real values, step D > 0, rounding offset theta = `dead_zone` in [0, 1)):
+
+    q = sign(x) * floor(|x| / D + theta)        computed in float64
+
+theta = 0.5 is plain rounding; a smaller theta widens the zero bin to |x| < D (1 - theta) and
+shifts every other bin outward. Bin j >= 1 holds D (j - theta) <= |x| < D (j + 1 - theta).
+
+Reconstruction of a symbol q (sign(q) times a magnitude; q = 0 always gives 0):
+
+    "midpoint": the middle of the bin, D (|q| + 1/2 - theta); with theta = 0.5 this is q D and
+                |x - x_hat| <= D / 2 everywhere.
+    "lattice":  q D whatever theta (the classic dead-zone decoder: it sits theta D above the lower
+                bin edge, which approximates the centroid of a peaked density for free).
+    "gg":       the conditional mean of the fitted generalized Gaussian over the bin, from a
+                per-tensor table for |q| <= levels, the midpoint beyond.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from bslz.codec import expgolomb
+from bslz.codec._jit import njit
+from bslz.codec.gg import fit_generalized_gaussian, gg_bin_centroids
+from bslz.errors import InvalidArgumentError
+
+RECONSTRUCTIONS = ("midpoint", "lattice", "gg")
+DEFAULT_GG_LEVELS = 64  # GG centroids for |q| <= 64; beyond, the density is flat across a bin
+MAX_SYMBOL = 2**31 - 1  # symbols are int32 at most
+_SYMBOL_DTYPES = ((127, np.int8), (32767, np.int16), (MAX_SYMBOL, np.int32))
+_SEARCH_MAX_STEPS = 200  # bisections: a bound that real searches (about 10-40) never reach
+_HISTOGRAM_MAX_ABS = 1 << 20  # past this, rates are costed symbol by symbol
+
+
+@dataclass(frozen=True)
+class QuantizerParams:
+    """What a decoder needs to turn symbols back into values (GG reconstruction also needs (nu, beta)).
+
+    step: quantization step D (units of the tensor), finite and > 0.
+    dead_zone: rounding offset theta in [0, 1); 0.5 is plain rounding, smaller widens the zero bin.
+    reconstruction: one of RECONSTRUCTIONS.
+    """
+
+    step: float
+    dead_zone: float = 0.5
+    reconstruction: str = "midpoint"
+
+    def __post_init__(self):
+        check_step(self.step)
+        check_dead_zone(self.dead_zone)
+        check_reconstruction(self.reconstruction)
+
+
+def check_step(step):
+    if isinstance(step, bool) or not isinstance(step, (int, float, np.integer, np.floating)):
+        raise InvalidArgumentError(f"step must be a real number, got {step!r}")
+    if not (math.isfinite(step) and step > 0):
+        raise InvalidArgumentError(f"step must be finite and positive, got {step}")
+    return float(step)
+
+
+def check_dead_zone(dead_zone):
+    if isinstance(dead_zone, bool) or not isinstance(dead_zone, (int, float, np.integer, np.floating)):
+        raise InvalidArgumentError(f"dead_zone must be a real number, got {dead_zone!r}")
+    if not 0.0 <= dead_zone < 1.0:
+        raise InvalidArgumentError(f"dead_zone (rounding offset) must lie in [0, 1), got {dead_zone}")
+    return float(dead_zone)
+
+
+def check_reconstruction(reconstruction):
+    if reconstruction not in RECONSTRUCTIONS:
+        raise InvalidArgumentError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {reconstruction!r}")
+    return reconstruction
+
+
+def _as_float_flat(x):
+    """x as a contiguous 1-D float32/float64 array the kernels accept (float16 widens exactly)."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiu":
+        raise InvalidArgumentError(f"expected a real numeric array, got dtype {arr.dtype}")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float32 if arr.dtype.kind == "f" and arr.itemsize <= 4 else np.float64)
+    return np.ascontiguousarray(arr).reshape(-1)
+
+
+# ---- kernels ---------------------------------------------------------------------------------
+
+
+@njit
+def _max_abs_and_finite(x):
+    """(max |x|, True if every value is finite) in one pass."""
+    m = 0.0
+    for i in range(x.size):
+        a = abs(np.float64(x[i]))
+        if not a <= 1.7976931348623157e308:  # NaN or inf
+            return m, False
+        if a > m:
+            m = a
+    return m, True
+
+
+@njit
+def _quantize_kernel(x, step, dead_zone, out):
+    for i in range(x.size):
+        v = np.float64(x[i])
+        q = math.floor(abs(v) / step + dead_zone)
+        out[i] = q if v >= 0.0 else -q
+
+
+@njit
+def _magnitude(q_abs, step, table, beyond_offset):
+    """Reconstructed |x| of a symbol magnitude: table entry, else offset lattice point."""
+    if q_abs < table.size:
+        return table[q_abs]
+    return (q_abs + beyond_offset) * step
+
+
+@njit
+def _dequantize_kernel(symbols, step, table, beyond_offset, out):
+    for i in range(symbols.size):
+        q = np.int64(symbols[i])
+        m = _magnitude(abs(q), step, table, beyond_offset)
+        out[i] = m if q >= 0 else -m
+
+
+@njit
+def _squared_error_kernel(x, step, dead_zone, table, beyond_offset):
+    """Sum of (x - dequantize(quantize(x)))^2 in float64, without materialising either."""
+    total = 0.0
+    for i in range(x.size):
+        a = abs(np.float64(x[i]))
+        q_abs = np.int64(math.floor(a / step + dead_zone))
+        d = a - _magnitude(q_abs, step, table, beyond_offset)
+        total += d * d
+    return total
+
+
+@njit
+def _zigzag_histogram(symbols, size):
+    """Histogram of the se(v) images of signed symbols: v > 0 -> 2v - 1, v <= 0 -> -2v."""
+    hist = np.zeros(size, dtype=np.uint64)
+    for i in range(symbols.size):
+        v = np.int64(symbols[i])
+        hist[2 * v - 1 if v > 0 else -2 * v] += np.uint64(1)
+    return hist
+
+
+# ---- quantize / dequantize -------------------------------------------------------------------
+
+
+def symbol_dtype(max_abs_symbol):
+    """Smallest signed integer dtype holding symbols in [-max_abs_symbol, max_abs_symbol]."""
+    for limit, dtype in _SYMBOL_DTYPES:
+        if max_abs_symbol <= limit:
+            return np.dtype(dtype)
+    raise InvalidArgumentError(f"symbols up to {max_abs_symbol} overflow int32: the step is too small")
+
+
+def _max_abs_checked(flat):
+    max_abs, finite = _max_abs_and_finite(flat)
+    if not finite:
+        raise InvalidArgumentError("tensor holds NaN or infinity")
+    return max_abs
+
+
+def _max_symbol(max_abs, step, dead_zone):
+    return math.floor(max_abs / step + dead_zone)
+
+
+def quantize(x, step, dead_zone=0.5):
+    """Signed symbols q = sign(x) floor(|x| / step + dead_zone), same shape as x.
+
+    dtype: int8, int16 or int32, the smallest that holds max |q|. Raises InvalidArgumentError for
+    a step that is not finite and positive, NaN / infinity in x, or symbols beyond int32.
+    """
+    step = check_step(step)
+    dead_zone = check_dead_zone(dead_zone)
+    shape = np.shape(x)
+    flat = _as_float_flat(x)
+    dtype = symbol_dtype(_max_symbol(_max_abs_checked(flat), step, dead_zone))
+    out = np.empty(flat.size, dtype=dtype)
+    _quantize_kernel(flat, step, dead_zone, out)
+    return out.reshape(shape)
+
+
+def reconstruction_table(step, dead_zone=0.5, reconstruction="midpoint", gg_params=None, levels=DEFAULT_GG_LEVELS):
+    """(table, beyond_offset): |x_hat| of |q| is table[|q|] for |q| < len(table), else (|q| + beyond_offset) step.
+
+    table is float64, table[0] = 0. For "gg", gg_params = (nu, beta) of the fitted GG and the table
+    holds the bin centroids for |q| = 0..levels; a decoder that stores this table (or (nu, beta))
+    reconstructs exactly as the encoder measured.
+    """
+    step = check_step(step)
+    dead_zone = check_dead_zone(dead_zone)
+    check_reconstruction(reconstruction)
+    midpoint_offset = 0.5 - dead_zone
+    if reconstruction == "lattice":
+        return np.zeros(1), 0.0
+    if reconstruction == "midpoint":
+        return np.zeros(1), midpoint_offset
+    if gg_params is None:
+        raise InvalidArgumentError('reconstruction "gg" needs gg_params = (nu, beta)')
+    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or not 0 <= levels <= 1 << 20:
+        raise InvalidArgumentError(f"levels must be an integer in 0..2**20, got {levels!r}")
+    try:
+        nu, beta = (float(v) for v in gg_params)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"gg_params must be (nu, beta), got {gg_params!r}") from None
+    j = np.arange(1, int(levels) + 1, dtype=np.float64)
+    centroids = gg_bin_centroids((j - dead_zone) * step, (j + 1.0 - dead_zone) * step, nu, beta)
+    return np.concatenate(([0.0], centroids)), midpoint_offset
+
+
+def dequantize(
+    symbols, step, dead_zone=0.5, reconstruction="midpoint", gg_params=None, levels=DEFAULT_GG_LEVELS, dtype=np.float32
+):
+    """Values reconstructed from signed integer symbols (see the module docstring), same shape.
+
+    gg_params = (nu, beta) is required for reconstruction="gg". dtype: output float dtype.
+    """
+    sym = np.asarray(symbols)
+    if sym.dtype.kind not in "iu":
+        raise InvalidArgumentError(f"symbols must be integers, got {sym.dtype}")
+    out_dtype = np.dtype(dtype)
+    if out_dtype.kind != "f":
+        raise InvalidArgumentError(f"dtype must be a float dtype, got {out_dtype}")
+    table, beyond_offset = reconstruction_table(step, dead_zone, reconstruction, gg_params, levels)
+    compute_dtype = out_dtype if out_dtype in (np.float32, np.float64) else np.dtype(np.float32)
+    flat = np.ascontiguousarray(sym).reshape(-1)
+    out = np.empty(flat.size, dtype=compute_dtype)
+    _dequantize_kernel(flat, check_step(step), table, beyond_offset, out)
+    return out.astype(out_dtype, copy=False).reshape(sym.shape)
+
+
+def squared_error(x, step, dead_zone=0.5, reconstruction="midpoint", gg_params=None, levels=DEFAULT_GG_LEVELS):
+    """Sum of (x - x_hat)^2 over x (float64), as dequantize(quantize(x)) in float64 would give."""
+    flat = _as_float_flat(x)
+    max_abs = _max_abs_checked(flat)
+    symbol_dtype(_max_symbol(max_abs, check_step(step), check_dead_zone(dead_zone)))
+    table, beyond_offset = reconstruction_table(step, dead_zone, reconstruction, gg_params, levels)
+    return float(_squared_error_kernel(flat, float(step), float(dead_zone), table, beyond_offset))
+
+
+def _snr_db(signal, error):
+    if error == 0.0:
+        return math.inf
+    return 10.0 * math.log10(signal / error)
+
+
+# ---- rate ------------------------------------------------------------------------------------
+
+
+def exp_golomb_bits(symbols):
+    """Exact bits of the signed symbols, zigzag-mapped (se(v)), under the best exp-Golomb order k.
+
+    symbols: integer array of any shape. Equals
+    code_length(signed_to_unsigned(s), best_order(signed_to_unsigned(s))) of bslz.codec.expgolomb,
+    counted from a histogram so that no widened copy of the symbols is made.
+    """
+    flat = np.ascontiguousarray(np.asarray(symbols)).reshape(-1)
+    if flat.dtype.kind not in "iu":
+        raise InvalidArgumentError(f"symbols must be integers, got {flat.dtype}")
+    if flat.size == 0:
+        return 0
+    max_abs = max(abs(int(flat.min())), abs(int(flat.max())))
+    if max_abs > MAX_SYMBOL:
+        raise InvalidArgumentError("symbols beyond int32 are not supported")
+    if max_abs < _HISTOGRAM_MAX_ABS:
+        costs = expgolomb.order_costs(histogram=_zigzag_histogram(flat, 2 * max_abs + 1))
+    else:  # a histogram would be larger than the symbols
+        costs = expgolomb.order_costs(expgolomb.signed_to_unsigned(flat))
+    return int(costs.min())
+
+
+# ---- step selection --------------------------------------------------------------------------
+
+
+def _smallest_safe_step(max_abs, dead_zone):
+    """Smallest step whose symbols still fit int32 (with a margin for float64 rounding)."""
+    return max_abs / (MAX_SYMBOL - 2 - dead_zone)
+
+
+def _all_zero_step(max_abs, dead_zone):
+    """A step at which every symbol is 0: max|x| / step + dead_zone < 1, with a margin."""
+    return 2.0 * max_abs / (1.0 - dead_zone)
+
+
+def _bisect_log_step(passes, small_steps_pass, guess, step_min, step_max, rtol):
+    """The step where `passes` flips, by walking out from `guess` then bisecting on log(step).
+
+    small_steps_pass=True (SNR): returns the largest passing step found; False (rate): the smallest.
+    The caller has checked that the far end it is sure of passes (step_min resp. step_max).
+    """
+
+    def small_side(step):
+        return passes(step) == small_steps_pass
+
+    a, b = step_min, step_max  # invariant once checked: small_side(a) and not small_side(b)
+    step = min(max(guess, step_min), step_max)
+    factor = 2.0
+    if small_side(step):
+        while True:  # walk up until a step falls on the large side
+            a = step
+            if step >= step_max:
+                return step_max  # passes everywhere up to the all-zero step (SNR case)
+            step = min(step * factor, step_max)
+            if not small_side(step):
+                b = step
+                break
+            factor *= 2.0
+    else:
+        while True:  # walk down until a step falls on the small side
+            b = step
+            if step <= step_min:
+                return step_min  # passes everywhere down to the int32 limit (rate case)
+            step = max(step / factor, step_min)
+            if small_side(step):
+                a = step
+                break
+            factor *= 2.0
+    for _ in range(_SEARCH_MAX_STEPS):
+        if b <= a * (1.0 + rtol):
+            break
+        mid = math.sqrt(a * b)
+        if small_side(mid):
+            a = mid
+        else:
+            b = mid
+    return a if small_steps_pass else b
+
+
+def step_for_snr(
+    x, snr_db, dead_zone=0.5, reconstruction="midpoint", gg_params=None, levels=DEFAULT_GG_LEVELS, rtol=1e-3
+):
+    """Largest step (within a factor 1 + rtol) whose SNR = 10 log10(sum x^2 / sum (x - x_hat)^2) >= snr_db.
+
+    For "gg" without gg_params the GG is fitted to x. An all-zero x is exact at any step: 1.0 is
+    returned. Raises InvalidArgumentError if even the smallest int32-safe step misses the target.
+    """
+    if not math.isfinite(snr_db):
+        raise InvalidArgumentError(f"snr_db must be finite, got {snr_db}")
+    dead_zone = check_dead_zone(dead_zone)
+    check_reconstruction(reconstruction)
+    flat = _as_float_flat(x)
+    if flat.size == 0:
+        raise InvalidArgumentError("cannot choose a step for an empty tensor")
+    max_abs = _max_abs_checked(flat)
+    signal = float(np.dot(flat.astype(np.float64), flat.astype(np.float64)))
+    if signal == 0.0:
+        return 1.0
+    if reconstruction == "gg" and gg_params is None:
+        gg_params = fit_generalized_gaussian(flat)
+    table_args = (reconstruction, gg_params, levels)
+
+    def ok(step):
+        table, beyond = reconstruction_table(step, dead_zone, *table_args)
+        return _snr_db(signal, float(_squared_error_kernel(flat, step, dead_zone, table, beyond))) >= snr_db
+
+    step_min = _smallest_safe_step(max_abs, dead_zone)
+    if not ok(step_min):
+        raise InvalidArgumentError(f"SNR {snr_db} dB is out of reach with int32 symbols")
+    guess = math.sqrt(12.0 * signal / flat.size / 10.0 ** (snr_db / 10.0))  # D^2/12 noise model
+    return _bisect_log_step(ok, True, guess, step_min, _all_zero_step(max_abs, dead_zone), rtol)
+
+
+def step_for_bits(x, bits_per_param, rate_fn=None, dead_zone=0.5, rtol=1e-3):
+    """Smallest step (within a factor 1 + rtol) whose rate_fn(symbols) / x.size <= bits_per_param.
+
+    rate_fn(symbols) -> bits, given the 1-D signed symbols of quantize(x, step, dead_zone);
+    default exp_golomb_bits. Raises InvalidArgumentError if the target is below the rate of
+    all-zero symbols (1 bit a symbol for exp-Golomb).
+    """
+    if not (math.isfinite(bits_per_param) and bits_per_param > 0):
+        raise InvalidArgumentError(f"bits_per_param must be finite and positive, got {bits_per_param}")
+    dead_zone = check_dead_zone(dead_zone)
+    rate_fn = exp_golomb_bits if rate_fn is None else rate_fn
+    flat = _as_float_flat(x)
+    if flat.size == 0:
+        raise InvalidArgumentError("cannot choose a step for an empty tensor")
+    max_abs = _max_abs_checked(flat)
+    if max_abs == 0.0:
+        if rate_fn(np.zeros(flat.size, dtype=np.int8)) / flat.size > bits_per_param:
+            raise InvalidArgumentError(f"{bits_per_param} bits per parameter is below the all-zero rate")
+        return 1.0
+
+    def ok(step):
+        return rate_fn(quantize(flat, step, dead_zone)) / flat.size <= bits_per_param
+
+    step_max = _all_zero_step(max_abs, dead_zone)
+    if not ok(step_max):
+        raise InvalidArgumentError(f"{bits_per_param} bits per parameter is below the all-zero rate")
+    rms = math.sqrt(float(np.dot(flat.astype(np.float64), flat.astype(np.float64))) / flat.size)
+    guess = rms * 2.0 ** (2.05 - bits_per_param)  # entropy of a quantized Gaussian: log2(sigma/D) + 2.05
+    return _bisect_log_step(ok, False, guess, _smallest_safe_step(max_abs, dead_zone), step_max, rtol)

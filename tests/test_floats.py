@@ -1,0 +1,143 @@
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from bslz.codec import expgolomb as eg
+from bslz.codec import floats
+from bslz.codec.rans import encode_rans
+from bslz.errors import BslzError, FormatError, InvalidArgumentError, TruncatedError
+
+LAYOUTS = sorted(floats.LAYOUTS)
+
+
+def word_arrays(layout, max_size=700):
+    spec = floats.LAYOUTS[layout]
+    return hnp.arrays(spec.word_dtype, st.integers(0, max_size))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@given(data=st.data())
+def test_any_bit_pattern_round_trips(layout, data):
+    words = data.draw(word_arrays(layout))
+    chunk = data.draw(st.integers(1, 300))
+    enc = floats.encode_floats(words, layout, chunk_size=chunk)
+    np.testing.assert_array_equal(floats.decode_floats(enc), words)
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_special_values_round_trip(layout):
+    spec = floats.LAYOUTS[layout]
+    top = (1 << spec.bits) - 1
+    sign = 1 << (spec.bits - 1)
+    exp_all = ((1 << spec.exp_bits) - 1) << spec.man_bits
+    specials = [
+        0,
+        sign,
+        1,
+        sign | 1,
+        exp_all,
+        exp_all | sign,
+        exp_all | 1,
+        exp_all | (1 << (spec.man_bits - 1)) | 3,
+        top,
+    ]
+    words = np.array(specials * 7, dtype=spec.word_dtype)
+    enc = floats.encode_floats(words, layout, chunk_size=16)
+    np.testing.assert_array_equal(floats.decode_floats(enc), words)
+
+
+@pytest.mark.small
+def test_pieces_tile_every_bit():
+    for layout in floats.LAYOUTS.values():
+        pieces = layout.pieces()
+        assert sum(width for _, width, _ in pieces) == layout.bits
+        assert pieces[0][1] <= 12  # the head fits the rANS alphabet
+
+
+@pytest.mark.parametrize("dtype,layout", [(np.float16, "float16"), (np.float32, "float32"), (np.float64, "float64")])
+def test_gaussian_weights_compress_near_the_bound(dtype, layout):
+    values = np.random.default_rng(0).standard_normal(200_000).astype(dtype) * dtype(0.05)
+    enc = floats.encode_floats(values, layout)
+    np.testing.assert_array_equal(floats.decode_floats(enc).view(dtype), values)
+    bound = floats.order0_bound_bits(values, layout)
+    assert enc.size_bits() <= bound * 1.005 + 512
+    assert enc.size_bits() < values.nbytes * 8
+
+
+@pytest.mark.small
+def test_every_method_is_chosen_where_it_is_smallest():
+    rng = np.random.default_rng(1)
+    cases = {
+        floats.CONSTANT: np.full(1000, 7, dtype=np.uint16),
+        floats.RAW: rng.integers(0, 256, 1000).astype(np.uint16),
+        floats.EXP_GOLOMB: (128 + rng.geometric(0.1, 200) * rng.choice([-1, 1], 200)).astype(np.uint16),
+        floats.RANS: rng.choice([3, 9, 200], 5000, p=[0.7, 0.2, 0.1]).astype(np.uint16),
+    }
+    for expected, values in cases.items():
+        method, _, _, payload = floats.encode_segment(values, 8)
+        assert method == expected, (floats.METHOD_NAMES[method], floats.METHOD_NAMES[expected])
+        mapped = eg.signed_to_unsigned(values.astype(np.int64) - int(np.bincount(values).argmax()))
+        sizes = [values.size, (eg.code_length(mapped, eg.best_order(mapped)) + 7) // 8, len(encode_rans(values))]
+        assert len(payload) == (0 if method == floats.CONSTANT else min(sizes))
+
+
+@pytest.mark.small
+def test_empty_tensor():
+    enc = floats.encode_floats(np.zeros(0, dtype=np.uint16), "bfloat16")
+    assert floats.decode_floats(enc).size == 0
+
+
+def _encoded_sample():
+    values = np.random.default_rng(2).standard_normal(3000).astype(np.float32)
+    return floats.encode_floats(values, "float32", chunk_size=1000)
+
+
+@pytest.mark.small
+def test_truncation_is_detected_everywhere():
+    enc = _encoded_sample()
+    for cut in range(0, len(enc.payload), 97):
+        with pytest.raises(FormatError):
+            floats.decode_floats(dataclasses.replace(enc, payload=enc.payload[:cut]))
+    with pytest.raises(TruncatedError):
+        floats.decode_floats(dataclasses.replace(enc, payload=enc.payload[:-1]))
+
+
+@given(flips=st.lists(st.integers(0, 10**9), min_size=1, max_size=4))
+def test_bit_flips_give_an_error_or_a_tensor_of_the_right_shape(flips):
+    enc = _encoded_sample()
+    payload = bytearray(enc.payload)
+    for f in flips:
+        payload[f % len(payload)] ^= 1 << (f % 8)
+    try:
+        out = floats.decode_floats(dataclasses.replace(enc, payload=bytes(payload)))
+    except BslzError:
+        return
+    assert out.shape == (enc.count,)
+
+
+@given(payload=st.binary(max_size=200), count=st.integers(0, 100), layout=st.sampled_from(LAYOUTS))
+def test_random_payloads_never_crash(payload, count, layout):
+    enc = floats.EncodedFloats(layout, count, 40, payload)
+    try:
+        floats.decode_floats(enc)
+    except BslzError:
+        pass
+
+
+@pytest.mark.small
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: floats.encode_floats(np.zeros(3, np.float32), "float17"),
+        lambda: floats.encode_floats(np.zeros(3, np.float32), "bfloat16"),
+        lambda: floats.encode_floats(np.zeros(3, np.float32), "float32", chunk_size=0),
+    ],
+)
+def test_bad_arguments(call):
+    with pytest.raises(InvalidArgumentError):
+        call()

@@ -1,0 +1,231 @@
+"""Dead-zone uniform quantizer, reconstructions, rate and step selection."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from bslz.codec import expgolomb, gg
+from bslz.codec import quantize as qz
+from bslz.errors import InvalidArgumentError
+
+RNG_SEED = 20250611
+_ROUNDING = 1e-14  # |x| / step is computed in float64: bin edges move by a few ulps of |x|
+
+
+def _laplace(n, scale=0.02, seed=RNG_SEED):
+    return (np.random.default_rng(seed).laplace(size=n) * scale).astype(np.float32)
+
+
+def _reference_symbols(x, step, dead_zone):
+    """The defining formula, in Python floats: sign(x) floor(|x| / step + theta)."""
+    return np.array([int(math.copysign(math.floor(abs(float(v)) / step + dead_zone), v)) for v in x.ravel()])
+
+
+def _snr_db(x, x_hat):
+    x = x.astype(np.float64)
+    return 10 * math.log10(np.dot(x, x) / np.sum((x - x_hat.astype(np.float64)) ** 2))
+
+
+finite_floats = hnp.arrays(np.float32, st.integers(1, 200), elements=st.floats(-1e3, 1e3, allow_nan=False, width=32))
+
+
+@pytest.mark.small
+@given(finite_floats, st.floats(1e-3, 10.0), st.sampled_from([0.0, 0.2, 0.35, 0.5, 0.7]))
+def test_quantize_matches_formula(x, step, dead_zone):
+    q = qz.quantize(x, step, dead_zone)
+    assert q.shape == x.shape
+    assert np.array_equal(q.astype(np.int64), _reference_symbols(x, step, dead_zone))
+
+
+@pytest.mark.small
+@given(finite_floats, st.floats(1e-3, 10.0))
+def test_midpoint_rounding_error_is_at_most_half_a_step(x, step):
+    x_hat = qz.dequantize(qz.quantize(x, step), step, dtype=np.float64)
+    x64 = x.astype(np.float64)
+    assert np.all(np.abs(x64 - x_hat) <= step / 2 + _ROUNDING * np.abs(x64))
+
+
+@pytest.mark.small
+@given(finite_floats, st.floats(1e-3, 10.0), st.floats(0.0, 0.5))
+def test_dead_zone_bins(x, step, dead_zone):
+    q = qz.quantize(x, step, dead_zone)
+    x64 = x.astype(np.float64)
+    zero = q == 0
+    assert np.all(np.abs(x64[zero]) <= step * (1 - dead_zone) + _ROUNDING * np.abs(x64[zero]))  # the widened zero bin
+    mid = qz.dequantize(q, step, dead_zone, "midpoint", dtype=np.float64)
+    assert np.all((np.abs(x64 - mid) - _ROUNDING * np.abs(x64))[~zero] <= step / 2)  # other bins: width step
+    lattice = qz.dequantize(q, step, dead_zone, "lattice", dtype=np.float64)
+    assert np.array_equal(lattice, q * step)
+
+
+@pytest.mark.small
+def test_symbol_dtype_is_the_smallest_that_fits():
+    x = np.array([-1.0, 1.0], dtype=np.float32)
+    assert qz.quantize(x, 1 / 127).dtype == np.int8
+    assert qz.quantize(x, 1 / 128).dtype == np.int16
+    assert qz.quantize(x, 1 / 32767).dtype == np.int16
+    assert qz.quantize(x, 1 / 32768).dtype == np.int32
+    assert qz.quantize(x, 1 / (2**31 - 2)).dtype == np.int32
+    with pytest.raises(InvalidArgumentError):
+        qz.quantize(x, 1 / 2**31)
+    assert qz.quantize(np.zeros(0, dtype=np.float32), 1.0).dtype == np.int8
+
+
+@pytest.mark.small
+def test_accepts_float16_integer_and_nd_input():
+    x16 = np.array([[0.5, -1.25], [3.0, 0.0]], dtype=np.float16)
+    assert np.array_equal(qz.quantize(x16, 0.25), [[2, -5], [12, 0]])
+    assert np.array_equal(qz.quantize(np.array([3, -7]), 2.0), [2, -4])  # 1.5 and 3.5 round up in magnitude
+    out = qz.dequantize(np.array([[1, -2]], dtype=np.int16), 0.5, dtype=np.float16)
+    assert out.dtype == np.float16 and np.array_equal(out, [[0.5, -1.0]])
+
+
+@pytest.mark.parametrize("step", [0.0, -1.0, math.nan, math.inf, True, "1"])
+def test_bad_step_raises(step):
+    with pytest.raises(InvalidArgumentError):
+        qz.quantize(np.ones(3), step)
+    with pytest.raises(InvalidArgumentError):
+        qz.QuantizerParams(step)
+
+
+@pytest.mark.parametrize("dead_zone", [-0.1, 1.0, math.nan])
+def test_bad_dead_zone_raises(dead_zone):
+    with pytest.raises(InvalidArgumentError):
+        qz.quantize(np.ones(3), 0.1, dead_zone)
+    with pytest.raises(InvalidArgumentError):
+        qz.QuantizerParams(0.1, dead_zone)
+
+
+@pytest.mark.small
+def test_bad_inputs_raise():
+    with pytest.raises(InvalidArgumentError):
+        qz.quantize(np.array([1.0, np.nan]), 0.1)
+    with pytest.raises(InvalidArgumentError):
+        qz.quantize(np.array([1.0, -np.inf], dtype=np.float32), 0.1)
+    with pytest.raises(InvalidArgumentError):
+        qz.QuantizerParams(0.1, 0.5, "centroid")
+    with pytest.raises(InvalidArgumentError):
+        qz.dequantize(np.array([1.0]), 0.1)  # symbols must be integers
+    with pytest.raises(InvalidArgumentError):
+        qz.dequantize(np.array([1]), 0.1, reconstruction="gg")  # needs (nu, beta)
+    with pytest.raises(InvalidArgumentError):
+        qz.dequantize(np.array([1]), 0.1, dtype=np.int32)
+
+
+def test_params_dataclass_keeps_valid_values():
+    p = qz.QuantizerParams(0.25, 0.4, "gg")
+    assert (p.step, p.dead_zone, p.reconstruction) == (0.25, 0.4, "gg")
+    assert qz.QuantizerParams(1.0) == qz.QuantizerParams(1.0, 0.5, "midpoint")
+
+
+def test_gg_reconstruction_is_symmetric_inside_bins_and_beats_midpoints():
+    x = _laplace(200_000)
+    nu, beta = gg.fit_generalized_gaussian(x)
+    step, dead_zone = 0.03, 0.4  # coarse: the density falls visibly across a bin
+    table, beyond = qz.reconstruction_table(step, dead_zone, "gg", (nu, beta), levels=16)
+    j = np.arange(1, 17)
+    assert table[0] == 0.0 and beyond == pytest.approx(0.1)
+    assert np.all(table[1:] > (j - dead_zone) * step) and np.all(table[1:] < (j + 1 - dead_zone) * step)
+    assert np.all(table[1:] < (j + 0.5 - dead_zone) * step)  # a falling density pulls centroids down
+    q = qz.quantize(x, step, dead_zone)
+    x_gg = qz.dequantize(q, step, dead_zone, "gg", (nu, beta), levels=16, dtype=np.float64)
+    assert np.array_equal(qz.dequantize(-q, step, dead_zone, "gg", (nu, beta), levels=16, dtype=np.float64), -x_gg)
+    big = np.abs(q) > 16
+    assert np.array_equal(x_gg[big], qz.dequantize(q, step, dead_zone, dtype=np.float64)[big])
+    x_mid = qz.dequantize(q, step, dead_zone, "midpoint", dtype=np.float64)
+    assert _snr_db(x, x_gg) > _snr_db(x, x_mid) + 0.2  # measured 0.29 dB
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("reconstruction", ["midpoint", "lattice", "gg"])
+def test_squared_error_matches_dequantize(reconstruction):
+    x = _laplace(10_000)
+    gg_params = gg.fit_generalized_gaussian(x)
+    x_hat = qz.dequantize(qz.quantize(x, 0.01, 0.3), 0.01, 0.3, reconstruction, gg_params, dtype=np.float64)
+    expected = np.sum((x.astype(np.float64) - x_hat) ** 2)
+    assert qz.squared_error(x, 0.01, 0.3, reconstruction, gg_params) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.small
+@given(hnp.arrays(np.int16, st.integers(0, 300), elements=st.integers(-3000, 3000)))
+def test_exp_golomb_bits_matches_expgolomb_module(symbols):
+    u = expgolomb.signed_to_unsigned(symbols)
+    expected = expgolomb.code_length(u, expgolomb.best_order(u)) if symbols.size else 0
+    assert qz.exp_golomb_bits(symbols) == expected
+
+
+@pytest.mark.small
+def test_exp_golomb_bits_wide_symbols_and_bad_input():
+    s = np.array([0, 3, -(2**30), 2**31 - 1], dtype=np.int32)
+    u = expgolomb.signed_to_unsigned(s)
+    assert qz.exp_golomb_bits(s) == expgolomb.code_length(u, expgolomb.best_order(u))
+    with pytest.raises(InvalidArgumentError):
+        qz.exp_golomb_bits(np.array([0.5]))
+
+
+@pytest.mark.parametrize("snr_db", [10.0, 25.0, 40.0])
+@pytest.mark.parametrize("dead_zone, reconstruction", [(0.5, "midpoint"), (0.3, "lattice"), (0.4, "gg")])
+def test_step_for_snr_reaches_target_with_the_largest_step(snr_db, dead_zone, reconstruction):
+    x = _laplace(50_000)
+    gg_params = gg.fit_generalized_gaussian(x)
+
+    def snr(step):
+        err = qz.squared_error(x, step, dead_zone, reconstruction, gg_params)
+        return 10 * math.log10(np.sum(x.astype(np.float64) ** 2) / err)
+
+    step = qz.step_for_snr(x, snr_db, dead_zone, reconstruction, gg_params)
+    assert snr(step) >= snr_db
+    assert snr(step * 1.05) < snr_db
+
+
+def test_step_for_snr_edge_cases():
+    assert qz.step_for_snr(np.zeros(10, dtype=np.float32), 30.0) == 1.0  # exact at any step
+    x = _laplace(1000)
+    assert qz.step_for_snr(x, -5.0) >= 2 * np.abs(x).max()  # 0 dB is all zeros: any coarse step passes
+    with pytest.raises(InvalidArgumentError):
+        qz.step_for_snr(x, 400.0)  # beyond what int32 symbols can resolve
+    for bad in (math.nan, math.inf):
+        with pytest.raises(InvalidArgumentError):
+            qz.step_for_snr(x, bad)
+    with pytest.raises(InvalidArgumentError):
+        qz.step_for_snr(np.zeros(0), 10.0)
+
+
+@pytest.mark.parametrize("bits", [1.5, 3.0, 4.0, 6.0, 8.0])
+@pytest.mark.parametrize("dead_zone", [0.5, 0.3])
+def test_step_for_bits_meets_target_with_the_smallest_step(bits, dead_zone):
+    x = _laplace(50_000)
+
+    def rate(step):
+        return qz.exp_golomb_bits(qz.quantize(x, step, dead_zone)) / x.size
+
+    step = qz.step_for_bits(x, bits, dead_zone=dead_zone)
+    assert rate(step) <= bits
+    assert rate(step / 1.05) > bits
+
+
+def test_step_for_bits_with_a_custom_rate():
+    x = _laplace(20_000)
+
+    def nonzero_bits(symbols):  # one bit per nonzero: a stand-in model
+        return float(np.count_nonzero(symbols))
+
+    step = qz.step_for_bits(x, 0.25, nonzero_bits)
+    assert np.count_nonzero(qz.quantize(x, step)) / x.size <= 0.25
+    assert np.count_nonzero(qz.quantize(x, step / 1.05)) / x.size > 0.25
+
+
+def test_step_for_bits_edge_cases():
+    x = _laplace(1000)
+    with pytest.raises(InvalidArgumentError):
+        qz.step_for_bits(x, 0.5)  # exp-Golomb spends at least one bit a symbol
+    for bad in (0.0, -1.0, math.nan, math.inf):
+        with pytest.raises(InvalidArgumentError):
+            qz.step_for_bits(x, bad)
+    assert qz.step_for_bits(np.zeros(10, dtype=np.float32), 1.0) == 1.0
+    with pytest.raises(InvalidArgumentError):
+        qz.step_for_bits(np.zeros(10, dtype=np.float32), 0.5)
