@@ -181,6 +181,7 @@ def decode_four_lanes(words, starts, limits, orders, block, out, los, length, ta
             U64(orders[j3 // block]),
         )
         t0, t1, t2, t3 = table_row(k0), table_row(k1), table_row(k2), table_row(k3)
+        s0 = s1 = s2 = s3 = STATUS_OK
         while j0 + 4 <= end0 and j1 + 4 <= end1 and j2 + 4 <= end2 and j3 + 4 <= end3:
             ok0, c0, u0 = refill(words, c0, u0, p0, m0)
             e0 = tables[t0, c0 >> shift]
@@ -192,32 +193,57 @@ def decode_four_lanes(words, starts, limits, orders, block, out, los, length, ta
             e3 = tables[t3, c3 >> shift]
             if not (ok0 and ok1 and ok2 and ok3):
                 break  # finish_block below finds which lane ran out, and why
-            if not (e0 & _COUNT_MASK and e1 & _COUNT_MASK and e2 & _COUNT_MASK and e3 & _COUNT_MASK):
-                break  # a codeword longer than the table: finish the block lane by lane
-            out[j0] = (e0 >> U64(8)) & _SYMBOL_MASK
-            out[j0 + 1] = (e0 >> U64(20)) & _SYMBOL_MASK
-            out[j0 + 2] = (e0 >> U64(32)) & _SYMBOL_MASK
-            out[j0 + 3] = (e0 >> U64(44)) & _SYMBOL_MASK
-            c0, u0, p0, j0 = advance(e0, c0, u0, p0, j0)
-            out[j1] = (e1 >> U64(8)) & _SYMBOL_MASK
-            out[j1 + 1] = (e1 >> U64(20)) & _SYMBOL_MASK
-            out[j1 + 2] = (e1 >> U64(32)) & _SYMBOL_MASK
-            out[j1 + 3] = (e1 >> U64(44)) & _SYMBOL_MASK
-            c1, u1, p1, j1 = advance(e1, c1, u1, p1, j1)
-            out[j2] = (e2 >> U64(8)) & _SYMBOL_MASK
-            out[j2 + 1] = (e2 >> U64(20)) & _SYMBOL_MASK
-            out[j2 + 2] = (e2 >> U64(32)) & _SYMBOL_MASK
-            out[j2 + 3] = (e2 >> U64(44)) & _SYMBOL_MASK
-            c2, u2, p2, j2 = advance(e2, c2, u2, p2, j2)
-            out[j3] = (e3 >> U64(8)) & _SYMBOL_MASK
-            out[j3 + 1] = (e3 >> U64(20)) & _SYMBOL_MASK
-            out[j3 + 2] = (e3 >> U64(32)) & _SYMBOL_MASK
-            out[j3 + 3] = (e3 >> U64(44)) & _SYMBOL_MASK
-            c3, u3, p3, j3 = advance(e3, c3, u3, p3, j3)
-        s0, c0, u0, p0, j0 = finish_block(words, out, tables, c0, u0, p0, m0, j0, end0, k0)
-        s1, c1, u1, p1, j1 = finish_block(words, out, tables, c1, u1, p1, m1, j1, end1, k1)
-        s2, c2, u2, p2, j2 = finish_block(words, out, tables, c2, u2, p2, m2, j2, end2, k2)
-        s3, c3, u3, p3, j3 = finish_block(words, out, tables, c3, u3, p3, m3, j3, end3, k3)
+            if e0 & _COUNT_MASK:
+                out[j0] = (e0 >> U64(8)) & _SYMBOL_MASK
+                out[j0 + 1] = (e0 >> U64(20)) & _SYMBOL_MASK
+                out[j0 + 2] = (e0 >> U64(32)) & _SYMBOL_MASK
+                out[j0 + 3] = (e0 >> U64(44)) & _SYMBOL_MASK
+                c0, u0, p0, j0 = advance(e0, c0, u0, p0, j0)
+            else:  # a codeword longer than the table
+                s0, v0, p0 = decode_one_slow(words, p0, m0, k0)
+                out[j0] = v0
+                j0 += 1
+                u0 = U64(64)
+            if e1 & _COUNT_MASK:
+                out[j1] = (e1 >> U64(8)) & _SYMBOL_MASK
+                out[j1 + 1] = (e1 >> U64(20)) & _SYMBOL_MASK
+                out[j1 + 2] = (e1 >> U64(32)) & _SYMBOL_MASK
+                out[j1 + 3] = (e1 >> U64(44)) & _SYMBOL_MASK
+                c1, u1, p1, j1 = advance(e1, c1, u1, p1, j1)
+            else:  # a codeword longer than the table
+                s1, v1, p1 = decode_one_slow(words, p1, m1, k1)
+                out[j1] = v1
+                j1 += 1
+                u1 = U64(64)
+            if e2 & _COUNT_MASK:
+                out[j2] = (e2 >> U64(8)) & _SYMBOL_MASK
+                out[j2 + 1] = (e2 >> U64(20)) & _SYMBOL_MASK
+                out[j2 + 2] = (e2 >> U64(32)) & _SYMBOL_MASK
+                out[j2 + 3] = (e2 >> U64(44)) & _SYMBOL_MASK
+                c2, u2, p2, j2 = advance(e2, c2, u2, p2, j2)
+            else:  # a codeword longer than the table
+                s2, v2, p2 = decode_one_slow(words, p2, m2, k2)
+                out[j2] = v2
+                j2 += 1
+                u2 = U64(64)
+            if e3 & _COUNT_MASK:
+                out[j3] = (e3 >> U64(8)) & _SYMBOL_MASK
+                out[j3 + 1] = (e3 >> U64(20)) & _SYMBOL_MASK
+                out[j3 + 2] = (e3 >> U64(32)) & _SYMBOL_MASK
+                out[j3 + 3] = (e3 >> U64(44)) & _SYMBOL_MASK
+                c3, u3, p3, j3 = advance(e3, c3, u3, p3, j3)
+            else:  # a codeword longer than the table
+                s3, v3, p3 = decode_one_slow(words, p3, m3, k3)
+                out[j3] = v3
+                j3 += 1
+                u3 = U64(64)
+            if s0 | s1 | s2 | s3:
+                break
+        if not (s0 | s1 | s2 | s3):
+            s0, c0, u0, p0, j0 = finish_block(words, out, tables, c0, u0, p0, m0, j0, end0, k0)
+            s1, c1, u1, p1, j1 = finish_block(words, out, tables, c1, u1, p1, m1, j1, end1, k1)
+            s2, c2, u2, p2, j2 = finish_block(words, out, tables, c2, u2, p2, m2, j2, end2, k2)
+            s3, c3, u3, p3, j3 = finish_block(words, out, tables, c3, u3, p3, m3, j3, end3, k3)
         if s0 | s1 | s2 | s3:
             status[0], status[1], status[2], status[3] = s0, s1, s2, s3
             return

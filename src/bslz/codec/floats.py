@@ -16,15 +16,14 @@ Layout of an encoded tensor (all integers little-endian):
     per chunk, per piece, a segment: method u8 | k u8 | center u16 | nbytes u32 | nbytes of payload
 """
 
-import concurrent.futures
 import dataclasses
-import os
 
 import numpy as np
 
 from bslz.codec import _float_kernels as FK
 from bslz.codec import expgolomb as eg
 from bslz.codec._bits import bytes_to_words, words_to_bytes
+from bslz.codec._parallel import parallel_map
 from bslz.codec.rans import decode_rans, encode_rans
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
 
@@ -186,16 +185,10 @@ def encode_floats(values, layout, *, chunk_size=None, workers=None):
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or not 1 <= chunk_size <= 1 << 30:
         raise InvalidArgumentError(f"chunk_size must be an integer in 1..2**30, got {chunk_size!r}")
     bounds = [(lo, min(words.size, lo + chunk_size)) for lo in range(0, words.size, chunk_size)]
-    with _pool(workers, len(bounds)) as pool:
-        chunks = list(pool.map(lambda b: _encode_chunk(words, b[0], b[1], layout), bounds))
+    chunks = parallel_map(lambda b: _encode_chunk(words, b[0], b[1], layout), bounds, workers)
     offsets = np.zeros(len(chunks) + 1, dtype="<u8")
     np.cumsum([len(c) for c in chunks], out=offsets[1:])
     return EncodedFloats(layout.name, words.size, int(chunk_size), offsets.tobytes() + b"".join(chunks))
-
-
-def _pool(workers, jobs):
-    workers = min(workers or os.cpu_count() or 1, max(jobs, 1))
-    return concurrent.futures.ThreadPoolExecutor(max_workers=workers)
 
 
 def decode_floats(encoded, out=None, *, workers=None):
@@ -227,8 +220,7 @@ def decode_floats(encoded, out=None, *, workers=None):
         lo, hi = c * chunk_size, min(count, (c + 1) * chunk_size)
         _decode_chunk(body[int(offsets[c]) : int(offsets[c + 1])], out, lo, hi, layout)
 
-    with _pool(workers, nchunks) as pool:
-        list(pool.map(decode_chunk, range(nchunks)))
+    parallel_map(decode_chunk, range(nchunks), workers)
     return out
 
 
