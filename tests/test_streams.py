@@ -159,3 +159,18 @@ def test_random_payloads_never_crash(payload, k, count, mode):
 def test_bad_plan_arguments(kwargs):
     with pytest.raises(InvalidArgumentError):
         streams.plan_stream(np.arange(10, dtype=np.uint8), **kwargs)
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("mode", streams.MODES)
+def test_narrow_output_types_never_wrap(mode):
+    arr = np.array([0, 0, 0, 5, 70000, 3, 0, 65535] * 40, dtype=np.uint32)
+    enc = streams.encode_stream(arr, mode=mode, **SIZES)
+    for dtype in (np.uint32, np.uint64):
+        out = streams.decode_stream(enc, dtype=dtype)
+        assert out.dtype == dtype
+        np.testing.assert_array_equal(out, arr)
+    with pytest.raises(FormatError, match="larger than its output type"):
+        streams.decode_stream(enc, dtype=np.uint16)
+    small = np.minimum(arr, 65535).astype(np.uint16)
+    np.testing.assert_array_equal(streams.decode_stream(streams.encode_stream(small, mode=mode), dtype=np.uint16), small)

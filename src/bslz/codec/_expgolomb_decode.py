@@ -1,8 +1,9 @@
 """Numba decoders for order-k exp-Golomb streams. Callers validate input; see `expgolomb.py`.
 
 Decoders return a status instead of raising (STATUS_*), never read past `limit` bits of the
-stream (the word array is padded, see `_bits.READ_PADDING_WORDS`), and never write outside
-out[lo:hi].
+stream (the word array is padded, see `_bits.READ_PADDING_WORDS`), never write outside
+out[lo:hi], and never store a symbol above `max_symbol` (the largest the dtype of `out` holds,
+at least 2**16 - 1 since table symbols reach 2**12 - 1).
 
 Speed comes from three things (measured on 2 cores, see benchmarks/bench_codec.py):
 - a multi-symbol table on the top 12 bits of a register window: one lookup yields up to four
@@ -21,6 +22,7 @@ STATUS_OK = 0
 STATUS_TRUNCATED = 1
 STATUS_CODEWORD_TOO_LONG = 2
 STATUS_OVERRUN = 3  # a zero run or chunk that goes past the symbols or bits it belongs to
+STATUS_TOO_LARGE = 4  # a symbol above what the output array holds
 
 TABLE_BITS = 12
 TABLE_MAX_ORDER = TABLE_BITS - 1  # above this no codeword fits in the table
@@ -61,8 +63,11 @@ def table_row(k):
 
 
 @njit_inline
-def decode_one_slow(words, pos, limit, k):
-    """One codeword at bit `pos` by leading-zero count: (status, symbol, new pos)."""
+def decode_one_slow(words, pos, limit, k, max_symbol):
+    """One codeword at bit `pos` by leading-zero count: (status, symbol, new pos).
+
+    Symbols above `max_symbol` (what the output dtype holds) are an error, never truncated.
+    """
     window = peek64(words, pos)
     zeros = U64(64) - bit_length(window)
     if pos + zeros > limit:
@@ -70,8 +75,10 @@ def decode_one_slow(words, pos, limit, k):
     if zeros + k >= U64(64):
         return STATUS_CODEWORD_TOO_LONG, U64(0), pos
     nb = zeros + k + U64(1)
-    v = peek64(words, pos + zeros) >> (U64(64) - nb)
-    return STATUS_OK, v - (U64(1) << k), pos + zeros + nb
+    sym = (peek64(words, pos + zeros) >> (U64(64) - nb)) - (U64(1) << k)
+    if sym > max_symbol:
+        return STATUS_TOO_LARGE, U64(0), pos
+    return STATUS_OK, sym, pos + zeros + nb
 
 
 # Helpers called per symbol take scalars, or `words` only to read it: a helper that writes `out`
@@ -102,7 +109,7 @@ def advance(entry, cur, used, pos, j):
 
 
 @njit
-def finish_block(words, out, tables, cur, used, pos, limit, j, end, k):
+def finish_block(words, out, tables, cur, used, pos, limit, j, end, k, max_symbol):
     """Decode out[j:end] (one block, one order k) on one lane: (status, cur, used, pos, j)."""
     row = table_row(k)  # derived here, not passed in: a row argument made this loop 3x slower (measured)
     while j + SYMBOLS_PER_LOOKUP <= end:
@@ -117,7 +124,7 @@ def finish_block(words, out, tables, cur, used, pos, limit, j, end, k):
             out[j + 3] = (e >> U64(44)) & _SYMBOL_MASK
             cur, used, pos, j = advance(e, cur, used, pos, j)
         else:
-            status, sym, pos = decode_one_slow(words, pos, limit, k)
+            status, sym, pos = decode_one_slow(words, pos, limit, k, max_symbol)
             if status != STATUS_OK:
                 return status, cur, used, pos, j
             out[j] = sym
@@ -126,7 +133,7 @@ def finish_block(words, out, tables, cur, used, pos, limit, j, end, k):
     while j < end:  # fewer than four symbols left in the block: one at a time
         if pos > limit:
             return STATUS_TRUNCATED, cur, used, pos, j
-        status, sym, pos = decode_one_slow(words, pos, limit, k)
+        status, sym, pos = decode_one_slow(words, pos, limit, k, max_symbol)
         if status != STATUS_OK:
             return status, cur, used, pos, j
         out[j] = sym
@@ -136,7 +143,7 @@ def finish_block(words, out, tables, cur, used, pos, limit, j, end, k):
 
 
 @njit
-def decode_range(words, pos, limit, orders, block, out, lo, hi, tables):
+def decode_range(words, pos, limit, orders, block, out, lo, hi, tables, max_symbol):
     """Decode out[lo:hi] from bit `pos` without reading codewords past bit `limit`: (status, end pos)."""
     if pos > limit:
         return STATUS_TRUNCATED, pos
@@ -146,7 +153,7 @@ def decode_range(words, pos, limit, orders, block, out, lo, hi, tables):
     while j < hi:
         k = U64(orders[j // block])
         end = min(hi, (j // block + 1) * block)
-        status, cur, used, pos, j = finish_block(words, out, tables, cur, used, pos, limit, j, end, k)
+        status, cur, used, pos, j = finish_block(words, out, tables, cur, used, pos, limit, j, end, k, max_symbol)
         if status != STATUS_OK:
             return status, pos
     if pos > limit:
@@ -155,7 +162,7 @@ def decode_range(words, pos, limit, orders, block, out, lo, hi, tables):
 
 
 @njit
-def decode_four_lanes(words, starts, limits, orders, block, out, los, length, tables, status):
+def decode_four_lanes(words, starts, limits, orders, block, out, los, length, tables, status, max_symbol):
     """Decode four ranges of `length` symbols (out[los[i]:los[i] + length] from bit starts[i]) in
     lockstep, block by block; each lane finishes its block alone once another lane reaches the end
     of its own. Writes status[0..3]: OK only when a lane ends exactly at its limit."""
@@ -200,7 +207,7 @@ def decode_four_lanes(words, starts, limits, orders, block, out, los, length, ta
                 out[j0 + 3] = (e0 >> U64(44)) & _SYMBOL_MASK
                 c0, u0, p0, j0 = advance(e0, c0, u0, p0, j0)
             else:  # a codeword longer than the table
-                s0, v0, p0 = decode_one_slow(words, p0, m0, k0)
+                s0, v0, p0 = decode_one_slow(words, p0, m0, k0, max_symbol)
                 out[j0] = v0
                 j0 += 1
                 u0 = U64(64)
@@ -211,7 +218,7 @@ def decode_four_lanes(words, starts, limits, orders, block, out, los, length, ta
                 out[j1 + 3] = (e1 >> U64(44)) & _SYMBOL_MASK
                 c1, u1, p1, j1 = advance(e1, c1, u1, p1, j1)
             else:  # a codeword longer than the table
-                s1, v1, p1 = decode_one_slow(words, p1, m1, k1)
+                s1, v1, p1 = decode_one_slow(words, p1, m1, k1, max_symbol)
                 out[j1] = v1
                 j1 += 1
                 u1 = U64(64)
@@ -222,7 +229,7 @@ def decode_four_lanes(words, starts, limits, orders, block, out, los, length, ta
                 out[j2 + 3] = (e2 >> U64(44)) & _SYMBOL_MASK
                 c2, u2, p2, j2 = advance(e2, c2, u2, p2, j2)
             else:  # a codeword longer than the table
-                s2, v2, p2 = decode_one_slow(words, p2, m2, k2)
+                s2, v2, p2 = decode_one_slow(words, p2, m2, k2, max_symbol)
                 out[j2] = v2
                 j2 += 1
                 u2 = U64(64)
@@ -233,17 +240,17 @@ def decode_four_lanes(words, starts, limits, orders, block, out, los, length, ta
                 out[j3 + 3] = (e3 >> U64(44)) & _SYMBOL_MASK
                 c3, u3, p3, j3 = advance(e3, c3, u3, p3, j3)
             else:  # a codeword longer than the table
-                s3, v3, p3 = decode_one_slow(words, p3, m3, k3)
+                s3, v3, p3 = decode_one_slow(words, p3, m3, k3, max_symbol)
                 out[j3] = v3
                 j3 += 1
                 u3 = U64(64)
             if s0 | s1 | s2 | s3:
                 break
         if not (s0 | s1 | s2 | s3):
-            s0, c0, u0, p0, j0 = finish_block(words, out, tables, c0, u0, p0, m0, j0, end0, k0)
-            s1, c1, u1, p1, j1 = finish_block(words, out, tables, c1, u1, p1, m1, j1, end1, k1)
-            s2, c2, u2, p2, j2 = finish_block(words, out, tables, c2, u2, p2, m2, j2, end2, k2)
-            s3, c3, u3, p3, j3 = finish_block(words, out, tables, c3, u3, p3, m3, j3, end3, k3)
+            s0, c0, u0, p0, j0 = finish_block(words, out, tables, c0, u0, p0, m0, j0, end0, k0, max_symbol)
+            s1, c1, u1, p1, j1 = finish_block(words, out, tables, c1, u1, p1, m1, j1, end1, k1, max_symbol)
+            s2, c2, u2, p2, j2 = finish_block(words, out, tables, c2, u2, p2, m2, j2, end2, k2, max_symbol)
+            s3, c3, u3, p3, j3 = finish_block(words, out, tables, c3, u3, p3, m3, j3, end3, k3, max_symbol)
         if s0 | s1 | s2 | s3:
             status[0], status[1], status[2], status[3] = s0, s1, s2, s3
             return
@@ -254,13 +261,13 @@ def decode_four_lanes(words, starts, limits, orders, block, out, los, length, ta
 
 
 @njit
-def zero_run_decode_range(words, pos, limit, k_run, k_val, out, lo, hi):
+def zero_run_decode_range(words, pos, limit, k_run, k_val, out, lo, hi, max_symbol):
     """Inverse of `_expgolomb_kernels.zero_run_encode_range`: (status, end pos)."""
     j = lo
     while j < hi:
         if pos > limit:
             return STATUS_TRUNCATED, pos
-        status, run, pos = decode_one_slow(words, pos, limit, k_run)
+        status, run, pos = decode_one_slow(words, pos, limit, k_run, ~U64(0))  # checked against the range below
         if status != STATUS_OK:
             return status, pos
         if run > U64(hi - j):
@@ -273,7 +280,7 @@ def zero_run_decode_range(words, pos, limit, k_run, k_val, out, lo, hi):
             break
         if pos > limit:
             return STATUS_TRUNCATED, pos
-        status, sym, pos = decode_one_slow(words, pos, limit, k_val)
+        status, sym, pos = decode_one_slow(words, pos, limit, k_val, max_symbol - U64(1))
         if status != STATUS_OK:
             return status, pos
         out[j] = sym + U64(1)

@@ -101,7 +101,16 @@ def decode(buf, count, k, bit_offset=0):
     words = bytes_to_words(data)
     orders = np.array([k], dtype=np.uint8)
     status, _ = D.decode_range(
-        words, np.uint64(bit_offset), np.uint64(limit), orders, max(count, 1), out, 0, count, decode_tables()
+        words,
+        np.uint64(bit_offset),
+        np.uint64(limit),
+        orders,
+        max(count, 1),
+        out,
+        0,
+        count,
+        decode_tables(),
+        ~np.uint64(0),
     )
     raise_for_status(status, "exp-Golomb stream")
     return out
@@ -115,6 +124,8 @@ def raise_for_status(status, what):
         raise TruncatedError(f"{what} ends before the announced symbols")
     if status == D.STATUS_CODEWORD_TOO_LONG:
         raise FormatError(f"{what} holds an exp-Golomb codeword longer than 64 value bits")
+    if status == D.STATUS_TOO_LARGE:
+        raise FormatError(f"{what} holds a symbol larger than its output type")
     raise FormatError(f"{what} is corrupt (status {int(status)})")
 
 

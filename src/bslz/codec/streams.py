@@ -179,8 +179,15 @@ def encode_stream(values, plan=None, **plan_kwargs):
     return EncodedStream(plan, payload)
 
 
-def decode_stream(encoded, out=None):
-    """Decode every symbol of an `EncodedStream` into a uint64 array (or `out`)."""
+OUTPUT_DTYPES = (np.uint16, np.uint32, np.uint64)
+
+
+def decode_stream(encoded, out=None, dtype=np.uint64):
+    """Decode every symbol of an `EncodedStream` into a new array of `dtype`, or into `out`.
+
+    The output dtype may be uint16, uint32 or uint64: narrower is faster (fewer bytes stored); a
+    symbol that does not fit raises FormatError rather than wrapping.
+    """
     plan = encoded.plan
     validate_plan(plan)
     starts = plan.chunk_word_starts()
@@ -188,33 +195,21 @@ def decode_stream(encoded, out=None):
     if payload.size != int(starts[-1]) * 8:
         raise FormatError(f"stream payload is {payload.size} bytes, its chunk table says {int(starts[-1]) * 8}")
     if out is None:
-        out = np.empty(plan.count, dtype=np.uint64)
-    elif out.shape != (plan.count,) or out.dtype != np.uint64:
-        raise InvalidArgumentError(f"out must be a uint64 array of shape ({plan.count},)")
+        out = np.empty(plan.count, dtype=dtype)
+    if out.shape != (plan.count,) or out.dtype not in OUTPUT_DTYPES or not out.flags.c_contiguous:
+        raise InvalidArgumentError(f"out must be a contiguous uint16/32/64 array of shape ({plan.count},)")
+    max_symbol = U64(np.iinfo(out.dtype).max)
     words = bytes_to_words(payload)
     status = np.zeros(plan.num_chunks, dtype=np.int64)
     if plan.mode == "eg":
-        tables = decode_tables()
-
-        def decode_chunks(bounds):
-            _decode_eg_chunks(
-                words,
-                starts,
-                plan.chunk_bits,
-                plan.chunk_size,
-                plan.orders,
-                plan.block_size,
-                out,
-                tables,
-                status,
-                *bounds,
-            )
-
+        kernel = _decode_eg_chunks
+        coding = (plan.orders, plan.block_size, out, decode_tables())
     else:
-        k_run, k_val = U64(plan.orders[0]), U64(plan.orders[1])
+        kernel = _decode_zero_run_chunks
+        coding = (U64(plan.orders[0]), U64(plan.orders[1]), out)
 
-        def decode_chunks(bounds):
-            _decode_zero_run_chunks(words, starts, plan.chunk_bits, plan.chunk_size, k_run, k_val, out, status, *bounds)
+    def decode_chunks(bounds):
+        kernel(words, starts, plan.chunk_bits, plan.chunk_size, *coding, status, max_symbol, *bounds)
 
     parallel_map(decode_chunks, split_range(plan.num_chunks, default_workers(), multiple=4))
     for s in status:
@@ -271,7 +266,7 @@ def _encode_zero_run_chunks(values, chunk, k_run, k_val, words, starts, written)
 
 
 @njit
-def _decode_eg_chunks(words, starts, chunk_bits, chunk, orders, block, out, tables, status, c_lo, c_hi):
+def _decode_eg_chunks(words, starts, chunk_bits, chunk, orders, block, out, tables, status, max_symbol, c_lo, c_hi):
     """Decode chunks [c_lo, c_hi): full chunks four at a time in lanes, the rest one by one."""
     c = c_lo
     lane_status = np.zeros(4, dtype=np.int64)
@@ -279,7 +274,17 @@ def _decode_eg_chunks(words, starts, chunk_bits, chunk, orders, block, out, tabl
         bit_starts = starts[c : c + 4] * U64(64)
         limits = bit_starts + chunk_bits[c : c + 4]
         D.decode_four_lanes(
-            words, bit_starts, limits, orders, block, out, np.arange(c, c + 4) * chunk, chunk, tables, lane_status
+            words,
+            bit_starts,
+            limits,
+            orders,
+            block,
+            out,
+            np.arange(c, c + 4) * chunk,
+            chunk,
+            tables,
+            lane_status,
+            max_symbol,
         )
         status[c : c + 4] = lane_status
         c += 4
@@ -287,15 +292,19 @@ def _decode_eg_chunks(words, starts, chunk_bits, chunk, orders, block, out, tabl
         lo = single * chunk
         pos = starts[single] * U64(64)
         limit = pos + chunk_bits[single]
-        s, end = D.decode_range(words, pos, limit, orders, block, out, lo, min(out.size, lo + chunk), tables)
+        s, end = D.decode_range(
+            words, pos, limit, orders, block, out, lo, min(out.size, lo + chunk), tables, max_symbol
+        )
         status[single] = D.STATUS_OVERRUN if s == D.STATUS_OK and end != limit else s
 
 
 @njit
-def _decode_zero_run_chunks(words, starts, chunk_bits, chunk, k_run, k_val, out, status, c_lo, c_hi):
+def _decode_zero_run_chunks(words, starts, chunk_bits, chunk, k_run, k_val, out, status, max_symbol, c_lo, c_hi):
     for c in range(c_lo, c_hi):
         lo = c * chunk
         pos = starts[c] * U64(64)
         limit = pos + chunk_bits[c]
-        s, end = D.zero_run_decode_range(words, pos, limit, k_run, k_val, out, lo, min(out.size, lo + chunk))
+        s, end = D.zero_run_decode_range(
+            words, pos, limit, k_run, k_val, out, lo, min(out.size, lo + chunk), max_symbol
+        )
         status[c] = D.STATUS_OVERRUN if s == D.STATUS_OK and end != limit else s
