@@ -13,8 +13,14 @@ from bslz.errors import (
 
 __version__ = "0.1.0"
 
+from bslz.api import CompressReport, compress_file, decompress_file, safe_open  # noqa: E402
+
 __all__ = [
     "BslzError",
+    "CompressReport",
+    "compress_file",
+    "decompress_file",
+    "safe_open",
     "FormatError",
     "InvalidArgumentError",
     "TruncatedError",

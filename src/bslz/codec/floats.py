@@ -131,23 +131,25 @@ def encode_segment(values, width):
     center = int(np.argmax(hist))
     if hist[center] == n:
         return CONSTANT, 0, center, b""
-    best = (RAW, 0, 0, None)
-    best_size = (n * width + 7) // 8
-    mapped = np.empty(n, dtype=np.uint32)
-    FK.zigzag_around(values, center, mapped)
-    costs = eg.order_costs(mapped)
+    raw_size = (n * width + 7) // 8
+    # EG costs come from the histogram: se(v - center) only permutes it
+    mapped_hist = np.zeros(2 << width, dtype=np.int64)
+    v = np.arange(hist.size)
+    mapped_hist[np.where(v > center, 2 * (v - center) - 1, 2 * (center - v))] = hist
+    costs = eg.order_costs(histogram=mapped_hist)
     k = int(np.argmin(costs))
-    if (int(costs[k]) + 7) // 8 < best_size:
-        best, best_size = (EXP_GOLOMB, k, center, mapped), (int(costs[k]) + 7) // 8
+    eg_size = (int(costs[k]) + 7) // 8
+    best_size = min(raw_size, eg_size)
     if _entropy_bytes(hist, n) < best_size:  # rANS never beats the order-0 entropy: try it only if it may win
         coded = encode_rans(values)
         if len(coded) < best_size:
             return RANS, 0, 0, coded
-    method, k, center, data = best
-    if method == RAW:
-        return RAW, 0, 0, _raw_bytes(values, width)
-    buf, _ = eg.encode(data, k)
-    return EXP_GOLOMB, k, center, buf.tobytes()
+    if eg_size < raw_size:
+        mapped = np.empty(n, dtype=np.uint32)
+        FK.zigzag_around(values, center, mapped)
+        buf, _ = eg.encode(mapped, k)
+        return EXP_GOLOMB, k, center, buf.tobytes()
+    return RAW, 0, 0, _raw_bytes(values, width)
 
 
 def _encode_chunk(words, lo, hi, layout):

@@ -7,7 +7,10 @@ chunk and decode chunks in parallel. Inside a stream one of two modes codes the 
 - "eg": order-k exp-Golomb with one k per block of `block_size` symbols (one block for the whole
   stream when a single k is cheapest);
 - "zero_run": for sparse streams, EG(k_run) of each run of zeros, then EG(k_val) of the next
-  symbol minus one.
+  symbol minus one;
+- "rans": each chunk a static rANS stream (`bslz.codec.rans`), for alphabets below 4096 symbols:
+  it lands within a fraction of a percent of each chunk's order-0 entropy, where exp-Golomb pays
+  3-20 % for the mismatch between its code lengths and the histogram.
 
 `plan_stream` picks the mode and orders by exact size; `encode_stream` writes what the plan says.
 The size of a stream (`stream_size_bits`) is payload bits plus side information: 64 bits a chunk for
@@ -24,10 +27,11 @@ from bslz.codec._bits import bytes_to_words
 from bslz.codec._jit import njit, njit_parallel, prange
 from bslz.codec._parallel import default_workers, parallel_map, split_range
 from bslz.codec.expgolomb import as_symbols, decode_tables, raise_for_status
+from bslz.codec.rans import MAX_ALPHABET, decode_rans, encode_rans
 from bslz.errors import FormatError, InvalidArgumentError
 
 U64 = np.uint64
-MODES = ("eg", "zero_run")
+MODES = ("eg", "zero_run", "rans")
 DEFAULT_CHUNK_SIZE = 1 << 18
 DEFAULT_BLOCK_SIZE = 1 << 12
 CHUNK_TABLE_BITS = 64
@@ -35,6 +39,7 @@ ORDER_BITS = 8
 MAX_CHUNK_BITS_PER_SYMBOL = 256  # two codewords of at most 125 bits each (zero-run mode)
 # Zero-run mode is only costed when at least this share of symbols are zero (it cannot win below).
 ZERO_RUN_MIN_ZERO_SHARE = 0.25
+RANS_MIN_SYMBOLS = 64  # below this a frequency table costs more than it saves
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +50,10 @@ class StreamPlan:
     count: int
     chunk_size: int
     block_size: int
-    orders: np.ndarray  # uint8: one k per block ("eg", or a single k), or (k_run, k_val)
+    orders: np.ndarray  # uint8: one k per block ("eg", or a single k), (k_run, k_val), or none ("rans")
     chunk_bits: np.ndarray  # uint64: exact payload bits of each chunk
+    # rANS chunks made while planning (their size is only known by coding them), reused by encode_stream
+    coded_chunks: tuple | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def num_chunks(self):
@@ -89,12 +96,13 @@ def _check_sizes(chunk_size, block_size):
 def plan_stream(values, *, mode="auto", chunk_size=DEFAULT_CHUNK_SIZE, block_size=DEFAULT_BLOCK_SIZE):
     """Choose how to code `values` (unsigned symbols): the cheapest plan, found by exact sizes.
 
-    `mode` is "auto" (cheapest of all), "eg" (cheapest of one k and k per block) or "zero_run".
+    `mode` is "auto" (cheapest of all), "eg" (cheapest of one k and k per block), "zero_run" or
+    "rans" (symbols below 4096 only).
     """
     arr = as_symbols(values)
     _check_sizes(chunk_size, block_size)
     if mode not in ("auto",) + MODES:
-        raise InvalidArgumentError(f"mode must be 'auto', 'eg' or 'zero_run', got {mode!r}")
+        raise InvalidArgumentError(f"mode must be 'auto', 'eg', 'zero_run' or 'rans', got {mode!r}")
     candidates = []
     if mode in ("auto", "eg"):
         candidates.extend(_plans_eg(arr, chunk_size, block_size))
@@ -102,7 +110,24 @@ def plan_stream(values, *, mode="auto", chunk_size=DEFAULT_CHUNK_SIZE, block_siz
         plan = _plan_zero_run(arr, chunk_size, block_size, required=mode == "zero_run")
         if plan is not None:
             candidates.append(plan)
+    if mode in ("auto", "rans"):
+        plan = _plan_rans(arr, chunk_size, block_size, required=mode == "rans")
+        if plan is not None:
+            candidates.append(plan)
     return min(candidates, key=StreamPlan.size_bits)
+
+
+def _plan_rans(arr, chunk_size, block_size, required):
+    top = int(K.max_value(arr)) if arr.size else 0
+    if top >= MAX_ALPHABET or (not required and arr.size < RANS_MIN_SYMBOLS):
+        if required:
+            raise InvalidArgumentError(f"rans mode takes symbols below {MAX_ALPHABET}, got {top}")
+        return None
+    symbols = arr.astype(np.uint16, copy=False)
+    bounds = [(lo, min(arr.size, lo + chunk_size)) for lo in range(0, arr.size, chunk_size)]
+    coded = tuple(parallel_map(lambda b: encode_rans(symbols[b[0] : b[1]]), bounds))
+    chunk_bits = np.array([8 * len(c) for c in coded], dtype=np.uint64)
+    return StreamPlan("rans", arr.size, chunk_size, block_size, np.zeros(0, np.uint8), chunk_bits, coded)
 
 
 def stream_size_bits(values, **kwargs):
@@ -166,6 +191,8 @@ def encode_stream(values, plan=None, **plan_kwargs):
         plan = plan_stream(arr, **plan_kwargs)
     elif plan.count != arr.size:
         raise InvalidArgumentError(f"plan is for {plan.count} symbols, got {arr.size}")
+    if plan.mode == "rans":
+        return EncodedStream(plan, _pack_rans_chunks(arr, plan))
     starts = plan.chunk_word_starts()
     words = np.zeros(int(starts[-1]) + 1, dtype=np.uint64)  # +1: the writer may touch one spare word
     written = np.zeros(plan.num_chunks, dtype=np.uint64)
@@ -177,6 +204,28 @@ def encode_stream(values, plan=None, **plan_kwargs):
         raise InvalidArgumentError("plan does not match the values it is used with")
     payload = words[: int(starts[-1])].astype(">u8").view(np.uint8)
     return EncodedStream(plan, payload)
+
+
+def _pack_rans_chunks(arr, plan):
+    """The rANS chunks of a plan, each zero-padded to whole 64-bit words, back to back."""
+    coded = plan.coded_chunks
+    if coded is None:
+        symbols = arr.astype(np.uint16, copy=False)
+        bounds = [(lo, min(arr.size, lo + plan.chunk_size)) for lo in range(0, arr.size, plan.chunk_size)]
+        coded = parallel_map(lambda b: encode_rans(symbols[b[0] : b[1]]), bounds)
+    if [8 * len(c) for c in coded] != plan.chunk_bits.tolist():
+        raise InvalidArgumentError("plan does not match the values it is used with")
+    return np.frombuffer(b"".join(c + bytes(-len(c) % 8) for c in coded), dtype=np.uint8)
+
+
+def _decode_rans_chunks(payload, plan, starts, out):
+    def decode_chunk(c):
+        lo, hi = c * plan.chunk_size, min(plan.count, (c + 1) * plan.chunk_size)
+        begin = int(starts[c]) * 8
+        chunk = payload[begin : begin + int(plan.chunk_bits[c]) // 8]
+        out[lo:hi] = decode_rans(chunk, hi - lo, np.empty(hi - lo, np.uint16))
+
+    parallel_map(decode_chunk, range(plan.num_chunks))
 
 
 OUTPUT_DTYPES = (np.uint16, np.uint32, np.uint64)
@@ -198,6 +247,9 @@ def decode_stream(encoded, out=None, dtype=np.uint64):
         out = np.empty(plan.count, dtype=dtype)
     if out.shape != (plan.count,) or out.dtype not in OUTPUT_DTYPES or not out.flags.c_contiguous:
         raise InvalidArgumentError(f"out must be a contiguous uint16/32/64 array of shape ({plan.count},)")
+    if plan.mode == "rans":  # symbols are below 4096: every output dtype holds them
+        _decode_rans_chunks(payload, plan, starts, out)
+        return out
     max_symbol = U64(np.iinfo(out.dtype).max)
     words = bytes_to_words(payload)
     status = np.zeros(plan.num_chunks, dtype=np.int64)
@@ -237,8 +289,12 @@ def validate_plan(plan):
         raise FormatError(f"a chunk claims more than {max_bits} bits")
     if plan.mode == "eg":
         expected_orders = max(1, -(-plan.count // plan.block_size))
-    else:
+    elif plan.mode == "zero_run":
         expected_orders = 2
+    else:
+        expected_orders = 0
+        if len(plan.chunk_bits) and np.any(plan.chunk_bits % U64(8)):
+            raise FormatError("rANS chunks must be whole bytes")
     if len(plan.orders) != expected_orders or (len(plan.orders) and int(np.max(plan.orders)) > MAX_ORDER):
         raise FormatError(
             f"stream orders are inconsistent: {len(plan.orders)} orders, {expected_orders} expected, max {MAX_ORDER}"

@@ -1,0 +1,1 @@
+"""The `.bslz` container (see FORMAT.md at the repository root) and safetensors in and out."""

@@ -1,0 +1,259 @@
+"""The `.bslz` container, format 1.0: writer and validating reader. FORMAT.md is the normative spec.
+
+    magic (8) | major u16 | minor u16 | reserved u32 = 0 | header length u64 | header (UTF-8 JSON,
+    padded with spaces) | zero bytes to a 64-byte boundary | payloads, each 64-byte aligned
+
+All integers are little-endian. Payloads tile the data section: the first starts at 0, each next
+one at the first 64-byte boundary after the previous one's end, and the file ends with the last.
+"""
+
+import json
+import math
+import mmap
+import os
+import struct
+
+import numpy as np
+
+from bslz import __version__
+from bslz.errors import FormatError, InvalidArgumentError, TruncatedError, UnsupportedVersionError
+from bslz.formats.dtypes import lookup
+from bslz.formats.tensor_codec import CODINGS, crc32, decode_tensor
+
+MAGIC = b"\x89BSLZ\r\n\x1a"
+FORMAT_MAJOR = 1
+FORMAT_MINOR = 0
+PREFIX = struct.Struct("<8sHHIQ")
+ALIGN = 64
+MAX_HEADER_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_DECODED_BYTES = 16 * 1024**3  # per tensor; adjustable for bigger models
+_ENTRY_KEYS = {"name", "dtype", "shape", "offset", "length", "crc32", "decoded_crc32", "coding"}
+
+
+def align(n):
+    return n + (-n % ALIGN)
+
+
+class ContainerWriter:
+    """Writes a container to an open binary file: payloads first, then the header into space
+    reserved for it at the front (header size bounded in advance from what the caller declares)."""
+
+    def __init__(self, f, tensors, *, metadata=None, source_header=None):
+        """`tensors`: (name, dtype, shape) in the order their payloads will be written."""
+        self.f = f
+        self.entries = []
+        self.metadata = metadata
+        self.source_header = source_header
+        self.reserved = _header_bound(tensors, metadata, source_header)
+        self.data_start = align(PREFIX.size + self.reserved)
+        self.offset = 0
+
+    def add(self, name, dtype, shape, fields, payload, decoded_crc32):
+        """Append one tensor's payload (bytes-like) and header entry."""
+        payload = memoryview(np.ascontiguousarray(payload)).cast("B") if isinstance(payload, np.ndarray) else payload
+        self.f.seek(self.data_start + self.offset)
+        self.f.write(payload)
+        entry = {
+            "name": name,
+            "dtype": dtype,
+            "shape": list(shape),
+            "offset": self.offset,
+            "length": len(payload),
+            "crc32": crc32(np.frombuffer(payload, dtype=np.uint8)),
+            "decoded_crc32": decoded_crc32,
+        }
+        entry.update(fields)
+        self.entries.append(entry)
+        end = self.offset + len(payload)
+        self.offset = align(end)
+        return entry
+
+    def close(self):
+        """Pad the data section and write the prefix and header."""
+        if self.entries:
+            last = self.entries[-1]
+            self.f.seek(self.data_start + last["offset"] + last["length"])
+        else:
+            self.f.seek(self.data_start)
+        self.f.truncate()
+        header = {"creator": f"bslz {__version__}", "metadata": self.metadata, "tensors": self.entries}
+        if self.source_header is not None:
+            header["source"] = {"format": "safetensors", "header": self.source_header.decode("utf-8")}
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(text) > self.reserved:  # the bound is an over-estimate by construction
+            raise RuntimeError(f"header of {len(text)} bytes exceeds its reserved {self.reserved}")
+        self.f.seek(0)
+        self.f.write(PREFIX.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0, self.reserved))
+        self.f.write(text + b" " * (self.reserved - len(text)))
+        self.f.write(bytes(self.data_start - PREFIX.size - self.reserved))
+
+
+def _header_bound(tensors, metadata, source_header):
+    """Bytes the header can take at most: each entry sized with the widest numbers it may hold."""
+    big, real = 2**64 - 1, -1.2345678901234567e-300
+    widest = {
+        "offset": big, "length": big, "crc32": big, "decoded_crc32": big, "coding": "quantized",
+        "mode": "zero_run", "chunk_size": big, "block_size": big, "num_orders": big,
+        "step": real, "dead_zone": real, "reconstruction": "midpoint", "gg": [real, real], "levels": big,
+    }  # fmt: skip
+    entries = [dict(widest, name=name, dtype=dtype, shape=list(shape)) for name, dtype, shape in tensors]
+    header = {"creator": f"bslz {__version__}", "metadata": metadata, "tensors": entries}
+    if source_header is not None:
+        header["source"] = {"format": "safetensors", "header": source_header.decode("utf-8")}
+    return len(json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")) + 64
+
+
+class ContainerReader:
+    """A validated view of a `.bslz` file: the header is checked in full on open, payloads are
+    memory-mapped and decoded one tensor at a time, with their checksums checked."""
+
+    def __init__(self, path, *, max_decoded_bytes=DEFAULT_MAX_DECODED_BYTES):
+        self.path = os.fspath(path)
+        self.max_decoded_bytes = max_decoded_bytes
+        with open(self.path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            prefix = f.read(PREFIX.size)
+            if len(prefix) < PREFIX.size:
+                raise TruncatedError(f"{self.path}: {len(prefix)} bytes is too short for a bslz file")
+            magic, major, minor, reserved, header_len = PREFIX.unpack(prefix)
+            if magic != MAGIC:
+                raise FormatError(f"{self.path}: not a bslz file (bad magic bytes)")
+            if major != FORMAT_MAJOR:
+                raise UnsupportedVersionError(f"{self.path}: format {major}.{minor}; this bslz reads {FORMAT_MAJOR}.x")
+            if reserved != 0:
+                raise FormatError(f"{self.path}: reserved prefix field is {reserved}, must be 0")
+            if header_len > MAX_HEADER_BYTES:
+                raise FormatError(f"{self.path}: header of {header_len} bytes is over the {MAX_HEADER_BYTES}-byte cap")
+            self.data_start = align(PREFIX.size + header_len)
+            if self.data_start > size:
+                raise TruncatedError(f"{self.path}: file ends inside its header")
+            header_bytes = f.read(header_len)
+            self.version = (major, minor)
+            self.file_size = size
+        header = _parse_json(self.path, header_bytes)
+        self.metadata = header.get("metadata")
+        if self.metadata is not None and (
+            not isinstance(self.metadata, dict) or not all(isinstance(v, str) for v in self.metadata.values())
+        ):
+            raise FormatError(f"{self.path}: metadata must map strings to strings")
+        source = header.get("source")
+        self.source_header = _source_header(self.path, source)
+        entries = header.get("tensors")
+        if not isinstance(entries, list):
+            raise FormatError(f"{self.path}: header has no tensor list")
+        self.entries = [self._check_entry(e) for e in entries]
+        self.by_name = {}
+        for e in self.entries:
+            if e["name"] in self.by_name:
+                raise FormatError(f"{self.path}: tensor name {e['name']!r} appears twice")
+            self.by_name[e["name"]] = e
+        self._check_tiling(size - self.data_start)
+        self._map = None
+
+    def _check_entry(self, e):
+        if not isinstance(e, dict) or not _ENTRY_KEYS <= set(e):
+            raise FormatError(f"{self.path}: tensor entry lacks some of {sorted(_ENTRY_KEYS)}")
+        name, dtype, shape = e["name"], e["dtype"], e["shape"]
+        if not isinstance(name, str) or not isinstance(dtype, str):
+            raise FormatError(f"{self.path}: tensor name and dtype must be strings")
+        if not isinstance(shape, list) or not all(_is_uint(d) for d in shape):
+            raise FormatError(f"{self.path}: tensor {name!r} has an invalid shape {shape!r}")
+        for key in ("offset", "length", "crc32", "decoded_crc32"):
+            if not _is_uint(e[key]):
+                raise FormatError(f"{self.path}: tensor {name!r} field {key} must be a non-negative integer")
+        if e["coding"] not in CODINGS:
+            raise FormatError(f"{self.path}: tensor {name!r} has unknown coding {e['coding']!r}")
+        numel = math.prod(shape)
+        known = lookup(dtype)
+        if known is None and e["coding"] != "raw":
+            raise FormatError(f"{self.path}: tensor {name!r} of unknown dtype {dtype!r} must be raw")
+        nbytes = numel * known.itemsize if known is not None else e["length"]
+        if nbytes > self.max_decoded_bytes:
+            raise FormatError(
+                f"{self.path}: tensor {name!r} would decode to {nbytes} bytes,"
+                f" over max_decoded_bytes={self.max_decoded_bytes}"
+            )
+        return dict(e, numel=numel, nbytes=nbytes)
+
+    def _check_tiling(self, data_size):
+        expected = 0
+        for e in self.entries:
+            if e["offset"] != expected:
+                raise FormatError(f"{self.path}: tensor {e['name']!r} payload at {e['offset']}, expected {expected}")
+            expected = align(e["offset"] + e["length"])
+        end = self.entries[-1]["offset"] + self.entries[-1]["length"] if self.entries else 0
+        if end != data_size:
+            cls = TruncatedError if end > data_size else FormatError
+            raise cls(f"{self.path}: payloads end at {end} data bytes, the file holds {data_size}")
+
+    def keys(self):
+        return [e["name"] for e in self.entries]
+
+    def entry(self, name):
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise KeyError(f"no tensor named {name!r} in {self.path}") from None
+
+    def _mapped(self):
+        if self._map is None:
+            with open(self.path, "rb") as f:
+                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if self.file_size else b""
+        return self._map
+
+    def payload(self, entry):
+        start = self.data_start + entry["offset"]
+        return np.frombuffer(self._mapped(), dtype=np.uint8, count=entry["length"], offset=start)
+
+    def decode_raw(self, name):
+        """The tensor's raw bytes (uint8 array), after checking both checksums."""
+        e = self.entry(name)
+        payload = self.payload(e)
+        if crc32(payload) != e["crc32"]:
+            raise FormatError(f"{self.path}: tensor {name!r} payload fails its checksum (the file is corrupt)")
+        raw = decode_tensor(e, payload, e["dtype"], e["numel"], e["nbytes"])
+        if raw.size != e["nbytes"]:
+            raise FormatError(f"{self.path}: tensor {name!r} decoded to {raw.size} bytes, expected {e['nbytes']}")
+        if crc32(raw) != e["decoded_crc32"]:
+            raise FormatError(f"{self.path}: tensor {name!r} decodes to bytes that fail their checksum")
+        return raw
+
+    def close(self):
+        if self._map is not None and not isinstance(self._map, bytes):
+            try:
+                self._map.close()
+            except BufferError:  # arrays still view the map (a caller's, or a traceback's): unmapped when freed
+                pass
+        self._map = None
+
+
+def _is_uint(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _parse_json(path, header_bytes):
+    try:
+        header = json.loads(header_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise FormatError(f"{path}: header is not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise FormatError(f"{path}: header is not a JSON object")
+    return header
+
+
+def _source_header(path, source):
+    if source is None:
+        return None
+    if (
+        not isinstance(source, dict)
+        or source.get("format") != "safetensors"
+        or not isinstance(source.get("header"), str)
+    ):
+        raise FormatError(f"{path}: source must be {{'format': 'safetensors', 'header': str}}")
+    return source["header"].encode("utf-8")
+
+
+def check_max_decoded_bytes(value):
+    if not _is_uint(value):
+        raise InvalidArgumentError(f"max_decoded_bytes must be a non-negative integer, got {value!r}")
+    return value

@@ -1,0 +1,111 @@
+"""The safetensors dtypes and how bslz codes each one.
+
+A dtype bslz does not know is passed through as raw bytes: nothing is lost, nothing is compressed.
+"""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class DType:
+    name: str  # as safetensors spells it
+    itemsize: int
+    kind: str  # "float", "int", "uint", "bool"
+    float_layout: str | None = None  # the layout in bslz.codec.floats for float kinds
+
+    @property
+    def word_dtype(self):
+        """Unsigned integer dtype of the same size: how the raw bits are handled."""
+        return np.dtype(f"u{self.itemsize}")
+
+    @property
+    def numpy_dtype(self):
+        """The numpy dtype holding the values, None where numpy has none (bf16, fp8)."""
+        return _NUMPY.get(self.name)
+
+
+DTYPES = {
+    d.name: d
+    for d in (
+        DType("BOOL", 1, "bool"),
+        DType("U8", 1, "uint"),
+        DType("I8", 1, "int"),
+        DType("U16", 2, "uint"),
+        DType("I16", 2, "int"),
+        DType("U32", 4, "uint"),
+        DType("I32", 4, "int"),
+        DType("U64", 8, "uint"),
+        DType("I64", 8, "int"),
+        DType("F16", 2, "float", "float16"),
+        DType("BF16", 2, "float", "bfloat16"),
+        DType("F32", 4, "float", "float32"),
+        DType("F64", 8, "float", "float64"),
+        DType("F8_E4M3", 1, "float", "float8_e4m3"),
+        DType("F8_E5M2", 1, "float", "float8_e5m2"),
+    )
+}
+
+_NUMPY = {
+    "BOOL": np.dtype(np.bool_),
+    "U8": np.dtype(np.uint8),
+    "I8": np.dtype(np.int8),
+    "U16": np.dtype(np.uint16),
+    "I16": np.dtype(np.int16),
+    "U32": np.dtype(np.uint32),
+    "I32": np.dtype(np.int32),
+    "U64": np.dtype(np.uint64),
+    "I64": np.dtype(np.int64),
+    "F16": np.dtype(np.float16),
+    "F32": np.dtype(np.float32),
+    "F64": np.dtype(np.float64),
+}
+_FROM_NUMPY = {v: k for k, v in _NUMPY.items()}
+
+
+def lookup(name):
+    """The DType of a safetensors dtype name, or None for one bslz passes through raw."""
+    return DTYPES.get(name)
+
+
+def from_numpy(dtype):
+    """Safetensors name of a numpy dtype."""
+    try:
+        return _FROM_NUMPY[np.dtype(dtype)]
+    except KeyError:
+        from bslz.errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"numpy dtype {np.dtype(dtype)} has no safetensors name") from None
+
+
+def to_float32(raw_words, dtype):
+    """Float values of raw bit patterns (uint words) of a float DType, as float32 (float64 for F64)."""
+    if dtype.name == "BF16":
+        return (raw_words.astype(np.uint32) << np.uint32(16)).view(np.float32)
+    if dtype.name in ("F8_E4M3", "F8_E5M2"):
+        return _fp8_to_float32(raw_words, dtype.name)
+    return raw_words.view(dtype.numpy_dtype).astype(np.float64 if dtype.name == "F64" else np.float32)
+
+
+def from_float32(values, dtype):
+    """Raw bit patterns of `values` rounded to a float DType (round to nearest even)."""
+    if dtype.name == "BF16":
+        bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+        rounding = np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
+        return ((bits + rounding) >> np.uint32(16)).astype(np.uint16)
+    if dtype.name in ("F8_E4M3", "F8_E5M2"):
+        import torch
+
+        torch_dtype = torch.float8_e4m3fn if dtype.name == "F8_E4M3" else torch.float8_e5m2
+        return (
+            torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(torch_dtype).view(torch.uint8).numpy()
+        )
+    return np.ascontiguousarray(values).astype(dtype.numpy_dtype).view(dtype.word_dtype)
+
+
+def _fp8_to_float32(raw_words, name):
+    import torch
+
+    torch_dtype = torch.float8_e4m3fn if name == "F8_E4M3" else torch.float8_e5m2
+    return torch.from_numpy(np.ascontiguousarray(raw_words, dtype=np.uint8)).view(torch_dtype).float().numpy()

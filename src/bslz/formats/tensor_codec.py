@@ -1,0 +1,199 @@
+"""Coding one tensor: its raw bytes in, a payload and the header fields that describe it out.
+
+Codings (the "coding" field of a tensor entry, FORMAT.md):
+- "raw": the bytes as they are (unknown dtypes, empty tensors, or whenever nothing smaller exists);
+- "float": lossless float coding (`bslz.codec.floats`);
+- "int": integers and bools, exp-Golomb of the values (se(v)-mapped when signed);
+- "quantized": lossy; uniform quantizer symbols, exp-Golomb coded, reconstructed on decode.
+
+An exp-Golomb payload is `chunk_bits` (u64 LE, one a chunk), the orders (u8 each), zero bytes to an
+8-byte boundary, then the stream's big-endian words.
+"""
+
+import zlib
+
+import numpy as np
+
+from bslz.codec import floats, streams
+from bslz.codec.expgolomb import MAX_VALUE, signed_to_unsigned, unsigned_to_signed
+from bslz.codec.gg import fit_generalized_gaussian
+from bslz.codec.quantize import DEFAULT_GG_LEVELS, dequantize, quantize
+from bslz.errors import FormatError, TruncatedError
+from bslz.formats.dtypes import from_float32, lookup, to_float32
+
+CODINGS = ("raw", "float", "int", "quantized")
+RECONSTRUCTIONS = ("midpoint", "gg")
+
+
+def crc32(data):
+    return zlib.crc32(memoryview(np.ascontiguousarray(data)).cast("B"))
+
+
+# ---- exp-Golomb payloads -------------------------------------------------------------------
+
+
+def pack_stream(encoded):
+    """(header fields, payload bytes) of an `EncodedStream`."""
+    plan = encoded.plan
+    side = plan.chunk_bits.astype("<u8").tobytes() + plan.orders.astype(np.uint8).tobytes()
+    side += bytes(-len(side) % 8)
+    fields = {
+        "mode": plan.mode,
+        "chunk_size": plan.chunk_size,
+        "block_size": plan.block_size,
+        "num_orders": len(plan.orders),
+    }
+    return fields, side + encoded.payload.tobytes()
+
+
+def unpack_stream(fields, payload, count):
+    """The `EncodedStream` a payload holds, validated against the header fields."""
+    try:
+        mode, chunk_size, block_size, num_orders = (
+            fields[k] for k in ("mode", "chunk_size", "block_size", "num_orders")
+        )
+    except KeyError as exc:
+        raise FormatError(f"stream field {exc} missing") from None
+    for name, value in (("chunk_size", chunk_size), ("block_size", block_size), ("num_orders", num_orders)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 62:
+            raise FormatError(f"stream field {name} must be a non-negative integer, got {value!r}")
+    if not 1 <= chunk_size <= 1 << 30:
+        raise FormatError(f"stream chunk_size {chunk_size} out of range")
+    nchunks = -(-count // chunk_size)
+    side = 8 * nchunks + num_orders
+    side += -side % 8
+    if side > payload.size:
+        raise TruncatedError(f"stream payload of {payload.size} bytes is shorter than its {side}-byte chunk table")
+    chunk_bits = payload[: 8 * nchunks].view("<u8").astype(np.uint64)
+    orders = payload[8 * nchunks : 8 * nchunks + num_orders].copy()
+    plan = streams.StreamPlan(mode, count, chunk_size, block_size, orders, chunk_bits)
+    return streams.EncodedStream(plan, payload[side:])
+
+
+# ---- encoding ------------------------------------------------------------------------------
+
+
+def encode_lossless(raw, dtype_name, shape):
+    """(fields, payload) for the smallest lossless coding of a tensor's raw bytes (uint8 array)."""
+    dtype = lookup(dtype_name)
+    if dtype is None or raw.size == 0:
+        return {"coding": "raw"}, raw
+    if dtype.kind == "float":
+        enc = floats.encode_floats(raw.view(dtype.word_dtype), dtype.float_layout)
+        fields, payload = {"coding": "float", "chunk_size": enc.chunk_size}, enc.payload
+    else:
+        symbols = _int_symbols(raw, dtype)
+        if symbols is None:
+            return {"coding": "raw"}, raw
+        fields, payload = pack_stream(streams.encode_stream(symbols))
+        fields["coding"] = "int"
+    if len(payload) >= raw.size:
+        return {"coding": "raw"}, raw
+    return fields, payload
+
+
+def _int_symbols(raw, dtype):
+    values = raw.view(np.uint8 if dtype.kind == "bool" else dtype.numpy_dtype)
+    if dtype.kind == "int":
+        if dtype.itemsize == 8 and (values.max() > MAX_VALUE // 2 or values.min() < -(MAX_VALUE // 2)):
+            return None  # se(v) would overflow: keep raw
+        return signed_to_unsigned(values)
+    if dtype.itemsize == 8 and values.max() > MAX_VALUE:
+        return None
+    return values
+
+
+def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction="gg"):
+    """(fields, payload, reconstructed raw bytes) of a float tensor quantized with `step`."""
+    dtype = lookup(dtype_name)
+    values = to_float32(raw.view(dtype.word_dtype), dtype)
+    symbols = quantize(values, step, dead_zone)
+    fields, payload = pack_stream(streams.encode_stream(signed_to_unsigned(symbols.reshape(-1))))
+    fields.update(coding="quantized", step=float(step), dead_zone=float(dead_zone), reconstruction=reconstruction)
+    if reconstruction == "gg":
+        fields["gg"] = [float(v) for v in fit_generalized_gaussian(values)]
+        fields["levels"] = DEFAULT_GG_LEVELS
+    decoded = _reconstruct(symbols, fields, dtype)
+    return fields, payload, decoded
+
+
+def _reconstruct(symbols, fields, dtype):
+    gg_params = tuple(fields["gg"]) if fields["reconstruction"] == "gg" else None
+    values = dequantize(
+        symbols,
+        fields["step"],
+        fields["dead_zone"],
+        fields["reconstruction"],
+        gg_params,
+        fields.get("levels", DEFAULT_GG_LEVELS),
+    )
+    return from_float32(values.reshape(-1), dtype).view(np.uint8)
+
+
+# ---- decoding ------------------------------------------------------------------------------
+
+
+def decode_tensor(fields, payload, dtype_name, numel, nbytes):
+    """Raw bytes (uint8 array of `nbytes`) of a tensor from its header fields and payload."""
+    coding = fields.get("coding")
+    if coding == "raw":
+        if payload.size != nbytes:
+            raise FormatError(f"raw payload of {payload.size} bytes for a {nbytes}-byte tensor")
+        return payload
+    dtype = lookup(dtype_name)
+    if dtype is None:
+        raise FormatError(f"coding {coding!r} needs a known dtype, got {dtype_name!r}")
+    if coding == "float":
+        if dtype.kind != "float":
+            raise FormatError(f"float coding for a {dtype_name} tensor")
+        chunk_size = fields.get("chunk_size")
+        if not isinstance(chunk_size, int) or isinstance(chunk_size, bool):
+            raise FormatError(f"float coding needs an integer chunk_size, got {chunk_size!r}")
+        enc = floats.EncodedFloats(dtype.float_layout, numel, chunk_size, payload)
+        return floats.decode_floats(enc).view(np.uint8)
+    if coding == "int":
+        if dtype.kind == "float":
+            raise FormatError(f"int coding for a {dtype_name} tensor")
+        # se(v) of a signed 32-bit value can reach 2**32: it needs 64-bit symbols
+        wide = np.uint64 if dtype.itemsize == 8 or (dtype.kind == "int" and dtype.itemsize == 4) else np.uint32
+        symbols = streams.decode_stream(unpack_stream(fields, payload, numel), dtype=wide)
+        if dtype.kind == "int":
+            values = unsigned_to_signed(symbols)
+            if values.size and (
+                values.min() < np.iinfo(dtype.numpy_dtype).min or values.max() > np.iinfo(dtype.numpy_dtype).max
+            ):
+                raise FormatError(f"decoded integers do not fit {dtype_name}")
+            return values.astype(dtype.numpy_dtype).view(np.uint8)
+        limit = 1 if dtype.kind == "bool" else np.iinfo(dtype.word_dtype).max
+        if symbols.size and symbols.max() > limit:
+            raise FormatError(f"decoded integers do not fit {dtype_name}")
+        return symbols.astype(dtype.word_dtype).view(np.uint8)
+    if coding == "quantized":
+        if dtype.kind != "float":
+            raise FormatError(f"quantized coding for a {dtype_name} tensor")
+        _check_quantizer_fields(fields)
+        unsigned = streams.decode_stream(unpack_stream(fields, payload, numel), dtype=np.uint32)
+        symbols = unsigned_to_signed(unsigned)
+        return _reconstruct(symbols, fields, dtype)
+    raise FormatError(f"unknown coding {coding!r}")
+
+
+def _check_quantizer_fields(fields):
+    step, dead_zone, reconstruction = fields.get("step"), fields.get("dead_zone"), fields.get("reconstruction")
+    if not isinstance(step, (int, float)) or isinstance(step, bool) or not (np.isfinite(step) and step > 0):
+        raise FormatError(f"quantizer step must be a finite positive number, got {step!r}")
+    if not isinstance(dead_zone, (int, float)) or isinstance(dead_zone, bool) or not 0 <= dead_zone < 1:
+        raise FormatError(f"quantizer dead_zone must be in [0, 1), got {dead_zone!r}")
+    if reconstruction not in RECONSTRUCTIONS:
+        raise FormatError(f"unknown reconstruction {reconstruction!r}")
+    if reconstruction == "gg":
+        gg, levels = fields.get("gg"), fields.get("levels")
+        if (
+            not isinstance(gg, list)
+            or len(gg) != 2
+            or not all(isinstance(v, (int, float)) and np.isfinite(v) and v >= 0 for v in gg)
+            or not 0.1 <= gg[0] <= 3.0
+        ):
+            raise FormatError(f"gg reconstruction needs [nu, beta] with nu in [0.1, 3], got {gg!r}")
+        if not isinstance(levels, int) or isinstance(levels, bool) or not 0 <= levels <= 1 << 16:
+            raise FormatError(f"gg levels must be an integer in 0..65536, got {levels!r}")
