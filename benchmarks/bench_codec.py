@@ -4,9 +4,10 @@
     python benchmarks/bench_codec.py --quick    # 2 M symbols, fewer repeats
 
 Prints three tables:
-1. exp-Golomb streams of quantized generalized-Gaussian symbols: bits/symbol against the order-0
-   entropy and zstd-3, encode (plan + write) and decode Msym/s against zstd-3's compress and
-   decompress of the same symbols stored as int8 (int16 when they do not fit);
+1. exp-Golomb streams (mode "eg") of quantized generalized-Gaussian symbols: bits/symbol against
+   the order-0 entropy, what bslz stores (mode "auto": EG, zero runs or rANS, the smallest) and
+   zstd-3; encode (plan + write) and decode Msym/s against zstd-3's compress and decompress of the
+   same symbols stored as int8 (int16 when they do not fit);
 2. the same on the real MiniLM weight matrices, quantized at 30 / 40 dB per-tensor SNR;
 3. lossless float coding of MiniLM in f32, bf16 and f16: ratio against the per-chunk order-0
    bound, zstd-3 and ZipNN, with MB/s of original bytes.
@@ -56,10 +57,11 @@ def measure_streams(tensors, repeats):
     """Totals over a list of signed-symbol tensors, each coded as its own stream."""
     unsigned = [signed_to_unsigned(t.reshape(-1)) for t in tensors]
     n = sum(u.size for u in unsigned)
-    encoded = [streams.encode_stream(u) for u in unsigned]
+    encoded = [streams.encode_stream(u, mode="eg") for u in unsigned]
+    stored_bits = sum(streams.stream_size_bits(u) for u in unsigned) / n  # mode "auto": what bslz stores
     # decode into the narrowest type that holds the symbols, as a caller knowing its quantizer would
     outs = [np.empty(u.size, dtype=np.uint16 if u.max(initial=0) < 1 << 16 else np.uint32) for u in unsigned]
-    t_enc = best_time(lambda: [streams.encode_stream(u) for u in unsigned], repeats)
+    t_enc = best_time(lambda: [streams.encode_stream(u, mode="eg") for u in unsigned], repeats)
     t_dec = best_time(lambda: [streams.decode_stream(e, o) for e, o in zip(encoded, outs)], repeats)
     for u, o in zip(unsigned, outs):
         assert np.array_equal(u, o)
@@ -71,6 +73,7 @@ def measure_streams(tensors, repeats):
     return dict(
         n=n,
         bits=sum(e.size_bits() for e in encoded) / n,
+        stored=stored_bits,
         h0=sum(entropy_bits(u) for u in unsigned) / n,
         zstd_bits=sum(len(p) for p in packed) * 8 / n,
         enc=n / t_enc / 1e6,
@@ -80,10 +83,12 @@ def measure_streams(tensors, repeats):
     )
 
 
-ROW = "| {:<22} | {:>6.3f} | {:>6.3f} | {:>+6.1f}% | {:>6.3f} |" + " {:>6.0f} |" * 4 + " {:>5.2f} | {:>5.2f} |"
+ROW = (
+    "| {:<22} | {:>6.3f} | {:>6.3f} | {:>+6.1f}% | {:>6.3f} | {:>6.3f} |" + " {:>6.0f} |" * 4 + " {:>5.2f} | {:>5.2f} |"
+)
 HEAD = (
-    "| stream | EG b/sym | H0 b/sym | EG over H0 | zstd-3 b/sym | EG enc Msym/s | EG dec Msym/s |"
-    " zstd enc Msym/s | zstd dec Msym/s | enc / zstd | dec / zstd |\n|" + "---|" * 11
+    "| stream | EG b/sym | H0 b/sym | EG over H0 | auto b/sym | zstd-3 b/sym | EG enc Msym/s | EG dec Msym/s |"
+    " zstd enc Msym/s | zstd dec Msym/s | enc / zstd | dec / zstd |\n|" + "---|" * 12
 )
 
 
@@ -94,6 +99,7 @@ def print_row(name, m):
             m["bits"],
             m["h0"],
             100 * (m["bits"] / m["h0"] - 1),
+            m["stored"],
             m["zstd_bits"],
             m["enc"],
             m["dec"],

@@ -120,6 +120,8 @@ def _steps_for_bits(source, candidates, options, lossless_bits):
     if not candidates:
         return {}
 
+    fixed += len(candidates) * 8 * (7 + 63)  # per quantized payload: orders padded to 8 bytes, payload to 64
+
     def total_bits(step):
         return fixed + sum(
             symbols_rate_bits(quantize(tensor_values(source, info), step, options.dead_zone)) for info in candidates

@@ -23,6 +23,12 @@ def check_paths(src, dst, overwrite):
         raise InvalidArgumentError(f"{dst}: the output would overwrite the input")
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_output(dst):
     """Yield a binary file opened in dst's directory; on success it replaces `dst`, else it is removed."""
@@ -30,6 +36,7 @@ def atomic_output(dst):
     directory = os.path.dirname(os.path.abspath(dst))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(dst)}.", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: give the file what open() would
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()

@@ -1,0 +1,260 @@
+"""The library API: compress and decompress files, and read tensors lazily (mirrors safetensors)."""
+
+import dataclasses
+import math
+import os
+
+import numpy as np
+
+from bslz.codec.quantize import DEFAULT_GG_LEVELS  # noqa: F401  (documented reconstruction setting)
+from bslz.errors import InvalidArgumentError
+from bslz.formats.atomic import atomic_output, check_paths
+from bslz.formats.container import ContainerReader, ContainerWriter, _header_bound, align
+from bslz.formats.dtypes import lookup, to_float32
+from bslz.formats.safetensors_io import read_safetensors
+from bslz.formats.tensor_codec import crc32, encode_lossless, encode_quantized
+from bslz.lossy import LossyOptions, is_float, plan_steps
+
+
+@dataclasses.dataclass
+class TensorReport:
+    name: str
+    dtype: str
+    shape: tuple
+    coding: str
+    original_bytes: int
+    compressed_bytes: int
+    snr_db: float | None = None  # lossy tensors: 10 log10(sum w^2 / sum (w - w_hat)^2)
+    step: float | None = None
+
+    @property
+    def numel(self):
+        return math.prod(self.shape)
+
+    @property
+    def bits_per_param(self):
+        return 8 * self.compressed_bytes / self.numel if self.numel else 0.0
+
+    @property
+    def ratio(self):
+        return self.original_bytes / self.compressed_bytes if self.compressed_bytes else math.inf
+
+
+@dataclasses.dataclass
+class CompressReport:
+    source: str
+    destination: str
+    original_bytes: int
+    compressed_bytes: int
+    tensors: list
+    float_params: int
+    signal: float = 0.0  # sum of w^2 over lossy tensors
+    noise: float = 0.0  # sum of (w - w_hat)^2 over lossy tensors
+
+    @property
+    def ratio(self):
+        return self.original_bytes / self.compressed_bytes if self.compressed_bytes else math.inf
+
+    @property
+    def bits_per_float_param(self):
+        """Whole file size in bits over the number of float parameters."""
+        return 8 * self.compressed_bytes / self.float_params if self.float_params else 0.0
+
+    @property
+    def lossless(self):
+        return all(t.coding != "quantized" for t in self.tensors)
+
+    @property
+    def aggregate_snr_db(self):
+        """10 log10(sum w^2 / sum (w - w_hat)^2) over all float tensors (inf when lossless)."""
+        if self.noise == 0:
+            return math.inf
+        return 10 * math.log10(self.signal / self.noise) if self.signal > 0 else -math.inf
+
+    def to_dict(self):
+        tensors = [
+            dict(dataclasses.asdict(t), shape=list(t.shape), bits_per_param=t.bits_per_param) for t in self.tensors
+        ]
+        return {
+            "source": self.source,
+            "destination": self.destination,
+            "original_bytes": self.original_bytes,
+            "compressed_bytes": self.compressed_bytes,
+            "ratio": self.ratio,
+            "bits_per_float_param": self.bits_per_float_param,
+            "aggregate_snr_db": None if math.isinf(self.aggregate_snr_db) else self.aggregate_snr_db,
+            "lossless": self.lossless,
+            "tensors": tensors,
+        }
+
+
+def compress_file(
+    src, dst, *, bits=None, snr=None, step=None, exclude=(), min_lossy_elements=None, overwrite=False, progress=None
+):
+    """Compress a safetensors file `src` into a `.bslz` file `dst`; returns a `CompressReport`.
+
+    Lossless by default. At most one lossy target: `bits` (average bits per float parameter over
+    the whole file), `snr` (dB, every quantized tensor), `step` (quantizer step). Float tensors
+    smaller than `min_lossy_elements` (default 4096) or matching a glob in `exclude` stay lossless.
+    `progress(done_bytes, total_bytes, tensor_name)` is called after each tensor.
+    """
+    options = LossyOptions(bits, snr, step, tuple(exclude), min_lossy_elements or LossyOptions.min_elements)
+    check_paths(src, dst, overwrite)
+    source = read_safetensors(src)
+    order = sorted(source.tensors, key=lambda t: t.begin)  # data order: decompression streams it back
+    declared = [(t.name, t.dtype, t.shape) for t in order]
+
+    def lossless_bits(quantized_names):
+        """Exact bits of the lossless part of the file, for the `bits` target."""
+        header = _header_bound(declared, source.metadata, source.header_bytes)
+        payload = sum(
+            align(len(encode_lossless(source.tensor_bytes(t), t.dtype, t.shape)[1]))
+            for t in order
+            if t.name not in quantized_names
+        )
+        return 8 * (align(header + 24) + payload)
+
+    steps = plan_steps(source, options, lossless_bits)
+    reports, signal, noise, done = [], 0.0, 0.0, 0
+    total = sum(t.nbytes for t in order)
+    with atomic_output(dst) as f:
+        writer = ContainerWriter(f, declared, metadata=source.metadata, source_header=source.header_bytes)
+        for info in order:
+            raw = source.tensor_bytes(info)
+            report_step = snr_db = None
+            if info.name in steps:
+                fields, payload, decoded = encode_quantized(raw, info.dtype, steps[info.name], options.dead_zone)
+                s, n = _signal_noise(raw, decoded, info.dtype)
+                for _ in range(20):  # rounding to bf16/f16/fp8 adds noise the step search did not see
+                    if options.snr is None or n == 0 or s <= 0 or 10 * math.log10(s / n) >= options.snr:
+                        break
+                    steps[info.name] *= 0.95
+                    fields, payload, decoded = encode_quantized(raw, info.dtype, steps[info.name], options.dead_zone)
+                    s, n = _signal_noise(raw, decoded, info.dtype)
+                signal, noise = signal + s, noise + n
+                snr_db = 10 * math.log10(s / n) if n > 0 and s > 0 else math.inf
+                report_step = steps[info.name]
+                decoded_crc = crc32(decoded)
+            else:
+                fields, payload = encode_lossless(raw, info.dtype, info.shape)
+                decoded_crc = crc32(raw)
+                if steps and is_float(info):  # lossless tensors count in the aggregate SNR's signal
+                    values = to_float32(raw.view(lookup(info.dtype).word_dtype), lookup(info.dtype)).astype(np.float64)
+                    signal += float(np.dot(values[np.isfinite(values)], values[np.isfinite(values)]))
+            entry = writer.add(info.name, info.dtype, info.shape, fields, payload, decoded_crc)
+            reports.append(
+                TensorReport(
+                    info.name,
+                    info.dtype,
+                    info.shape,
+                    fields["coding"],
+                    info.nbytes,
+                    entry["length"],
+                    snr_db,
+                    report_step,
+                )
+            )
+            done += info.nbytes
+            if progress is not None:
+                progress(done, total, info.name)
+        writer.close()
+        size = f.tell()
+    float_params = sum(t.numel for t in order if is_float(t))
+    return CompressReport(
+        os.fspath(src),
+        os.fspath(dst),
+        source.file_size,
+        os.path.getsize(dst) if size else 0,
+        reports,
+        float_params,
+        signal,
+        noise,
+    )
+
+
+def _signal_noise(raw, decoded, dtype_name):
+    dtype = lookup(dtype_name)
+    w = to_float32(raw.view(dtype.word_dtype), dtype).astype(np.float64)
+    e = w - to_float32(decoded.view(dtype.word_dtype), dtype).astype(np.float64)
+    return float(np.dot(w, w)), float(np.dot(e, e))
+
+
+def decompress_file(src, dst, *, overwrite=False, progress=None):
+    """Restore a safetensors file from a `.bslz` file (byte-identical when it was compressed losslessly)."""
+    check_paths(src, dst, overwrite)
+    reader = ContainerReader(src)
+    try:
+        header = reader.source_header
+        if header is None:
+            from bslz.formats.safetensors_io import build_header, layout_tensors
+
+            infos = layout_tensors([(e["name"], e["dtype"], e["shape"], e["nbytes"]) for e in reader.entries])
+            header = build_header(infos, reader.metadata)
+        total = sum(e["nbytes"] for e in reader.entries)
+        done = 0
+        with atomic_output(dst) as f:
+            f.write(len(header).to_bytes(8, "little"))
+            f.write(header)
+            for e in reader.entries:
+                f.write(memoryview(reader.decode_raw(e["name"])))
+                done += e["nbytes"]
+                if progress is not None:
+                    progress(done, total, e["name"])
+    finally:
+        reader.close()
+
+
+class SafeOpen:
+    """Lazy access to the tensors of a `.bslz` file, like `safetensors.safe_open`: only the tensor
+    asked for is decoded. Safe to share between threads."""
+
+    def __init__(self, path, framework="np", **reader_options):
+        if framework not in ("np", "numpy", "pt", "torch"):
+            raise InvalidArgumentError(f"framework must be 'np' or 'pt', got {framework!r}")
+        self.framework = "pt" if framework in ("pt", "torch") else "np"
+        self.reader = ContainerReader(path, **reader_options)
+
+    def keys(self):
+        return self.reader.keys()
+
+    def metadata(self):
+        return self.reader.metadata
+
+    def get_tensor(self, name):
+        entry = self.reader.entry(name)
+        raw = self.reader.decode_raw(name)
+        if not raw.flags.writeable:  # a raw payload views the memory map: copy so close() can unmap it
+            raw = raw.copy()
+        return as_tensor(raw, entry["dtype"], entry["shape"], self.framework)
+
+    def close(self):
+        self.reader.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def safe_open(path, framework="np", **reader_options):
+    """Open a `.bslz` file for lazy reading: `keys()`, `get_tensor(name)`, `metadata()`."""
+    return SafeOpen(path, framework, **reader_options)
+
+
+def as_tensor(raw, dtype_name, shape, framework):
+    """A numpy array or torch tensor of `shape` viewing decoded raw bytes."""
+    dtype = lookup(dtype_name)
+    if dtype is None:
+        raise InvalidArgumentError(f"tensor dtype {dtype_name!r} is not one bslz can turn into an array")
+    if framework == "pt":
+        import torch
+
+        from bslz._torch_dtypes import torch_dtype
+
+        if raw.size == 0:  # torch cannot view an empty byte array as a wider dtype
+            return torch.empty(tuple(shape), dtype=torch_dtype(dtype_name))
+        return torch.from_numpy(np.ascontiguousarray(raw)).view(torch_dtype(dtype_name)).reshape(tuple(shape))
+    if dtype.numpy_dtype is None:
+        raise InvalidArgumentError(f"numpy has no {dtype_name}: open the file with framework='pt'")
+    return raw.view(dtype.numpy_dtype).reshape(tuple(shape))

@@ -1,0 +1,50 @@
+"""`save_file` / `load_file` for numpy arrays, mirroring `safetensors.numpy`, writing `.bslz` files.
+
+numpy has no bf16 or fp8: use `bslz.torch` for those.
+"""
+
+import contextlib
+import os
+import tempfile
+
+import numpy as np
+import safetensors.numpy
+
+from bslz.api import compress_file, safe_open
+from bslz.errors import InvalidArgumentError
+
+
+def save_file(tensors, filename, metadata=None, *, bits=None, snr=None, step=None, exclude=(), overwrite=True):
+    """Write `tensors` ({name: np.ndarray}) and `metadata` ({str: str}) to a `.bslz` file.
+
+    Lossless by default; `bits`, `snr`, `step` and `exclude` are those of `bslz.compress_file`.
+    Returns the `CompressReport`. Refuses an existing `filename` when `overwrite` is False.
+    """
+    if not isinstance(tensors, dict) or not all(isinstance(v, np.ndarray) for v in tensors.values()):
+        raise InvalidArgumentError("tensors must be a dict of numpy arrays")
+    with staged_safetensors(filename, overwrite) as tmp:
+        safetensors.numpy.save_file(tensors, tmp, metadata=metadata)
+        return compress_file(tmp, filename, bits=bits, snr=snr, step=step, exclude=exclude, overwrite=overwrite)
+
+
+def load_file(filename):
+    """All tensors of a `.bslz` file as {name: np.ndarray} (each a fresh, writable array)."""
+    with safe_open(filename, framework="np") as f:
+        return {name: np.array(f.get_tensor(name), copy=True) for name in f.keys()}
+
+
+@contextlib.contextmanager
+def staged_safetensors(filename, overwrite):
+    """Yield the path of a temporary safetensors file beside `filename`; it is removed afterwards,
+    whatever happens."""
+    filename = os.fspath(filename)
+    if not overwrite and os.path.exists(filename):
+        raise InvalidArgumentError(f"{filename}: already exists (use overwrite=True to replace it)")
+    directory = os.path.dirname(os.path.abspath(filename))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(filename)}.", suffix=".safetensors.tmp", dir=directory)
+    os.close(fd)
+    try:
+        yield tmp
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)

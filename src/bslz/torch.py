@@ -1,0 +1,31 @@
+"""`save_file` / `load_file` for torch tensors, mirroring `safetensors.torch`, writing `.bslz` files.
+
+bf16 and fp8 (float8_e4m3fn, float8_e5m2) tensors round-trip bit-exactly in lossless mode.
+"""
+
+import safetensors.torch
+import torch  # the real torch: absolute imports do not resolve to this module
+
+from bslz.api import compress_file, safe_open
+from bslz.errors import InvalidArgumentError
+from bslz.numpy import staged_safetensors
+
+
+def save_file(tensors, filename, metadata=None, *, bits=None, snr=None, step=None, exclude=(), overwrite=True):
+    """Write `tensors` ({name: torch.Tensor}, contiguous, not sharing storage, as safetensors asks)
+    and `metadata` ({str: str}) to a `.bslz` file.
+
+    Lossless by default; `bits`, `snr`, `step` and `exclude` are those of `bslz.compress_file`.
+    Returns the `CompressReport`. Refuses an existing `filename` when `overwrite` is False.
+    """
+    if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
+        raise InvalidArgumentError("tensors must be a dict of torch tensors")
+    with staged_safetensors(filename, overwrite) as tmp:
+        safetensors.torch.save_file(tensors, tmp, metadata=metadata)
+        return compress_file(tmp, filename, bits=bits, snr=snr, step=step, exclude=exclude, overwrite=overwrite)
+
+
+def load_file(filename, device="cpu"):
+    """All tensors of a `.bslz` file as {name: torch.Tensor} on `device`."""
+    with safe_open(filename, framework="pt") as f:
+        return {name: f.get_tensor(name).clone().to(device) for name in f.keys()}

@@ -1,0 +1,554 @@
+"""The library API on whole files: byte-identical lossless round trips for every safetensors dtype,
+lossy targets, lazy and concurrent reading, numpy/torch save_file/load_file, and safe writes."""
+
+import concurrent.futures
+import hashlib
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import safetensors
+import safetensors.torch
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import bslz
+import bslz.api
+import bslz.formats.container
+import bslz.numpy
+import bslz.torch
+from bslz import FormatError, InvalidArgumentError
+
+METADATA = {"format": "pt", "note": "ünïcode ✓", "empty": ""}
+
+
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def bits_as(words, np_word, torch_dtype):
+    """A torch tensor of `torch_dtype` holding exactly the bit patterns `words`."""
+    return torch.from_numpy(np.asarray(words, dtype=np_word).copy()).view(torch_dtype)
+
+
+def same_bits(a, b):
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8))
+    )
+
+
+F32_SPECIALS = [
+    0x00000000, 0x80000000,  # +-0
+    0x7F800000, 0xFF800000,  # +-inf
+    0x7FC00000, 0x7FC00001, 0xFFC12345, 0x7F800001, 0x7FBFFFFF,  # NaNs: quiet, payloads, signalling
+    0x00000001, 0x807FFFFF, 0x00400000,  # subnormals
+    0x00800000, 0x7F7FFFFF, 0xFF7FFFFF, 0x3F800000,  # smallest normal, +-max, 1
+]  # fmt: skip
+F64_SPECIALS = [
+    0, 1 << 63, 0x7FF0000000000000, 0xFFF0000000000000,
+    0x7FF8000000000000, 0x7FF8000000000001, 0xFFF800000000BEEF, 0x7FF0000000000001,
+    1, 0x800FFFFFFFFFFFFF, 0x0010000000000000, 0x7FEFFFFFFFFFFFFF,
+]  # fmt: skip
+
+
+def every_dtype_tensors():
+    """{name: tensor} covering every dtype safetensors knows, with their awkward values."""
+    rng = np.random.default_rng(1234)
+    normal = rng.standard_normal(3000) * 0.05
+    f32 = np.concatenate([np.array(F32_SPECIALS, np.uint32), normal.astype(np.float32).view(np.uint32)])
+    f64 = np.concatenate([np.array(F64_SPECIALS, np.uint64), normal.view(np.uint64)])
+    every16 = rng.permutation(np.arange(1 << 16, dtype=np.uint32)).astype(np.uint16)  # all NaNs, subnormals...
+    every8 = rng.permutation(np.tile(np.arange(256, dtype=np.uint16), 4)).astype(np.uint8)
+    i64_extremes = np.array([np.iinfo(np.int64).min, np.iinfo(np.int64).max, 0, -1, 1, -(2**62), 2**62], np.int64)
+    t = {
+        "bool": torch.from_numpy(rng.random(1000) < 0.2),
+        "u8": torch.from_numpy(rng.permutation(np.arange(256, dtype=np.uint8))),
+        "i8": torch.from_numpy(np.arange(-128, 128, dtype=np.int8)),
+        "i16": torch.from_numpy(np.concatenate([[-32768, 32767, 0], rng.integers(-50, 50, 500)]).astype(np.int16)),
+        "u16": torch.from_numpy(np.array([0, 65535, 1, 40000] * 8, np.uint16)),
+        "i32": torch.from_numpy(np.concatenate([[-(2**31), 2**31 - 1], rng.integers(-9, 9, 700)]).astype(np.int32)),
+        "u32": torch.from_numpy(np.array([0, 2**32 - 1, 7] * 5, np.uint32)),
+        "i64.extremes": torch.from_numpy(i64_extremes),
+        "i64.small": torch.from_numpy(rng.integers(-3, 1000, (20, 30)).astype(np.int64)),
+        "u64": torch.from_numpy(np.array([0, 2**64 - 1, 2**63, 5], np.uint64)),
+        "u64.small": torch.from_numpy(np.arange(300, dtype=np.uint64)),
+        "f16.every": bits_as(every16, np.uint16, torch.float16).reshape(256, 256),
+        "bf16.every": bits_as(every16, np.uint16, torch.bfloat16).reshape(16, 4096),
+        "bf16.weights": torch.from_numpy(normal.astype(np.float32)).to(torch.bfloat16),
+        "f32": bits_as(f32, np.uint32, torch.float32),
+        "f64": bits_as(f64, np.uint64, torch.float64),
+        "f8_e4m3": bits_as(every8, np.uint8, torch.float8_e4m3fn),
+        "f8_e5m2": bits_as(every8, np.uint8, torch.float8_e5m2).reshape(4, 16, 16),
+        "scalar.f32": bits_as(np.uint32(0x7FC0BEEF), np.uint32, torch.float32).reshape(()),
+        "scalar.i64": torch.tensor(np.iinfo(np.int64).min),
+        "scalar.bool": torch.tensor(True),
+        "scalar.bf16": torch.tensor(-0.0, dtype=torch.bfloat16),
+        "scalar.f8": torch.tensor(1.5).to(torch.float8_e4m3fn),
+        "empty.f32": torch.zeros(0),
+        "empty.i32": torch.zeros((2, 0, 3), dtype=torch.int32),
+        "empty.bf16": torch.zeros((0, 7), dtype=torch.bfloat16),
+        "empty.u64": torch.zeros(0, dtype=torch.uint64),
+    }
+    return t
+
+
+EVERY_DTYPE = {
+    "BOOL",
+    "U8",
+    "I8",
+    "I16",
+    "U16",
+    "I32",
+    "U32",
+    "I64",
+    "U64",
+    "F16",
+    "BF16",
+    "F32",
+    "F64",
+    "F8_E4M3",
+    "F8_E5M2",
+}
+
+
+@pytest.fixture(scope="module")
+def every_dtype_file(tmp_path_factory):
+    """(tensors, safetensors path, bslz path, report) for a lossless file of every dtype."""
+    d = tmp_path_factory.mktemp("every")
+    tensors = every_dtype_tensors()
+    src = d / "model.safetensors"
+    safetensors.torch.save_file(tensors, src, metadata=METADATA)
+    report = bslz.compress_file(src, d / "model.bslz")
+    return tensors, src, d / "model.bslz", report
+
+
+def test_every_dtype_round_trips_byte_identical(every_dtype_file, tmp_path):
+    tensors, src, packed, report = every_dtype_file
+    assert {t.dtype for t in report.tensors} == EVERY_DTYPE
+    assert report.lossless and math.isinf(report.aggregate_snr_db)
+    assert {"raw", "float", "int"} <= {t.coding for t in report.tensors}
+    assert report.compressed_bytes == os.path.getsize(packed)
+    out = tmp_path / "back.safetensors"
+    bslz.decompress_file(packed, out)
+    assert sha256(out) == sha256(src)
+
+
+def test_every_dtype_safe_open_pt(every_dtype_file):
+    tensors, _, packed, _ = every_dtype_file
+    with bslz.safe_open(packed, framework="pt") as f:
+        assert sorted(f.keys()) == sorted(tensors)
+        assert f.metadata() == METADATA
+        for name, expected in tensors.items():
+            got = f.get_tensor(name)
+            assert same_bits(got, expected), name
+
+
+def test_every_dtype_safe_open_np(every_dtype_file):
+    tensors, _, packed, _ = every_dtype_file
+    with bslz.safe_open(packed, framework="np") as f:
+        for name, expected in tensors.items():
+            if expected.dtype in (torch.bfloat16, torch.float8_e4m3fn, torch.float8_e5m2):
+                with pytest.raises(InvalidArgumentError, match="framework='pt'"):
+                    f.get_tensor(name)
+                continue
+            got = f.get_tensor(name)
+            want = expected.numpy()
+            assert got.dtype == want.dtype and got.shape == want.shape, name
+            assert got.tobytes() == want.tobytes(), name
+
+
+def test_metadata_kept_by_decompression(every_dtype_file, tmp_path):
+    _, _, packed, _ = every_dtype_file
+    out = tmp_path / "back.safetensors"
+    bslz.decompress_file(packed, out)
+    with safetensors.safe_open(out, framework="np") as f:
+        assert f.metadata() == METADATA
+
+
+def test_unknown_dtype_passes_through_raw(tmp_path):
+    header = {
+        "__metadata__": {"a": "b"},
+        "odd": {"dtype": "F4_FUTURE", "shape": [5], "data_offsets": [0, 5]},
+        "w": {"dtype": "F32", "shape": [2], "data_offsets": [5, 13]},
+    }
+    text = json.dumps(header).encode()
+    src = tmp_path / "odd.safetensors"
+    src.write_bytes(len(text).to_bytes(8, "little") + text + b"\x01\x02\x03\x04\x05" + np.float32([1.5, -2]).tobytes())
+    report = bslz.compress_file(src, tmp_path / "odd.bslz")
+    assert {t.name: t.coding for t in report.tensors}["odd"] == "raw"
+    bslz.decompress_file(tmp_path / "odd.bslz", tmp_path / "back.safetensors")
+    assert sha256(tmp_path / "back.safetensors") == sha256(src)
+    with bslz.safe_open(tmp_path / "odd.bslz") as f:
+        np.testing.assert_array_equal(f.get_tensor("w"), np.float32([1.5, -2]))
+        with pytest.raises(InvalidArgumentError):
+            f.get_tensor("odd")
+
+
+def test_file_without_tensors_round_trips(tmp_path):
+    src = tmp_path / "none.safetensors"
+    safetensors.torch.save_file({}, src, metadata={"only": "metadata"})
+    bslz.compress_file(src, tmp_path / "none.bslz")
+    bslz.decompress_file(tmp_path / "none.bslz", tmp_path / "back.safetensors")
+    assert sha256(tmp_path / "back.safetensors") == sha256(src)
+    assert bslz.safe_open(tmp_path / "none.bslz").keys() == []
+
+
+@settings(max_examples=25)
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=8),
+        st.tuples(
+            st.sampled_from(["float32", "float16", "int8", "int64", "uint16", "bool", "float64"]),
+            st.lists(st.integers(0, 5), max_size=3),
+            st.integers(0, 2**32 - 1),
+        ),
+        max_size=4,
+    )
+)
+def test_numpy_save_load_round_trip(tmp_path_factory, specs):
+    rng_tensors = {}
+    for name, (dtype, shape, seed) in specs.items():
+        raw = np.random.default_rng(seed).integers(0, 256, math.prod(shape) * np.dtype(dtype).itemsize, dtype=np.uint8)
+        arr = raw.view(dtype).reshape(shape) if dtype != "bool" else (raw & 1).astype(bool).reshape(shape)
+        rng_tensors[name] = arr
+    path = tmp_path_factory.mktemp("np") / "t.bslz"
+    bslz.numpy.save_file(rng_tensors, path, metadata={"k": "v"})
+    back = bslz.numpy.load_file(path)
+    assert back.keys() == rng_tensors.keys()
+    for name, arr in rng_tensors.items():
+        assert back[name].dtype == arr.dtype and back[name].shape == arr.shape
+        assert back[name].tobytes() == arr.tobytes()
+        back[name].reshape(-1)[:1] = 0  # load_file returns ordinary writable arrays
+    assert os.listdir(path.parent) == ["t.bslz"]  # the staging safetensors file is gone
+
+
+def test_torch_save_load_bf16_fp8_exact(tmp_path):
+    tensors = every_dtype_tensors()
+    path = tmp_path / "t.bslz"
+    report = bslz.torch.save_file(tensors, path, metadata=METADATA)
+    assert report.lossless
+    back = bslz.torch.load_file(path)
+    assert back.keys() == tensors.keys()
+    for name, expected in tensors.items():
+        assert same_bits(back[name], expected), name
+    assert bslz.safe_open(path).metadata() == METADATA
+    assert os.listdir(tmp_path) == ["t.bslz"]
+
+
+def test_save_file_refuses_overwrite_when_asked(tmp_path):
+    path = tmp_path / "t.bslz"
+    bslz.numpy.save_file({"a": np.arange(3)}, path)
+    bslz.numpy.save_file({"a": np.arange(4)}, path)  # overwrite=True by default, like safetensors
+    before = path.read_bytes()
+    with pytest.raises(InvalidArgumentError, match="exists"):
+        bslz.numpy.save_file({"a": np.arange(5)}, path, overwrite=False)
+    with pytest.raises(InvalidArgumentError, match="exists"):
+        bslz.torch.save_file({"a": torch.arange(5)}, path, overwrite=False)
+    assert path.read_bytes() == before
+    np.testing.assert_array_equal(bslz.numpy.load_file(path)["a"], np.arange(4))
+    assert os.listdir(tmp_path) == ["t.bslz"]
+
+
+def test_save_file_rejects_wrong_container(tmp_path):
+    with pytest.raises(InvalidArgumentError):
+        bslz.numpy.save_file({"a": torch.zeros(2)}, tmp_path / "t.bslz")
+    with pytest.raises(InvalidArgumentError):
+        bslz.torch.save_file({"a": np.zeros(2)}, tmp_path / "t.bslz")
+    assert os.listdir(tmp_path) == []
+
+
+# ---- lossy --------------------------------------------------------------------------------
+
+
+def lossy_tensors():
+    """Large float tensors of each float width, plus small ones (norms, biases) and an int one."""
+    rng = np.random.default_rng(7)
+    laplace = rng.laplace(size=(96, 256)) * 0.02
+    return {
+        "layer0.weight": torch.from_numpy(laplace.astype(np.float32)),
+        "layer1.weight": torch.from_numpy((rng.standard_normal((128, 128)) * 0.05).astype(np.float32)).to(
+            torch.bfloat16
+        ),
+        "layer2.weight": torch.from_numpy((rng.standard_normal((64, 128)) * 0.1).astype(np.float16)),
+        "layer3.weight": torch.from_numpy(rng.standard_normal(8192) * 0.03),
+        "embed.weight": torch.from_numpy((rng.standard_normal((64, 96)) * 0.5).astype(np.float32)),
+        "layer0.bias": torch.from_numpy((rng.standard_normal(256) * 0.01).astype(np.float32)),
+        "norm.weight": torch.from_numpy(1 + 0.01 * rng.standard_normal(256).astype(np.float32)),
+        "position_ids": torch.arange(512, dtype=torch.int64),
+    }
+
+
+@pytest.fixture(scope="module")
+def lossy_source(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lossy")
+    tensors = lossy_tensors()
+    safetensors.torch.save_file(tensors, d / "model.safetensors", metadata={"format": "pt"})
+    return tensors, d / "model.safetensors"
+
+
+def snr_db(w, w_hat):
+    w, w_hat = w.double(), w_hat.double()
+    return 10 * math.log10(float((w * w).sum()) / float(((w - w_hat) ** 2).sum()))
+
+
+LOSSLESS_NAMES = {"layer0.bias", "norm.weight", "position_ids"}
+
+
+def check_lossy_file(tensors, path, expect_lossless):
+    back = bslz.torch.load_file(path)
+    for name, w in tensors.items():
+        assert back[name].dtype == w.dtype and back[name].shape == w.shape, name
+        if name in expect_lossless:
+            assert same_bits(back[name], w), name
+    return back
+
+
+@pytest.mark.parametrize("target", [20.0, 35.0])
+def test_snr_target_met_per_tensor(lossy_source, tmp_path, target):
+    tensors, src = lossy_source
+    report = bslz.compress_file(src, tmp_path / "m.bslz", snr=target, exclude=["embed.*"])
+    codings = {t.name: t.coding for t in report.tensors}
+    assert {n for n, c in codings.items() if c == "quantized"} == {f"layer{i}.weight" for i in range(4)}
+    back = check_lossy_file(tensors, tmp_path / "m.bslz", LOSSLESS_NAMES | {"embed.weight"})
+    for t in report.tensors:
+        if t.coding == "quantized":
+            assert t.snr_db >= target
+            assert snr_db(tensors[t.name], back[t.name]) >= target - 0.01, t.name
+    assert target <= report.aggregate_snr_db < math.inf
+
+
+@pytest.mark.parametrize("bits", [2.5, 5.0])
+def test_bits_target_met(lossy_source, tmp_path, bits):
+    tensors, src = lossy_source
+    report = bslz.compress_file(src, tmp_path / "m.bslz", bits=bits)
+    assert not report.lossless
+    float_params = sum(w.numel() for w in tensors.values() if w.is_floating_point())
+    assert report.float_params == float_params
+    assert report.bits_per_float_param <= bits + 1e-3
+    assert 8 * os.path.getsize(tmp_path / "m.bslz") / float_params <= bits + 1e-3
+    assert report.bits_per_float_param > 0.8 * bits  # the budget is used, not wasted
+    check_lossy_file(tensors, tmp_path / "m.bslz", LOSSLESS_NAMES)
+
+
+def test_more_bits_give_more_snr(lossy_source, tmp_path):
+    _, src = lossy_source
+    low = bslz.compress_file(src, tmp_path / "a.bslz", bits=3.0)
+    high = bslz.compress_file(src, tmp_path / "b.bslz", bits=6.0)
+    assert high.aggregate_snr_db > low.aggregate_snr_db + 6
+
+
+def test_step_target(lossy_source, tmp_path):
+    tensors, src = lossy_source
+    step = 0.004
+    report = bslz.compress_file(src, tmp_path / "m.bslz", step=step, exclude=("layer3.*", "nothing"))
+    quantized = {t.name for t in report.tensors if t.coding == "quantized"}
+    assert quantized == {"layer0.weight", "layer1.weight", "layer2.weight", "embed.weight"}
+    assert all(t.step == step for t in report.tensors if t.coding == "quantized")
+    back = check_lossy_file(tensors, tmp_path / "m.bslz", LOSSLESS_NAMES | {"layer3.weight"})
+    for name in quantized:
+        w = tensors[name].double()
+        rounding = w.abs().max().item() * 2.0**-8  # the reconstruction rounded to bf16 / f16
+        assert (w - back[name].double()).abs().max().item() <= step + rounding, name
+
+
+def test_min_lossy_elements_threshold(lossy_source, tmp_path):
+    _, src = lossy_source
+    report = bslz.compress_file(src, tmp_path / "m.bslz", step=0.01, min_lossy_elements=10)
+    assert {t.name for t in report.tensors if t.coding == "quantized"} >= {"layer0.bias", "norm.weight"}
+
+
+def test_lossy_decompress_gives_decoded_tensors(lossy_source, tmp_path):
+    _, src = lossy_source
+    bslz.compress_file(src, tmp_path / "m.bslz", snr=25)
+    bslz.decompress_file(tmp_path / "m.bslz", tmp_path / "back.safetensors")
+    restored = safetensors.torch.load_file(tmp_path / "back.safetensors")
+    decoded = bslz.torch.load_file(tmp_path / "m.bslz")
+    assert restored.keys() == decoded.keys()
+    for name in decoded:
+        assert same_bits(restored[name], decoded[name]), name
+    assert os.path.getsize(tmp_path / "back.safetensors") == os.path.getsize(src)
+
+
+def test_training_hook_steps(tmp_path):
+    tensors = lossy_tensors()
+    steps = {"layer0.weight": 0.003, "layer2.weight": 0.02, "not.a.tensor": 1.0}
+    metadata = {"bslz.steps": json.dumps(steps)}
+    report = bslz.torch.save_file(tensors, tmp_path / "m.bslz", metadata)
+    by_name = {t.name: t for t in report.tensors}
+    assert {n for n, t in by_name.items() if t.coding == "quantized"} == {"layer0.weight", "layer2.weight"}
+    assert by_name["layer0.weight"].step == 0.003 and by_name["layer2.weight"].step == 0.02
+    with bslz.safe_open(tmp_path / "m.bslz") as f:
+        assert f.metadata() == metadata
+    check_lossy_file(tensors, tmp_path / "m.bslz", set(tensors) - set(steps))
+    # an explicit target overrides the recorded steps
+    report = bslz.torch.save_file(tensors, tmp_path / "m.bslz", metadata, step=0.05)
+    assert all(t.step == 0.05 for t in report.tensors if t.coding == "quantized")
+
+
+def test_training_hook_steps_must_be_valid(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="bslz.steps"):
+        bslz.torch.save_file({"w": torch.zeros(10)}, tmp_path / "m.bslz", {"bslz.steps": '{"w": -1}'})
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs", [dict(bits=4, snr=30), dict(bits=0), dict(step=-1.0), dict(snr=float("nan")), dict(bits=True)]
+)
+def test_invalid_lossy_targets(lossy_source, tmp_path, kwargs):
+    _, src = lossy_source
+    with pytest.raises(InvalidArgumentError):
+        bslz.compress_file(src, tmp_path / "m.bslz", **kwargs)
+    assert os.listdir(tmp_path) == []
+
+
+def test_lossy_refuses_non_finite_tensor(tmp_path):
+    w = torch.randn(5000)
+    w[17] = float("nan")
+    with pytest.raises(InvalidArgumentError, match="NaN"):
+        bslz.torch.save_file({"w": w}, tmp_path / "m.bslz", snr=30)
+    assert os.listdir(tmp_path) == []
+    bslz.torch.save_file({"w": w}, tmp_path / "m.bslz", snr=30, exclude=["w"])  # kept lossless instead
+    assert same_bits(bslz.torch.load_file(tmp_path / "m.bslz")["w"], w)
+
+
+# ---- lazy and concurrent reading ------------------------------------------------------------
+
+
+def test_safe_open_decodes_only_what_is_asked(every_dtype_file, monkeypatch):
+    tensors, _, packed, _ = every_dtype_file
+    decoded = []
+    real = bslz.formats.container.decode_tensor
+
+    def counting(fields, payload, dtype_name, numel, nbytes):
+        decoded.append(fields["name"])
+        return real(fields, payload, dtype_name, numel, nbytes)
+
+    monkeypatch.setattr(bslz.formats.container, "decode_tensor", counting)
+    with bslz.safe_open(packed, framework="pt") as f:
+        assert decoded == []
+        assert same_bits(f.get_tensor("bf16.weights"), tensors["bf16.weights"])
+        assert decoded == ["bf16.weights"]
+        with pytest.raises(KeyError, match="missing"):
+            f.get_tensor("missing")
+
+
+def test_safe_open_rejects_unknown_framework(every_dtype_file):
+    with pytest.raises(InvalidArgumentError):
+        bslz.safe_open(every_dtype_file[2], framework="tf")
+
+
+def test_concurrent_get_tensor(every_dtype_file):
+    tensors, _, packed, _ = every_dtype_file
+    names = sorted(tensors) * 4
+    np.random.default_rng(3).shuffle(names)
+    with bslz.safe_open(packed, framework="pt") as f:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda n: (n, f.get_tensor(n)), names))
+    assert all(same_bits(got, tensors[name]) for name, got in results)
+
+
+def test_tensors_outlive_the_handle(every_dtype_file):
+    tensors, _, packed, _ = every_dtype_file
+    with bslz.safe_open(packed, framework="np") as f:
+        kept = {name: f.get_tensor(name) for name in ("u64", "scalar.i64", "f32", "empty.i32")}
+    for name, arr in kept.items():
+        assert arr.tobytes() == tensors[name].numpy().tobytes()
+
+
+# ---- safe writes ----------------------------------------------------------------------------
+
+
+def test_refuses_overwrite_and_same_path(lossy_source, tmp_path):
+    _, src = lossy_source
+    dst = tmp_path / "m.bslz"
+    dst.write_bytes(b"precious")
+    with pytest.raises(InvalidArgumentError, match="exists"):
+        bslz.compress_file(src, dst)
+    assert dst.read_bytes() == b"precious"
+    bslz.compress_file(src, dst, overwrite=True)
+    back = tmp_path / "back.safetensors"
+    back.write_bytes(b"precious")
+    with pytest.raises(InvalidArgumentError, match="exists"):
+        bslz.decompress_file(dst, back)
+    assert back.read_bytes() == b"precious"
+    bslz.decompress_file(dst, back, overwrite=True)
+    assert sha256(back) == sha256(src)
+    before = sha256(src)
+    for same in (src, os.path.join(os.path.dirname(src), ".", os.path.basename(src))):
+        with pytest.raises(InvalidArgumentError, match="overwrite the input"):
+            bslz.compress_file(src, same, overwrite=True)
+        with pytest.raises(InvalidArgumentError, match="overwrite the input"):
+            bslz.decompress_file(dst, dst, overwrite=True)
+    assert sha256(src) == before
+    with pytest.raises(FileNotFoundError):
+        bslz.compress_file(tmp_path / "absent.safetensors", tmp_path / "x.bslz")
+
+
+def test_interrupted_compress_leaves_nothing(lossy_source, tmp_path, monkeypatch):
+    _, src = lossy_source
+    real_add = bslz.formats.container.ContainerWriter.add
+    calls = []
+
+    def failing_add(self, *args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C halfway through the tensors
+        return real_add(self, *args, **kwargs)
+
+    monkeypatch.setattr(bslz.formats.container.ContainerWriter, "add", failing_add)
+    with pytest.raises(KeyboardInterrupt):
+        bslz.compress_file(src, tmp_path / "m.bslz", snr=30)
+    assert os.listdir(tmp_path) == []
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        bslz.numpy.save_file({f"t{i}": np.arange(10.0) for i in range(5)}, tmp_path / "n.bslz")
+    assert os.listdir(tmp_path) == []  # neither the output, nor its temporary, nor the staging file
+
+
+def test_interrupted_overwrite_keeps_old_file(lossy_source, tmp_path, monkeypatch):
+    _, src = lossy_source
+    dst = tmp_path / "m.bslz"
+    bslz.compress_file(src, dst)
+    before = sha256(dst)
+
+    def failing_close(self):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bslz.formats.container.ContainerWriter, "close", failing_close)
+    with pytest.raises(OSError, match="disk full"):
+        bslz.compress_file(src, dst, overwrite=True, step=0.01)
+    assert sha256(dst) == before
+    assert os.listdir(tmp_path) == ["m.bslz"]
+
+
+def test_interrupted_decompress_leaves_nothing(every_dtype_file, tmp_path, monkeypatch):
+    _, _, packed, _ = every_dtype_file
+    real = bslz.formats.container.ContainerReader.decode_raw
+    calls = []
+
+    def failing(self, name):
+        calls.append(name)
+        if len(calls) == 5:
+            raise FormatError("corrupt")
+        return real(self, name)
+
+    monkeypatch.setattr(bslz.formats.container.ContainerReader, "decode_raw", failing)
+    with pytest.raises(FormatError):
+        bslz.decompress_file(packed, tmp_path / "back.safetensors")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.small
+def test_report_to_dict_is_json(tmp_path):
+    path = tmp_path / "t.bslz"
+    report = bslz.numpy.save_file({"a": np.arange(100, dtype=np.int32), "b": np.zeros(0, np.float32)}, path)
+    d = json.loads(json.dumps(report.to_dict()))
+    assert d["lossless"] and d["aggregate_snr_db"] is None
+    assert d["compressed_bytes"] == os.path.getsize(path)
+    assert sorted(t["name"] for t in d["tensors"]) == ["a", "b"]

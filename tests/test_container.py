@@ -1,0 +1,388 @@
+"""The `.bslz` container reader refuses what FORMAT.md forbids, each with the right error.
+
+Focused cases; exhaustive hardening (every bit flipped, fuzzing) lives elsewhere.
+"""
+
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+import bslz.numpy
+from bslz import FormatError, TruncatedError, UnsupportedVersionError
+from bslz.formats.container import ALIGN, MAGIC, MAX_HEADER_BYTES, PREFIX, ContainerReader, align
+
+
+def make_tensors():
+    rng = np.random.default_rng(5)
+    return {
+        "w": (rng.standard_normal(5000) * 0.02).astype(np.float32),  # float coding
+        "ids": np.arange(300, dtype=np.int32) % 17,  # int coding
+        "q": (rng.standard_normal(5000) * 0.1).astype(np.float16),  # quantized
+        "tiny": np.array([3, 1, 4], np.uint8),  # raw
+    }
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    """Bytes of a valid container holding every coding."""
+    path = tmp_path_factory.mktemp("good") / "good.bslz"
+    report = bslz.numpy.save_file(make_tensors(), path, {"k": "v"}, step=0.01, exclude=["w"])
+    assert {t.coding for t in report.tensors} == {"float", "int", "quantized", "raw"}
+    return path.read_bytes()
+
+
+def split(blob):
+    """(major, minor, reserved, header dict, data bytes) of a container."""
+    magic, major, minor, reserved, n = PREFIX.unpack_from(blob)
+    assert magic == MAGIC
+    return major, minor, reserved, json.loads(blob[PREFIX.size : PREFIX.size + n]), blob[align(PREFIX.size + n) :]
+
+
+def join(header, data, major=1, minor=0, reserved=0, magic=MAGIC):
+    text = json.dumps(header).encode() if isinstance(header, dict) else header
+    head = PREFIX.pack(magic, major, minor, reserved, len(text)) + text
+    return head + bytes(-len(head) % ALIGN) + data
+
+
+def open_bytes(tmp_path, blob, **options):
+    path = tmp_path / "f.bslz"
+    path.write_bytes(blob)
+    return ContainerReader(path, **options)
+
+
+def decode_all(reader):
+    try:
+        return {name: reader.decode_raw(name).copy() for name in reader.keys()}
+    finally:
+        reader.close()
+
+
+def edited(good, edit, data_edit=None):
+    major, minor, reserved, header, data = split(good)
+    edit(header)
+    return join(header, data if data_edit is None else data_edit(data), major, minor, reserved)
+
+
+# ---- the valid file --------------------------------------------------------------------------
+
+
+@pytest.mark.small
+def test_good_file_layout(good, tmp_path):
+    major, minor, reserved, header, data = split(good)
+    assert (major, minor, reserved) == (1, 0, 0)
+    assert header["creator"].startswith("bslz ")
+    _, _, _, n = struct.unpack_from("<HHIQ", good, 8)
+    assert (
+        good[
+            PREFIX.size + len(json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()) : PREFIX.size + n
+        ].strip(b" ")
+        == b""
+    )
+    expected = 0
+    for e in header["tensors"]:
+        assert e["offset"] == expected and e["offset"] % ALIGN == 0
+        assert not any(data[e["offset"] + e["length"] : align(e["offset"] + e["length"])])  # zero padding
+        expected = align(e["offset"] + e["length"])
+    last = header["tensors"][-1]
+    assert len(data) == last["offset"] + last["length"]
+    decoded = decode_all(open_bytes(tmp_path, good))
+    assert decoded["tiny"].tobytes() == bytes([3, 1, 4])
+    assert decoded["w"].tobytes() == make_tensors()["w"].tobytes()
+
+
+def test_rebuilt_file_still_reads(good, tmp_path):
+    """The helpers themselves: a re-serialized header (other padding) reads the same."""
+    assert decode_all(open_bytes(tmp_path, edited(good, lambda h: None))).keys() == {"w", "ids", "q", "tiny"}
+
+
+def test_newer_minor_version_and_unknown_fields_are_read(good, tmp_path):
+    _, _, _, header, data = split(good)
+    header["future"] = {"anything": [1, 2]}
+    header["tensors"][0]["future_field"] = "ignored"
+    reader = open_bytes(tmp_path, join(header, data, minor=9))
+    assert reader.version == (1, 9)
+    assert len(decode_all(reader)) == 4
+
+
+# ---- prefix ----------------------------------------------------------------------------------
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("magic", [b"\x89BSLZ\r\n\x00", b"PK\x03\x04\x00\x00\x00\x00", b"\x00" * 8])
+def test_bad_magic(good, tmp_path, magic):
+    with pytest.raises(FormatError, match="magic") as exc:
+        open_bytes(tmp_path, magic + good[8:])
+    assert type(exc.value) is FormatError
+
+
+def test_safetensors_file_is_not_a_container(tmp_path):
+    import safetensors.numpy
+
+    safetensors.numpy.save_file({"a": np.zeros(3)}, tmp_path / "a.safetensors")
+    with pytest.raises(FormatError, match="magic"):
+        ContainerReader(tmp_path / "a.safetensors")
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("major", [0, 2, 65535])
+def test_unknown_major_version(good, tmp_path, major):
+    _, minor, reserved, header, data = split(good)
+    with pytest.raises(UnsupportedVersionError, match=f"format {major}"):
+        open_bytes(tmp_path, join(header, data, major=major))
+
+
+@pytest.mark.small
+def test_reserved_field_must_be_zero(good, tmp_path):
+    _, _, _, header, data = split(good)
+    with pytest.raises(FormatError, match="reserved"):
+        open_bytes(tmp_path, join(header, data, reserved=1))
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("n", [MAX_HEADER_BYTES + 1, 2**63, 2**64 - 1])
+def test_header_over_the_cap(tmp_path, n):
+    """Refused from the prefix alone, before reading (or allocating) the announced header."""
+    blob = PREFIX.pack(MAGIC, 1, 0, 0, n) + b"{}"
+    with pytest.raises(FormatError, match="cap") as exc:
+        open_bytes(tmp_path, blob)
+    assert not isinstance(exc.value, TruncatedError)
+
+
+# ---- truncation ------------------------------------------------------------------------------
+
+
+def test_every_truncation_is_detected(good, tmp_path):
+    """Proper prefixes of the file (every one in the prefix, around the header's end and in the
+    data, a sample inside the header) are refused on open as truncated: the tiling leaves no slack."""
+    path = tmp_path / "cut.bslz"
+    header_end = PREFIX.size + struct.unpack_from("<Q", good, 16)[0]
+    cuts = set(range(PREFIX.size + 1)) | set(range(PREFIX.size, header_end, 37))
+    cuts |= set(range(header_end - 3, min(header_end + 2 * ALIGN, len(good))))
+    cuts |= set(range(header_end, len(good), 7)) | {len(good) - 1}
+    for cut in cuts:
+        path.write_bytes(good[:cut])
+        with pytest.raises(TruncatedError):
+            ContainerReader(path)
+
+
+def test_truncated_payload_inside_a_valid_tiling(good, tmp_path):
+    """A payload shortened along with its length field: the checksum, then the decoder, catch it."""
+    _, _, _, header, data = split(good)
+    entries = {e["name"]: e for e in header["tensors"]}
+    for name in ("w", "ids", "q"):
+        h = json.loads(json.dumps(header))
+        e = next(x for x in h["tensors"] if x["name"] == name)
+        e["length"] -= 9
+        start, end = e["offset"], e["offset"] + entries[name]["length"]
+        new_data = data[: start + e["length"]] + bytes(-(start + e["length"]) % ALIGN) + data[align(end) :]
+        shift = align(end) - align(start + e["length"])
+        for later in h["tensors"]:
+            if later["offset"] > start:
+                later["offset"] -= shift
+        reader = open_bytes(tmp_path, join(h, new_data))
+        with pytest.raises(FormatError):
+            reader.decode_raw(name)
+        e["crc32"] = zlib.crc32(new_data[start : start + e["length"]])
+        reader.close()
+        reader = open_bytes(tmp_path, join(h, new_data))
+        with pytest.raises(FormatError):  # TruncatedError or another FormatError, never a crash
+            reader.decode_raw(name)
+        reader.close()
+
+
+# ---- checksums -------------------------------------------------------------------------------
+
+
+def test_payload_corruption_caught_by_checksum(good, tmp_path):
+    _, _, _, header, data = split(good)
+    for e in header["tensors"]:
+        for where in (0, e["length"] // 2, e["length"] - 1):
+            corrupt = bytearray(data)
+            corrupt[e["offset"] + where] ^= 0x10
+            reader = open_bytes(tmp_path, join(header, bytes(corrupt)))
+            with pytest.raises(FormatError, match="checksum"):
+                reader.decode_raw(e["name"])
+            others = [n for n in reader.keys() if n != e["name"]]
+            assert all(reader.decode_raw(n) is not None for n in others)  # the rest still decodes
+            reader.close()
+
+
+def test_decoded_checksum_mismatch(good, tmp_path):
+    def edit(h):
+        for e in h["tensors"]:
+            e["decoded_crc32"] ^= 1
+
+    reader = open_bytes(tmp_path, edited(good, edit))
+    for name in reader.keys():
+        with pytest.raises(FormatError, match="checksum"):
+            reader.decode_raw(name)
+    reader.close()
+
+
+# ---- tiling ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda es: es[1].update(offset=0), id="overlap"),
+        pytest.param(lambda es: es[1].update(offset=es[1]["offset"] - ALIGN), id="overlap-aligned"),
+        pytest.param(lambda es: es[1].update(offset=es[1]["offset"] + ALIGN), id="gap"),
+        pytest.param(lambda es: es[0].update(offset=ALIGN), id="gap-at-start"),
+        pytest.param(lambda es: es[1].update(offset=es[1]["offset"] + 1), id="misaligned"),
+        pytest.param(lambda es: es.reverse(), id="out-of-order"),
+        pytest.param(lambda es: es[-1].update(length=es[-1]["length"] - 1), id="slack-at-end"),
+        pytest.param(lambda es: es[0].update(length=es[0]["length"] + ALIGN), id="runs-into-next"),
+    ],
+)
+def test_offsets_must_tile_the_data(good, tmp_path, change):
+    with pytest.raises(FormatError):
+        open_bytes(tmp_path, edited(good, lambda h: change(h["tensors"])))
+
+
+def test_trailing_bytes_refused(good, tmp_path):
+    for extra in (b"\x00", b"\x00" * ALIGN, b"polyglot"):
+        with pytest.raises(FormatError, match="payloads end"):
+            open_bytes(tmp_path, good + extra)
+
+
+def test_duplicate_names(good, tmp_path):
+    def edit(h):
+        h["tensors"][1]["name"] = h["tensors"][0]["name"]
+
+    with pytest.raises(FormatError, match="twice"):
+        open_bytes(tmp_path, edited(good, edit))
+
+
+# ---- header fields ---------------------------------------------------------------------------
+
+
+def set_field(key, value, index=0):
+    def edit(h):
+        h["tensors"][index][key] = value
+
+    return edit
+
+
+def set_named(name, key, value):
+    def edit(h):
+        next(e for e in h["tensors"] if e["name"] == name)[key] = value
+
+    return edit
+
+
+def drop_field(key):
+    def edit(h):
+        del h["tensors"][0][key]
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(set_field("name", 7), id="name-int"),
+        pytest.param(set_field("name", None), id="name-null"),
+        pytest.param(set_field("dtype", ["F32"]), id="dtype-list"),
+        pytest.param(set_field("shape", 5000), id="shape-int"),
+        pytest.param(set_field("shape", [-5000]), id="shape-negative"),
+        pytest.param(set_field("shape", [5000.0]), id="shape-float"),
+        pytest.param(set_field("shape", [True]), id="shape-bool"),
+        pytest.param(set_field("shape", ["5000"]), id="shape-str"),
+        pytest.param(set_field("offset", "0"), id="offset-str"),
+        pytest.param(set_field("length", 1.5), id="length-float"),
+        pytest.param(set_field("length", -1), id="length-negative"),
+        pytest.param(set_field("crc32", None), id="crc-null"),
+        pytest.param(set_field("decoded_crc32", False), id="decoded-crc-bool"),
+        pytest.param(set_field("coding", "zstd"), id="coding-unknown"),
+        pytest.param(set_field("coding", 1), id="coding-int"),
+        pytest.param(drop_field("crc32"), id="missing-crc"),
+        pytest.param(drop_field("coding"), id="missing-coding"),
+        pytest.param(lambda h: h["tensors"].append("not an entry"), id="entry-str"),
+        pytest.param(lambda h: h.update(tensors={"a": 1}), id="tensors-dict"),
+        pytest.param(lambda h: h.pop("tensors"), id="tensors-missing"),
+        pytest.param(lambda h: h.update(metadata={"k": 1}), id="metadata-int-value"),
+        pytest.param(lambda h: h.update(metadata=["k"]), id="metadata-list"),
+        pytest.param(lambda h: h.update(source={"format": "safetensors", "header": 3}), id="source-header-int"),
+        pytest.param(lambda h: h.update(source="safetensors"), id="source-str"),
+    ],
+)
+def test_wrong_types_in_header(good, tmp_path, edit):
+    with pytest.raises(FormatError):
+        open_bytes(tmp_path, edited(good, edit))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"[]", b'"tensors"', b"{", b"\xff\xfe{}", b"{}" + b"\x00", b"[" * 100_000 + b"]" * 100_000],
+    ids=["list", "string", "unterminated", "not-utf8", "nul-padding", "deep-nesting"],
+)
+def test_header_not_a_json_object(tmp_path, text):
+    with pytest.raises(FormatError, match="header"):
+        open_bytes(tmp_path, join(text, b""))
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("step", -0.1),
+        ("step", "0.1"),
+        ("step", 0),
+        ("dead_zone", 1.0),
+        ("reconstruction", "magic"),
+        ("gg", [50.0, 1.0]),
+        ("gg", "x"),
+        ("levels", -1),
+        ("mode", "lz4"),
+        ("chunk_size", 0),
+        ("chunk_size", "big"),
+        ("num_orders", 2**40),
+    ],
+)
+def test_bad_quantizer_and_stream_fields(good, tmp_path, key, value):
+    """Checked when the tensor is decoded: a FormatError, never another exception."""
+    reader = open_bytes(tmp_path, edited(good, set_named("q", key, value)))
+    with pytest.raises(FormatError):
+        reader.decode_raw("q")
+    reader.close()
+
+
+def test_unknown_dtype_must_be_raw(good, tmp_path):
+    with pytest.raises(FormatError, match="must be raw"):
+        open_bytes(tmp_path, edited(good, set_named("w", "dtype", "F4_FUTURE")))
+
+
+@pytest.mark.parametrize("coding", ["float", "quantized"])
+def test_coding_must_suit_the_dtype(good, tmp_path, coding):
+    reader = open_bytes(tmp_path, edited(good, set_named("ids", "coding", coding)))
+    with pytest.raises(FormatError):
+        reader.decode_raw("ids")
+    reader.close()
+
+
+def test_raw_size_must_match_the_shape(good, tmp_path):
+    reader = open_bytes(tmp_path, edited(good, set_named("tiny", "shape", [4])))
+    with pytest.raises(FormatError):
+        reader.decode_raw("tiny")
+    reader.close()
+
+
+# ---- limits ----------------------------------------------------------------------------------
+
+
+def test_max_decoded_bytes_enforced(good, tmp_path):
+    path = tmp_path / "f.bslz"
+    path.write_bytes(good)
+    ContainerReader(path, max_decoded_bytes=5000 * 4).close()  # the largest tensor, exactly
+    with pytest.raises(FormatError, match="max_decoded_bytes"):
+        ContainerReader(path, max_decoded_bytes=5000 * 4 - 1)
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("shape", [[2**40, 2**40], [2**31, 2**31, 2**31], [2**63]])
+def test_hostile_shape_refused_before_allocating(good, tmp_path, shape):
+    with pytest.raises(FormatError, match="max_decoded_bytes"):
+        open_bytes(tmp_path, edited(good, set_named("w", "shape", shape)))

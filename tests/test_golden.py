@@ -1,0 +1,100 @@
+"""Golden files, as numcodecs and pcodec keep them: written once per format version by
+scripts/make_golden.py, decoded by every later bslz of the same major version.
+
+The writer check compares a freshly written file with the golden one field by field: the prefix's
+magic and version, the header JSON with its "creator" string (the bslz version) left out, and the
+data section byte for byte. The header's length and space padding are not compared, since the
+space reserved for the header depends on the length of the creator string.
+"""
+
+import hashlib
+import json
+import pathlib
+
+import pytest
+import safetensors
+import safetensors.torch
+import torch
+
+import bslz
+import bslz.torch
+from bslz.formats.container import FORMAT_MAJOR, FORMAT_MINOR, PREFIX, align
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+FOLDERS = sorted(FIXTURES.glob("format-*/manifest.json"))
+CASES = [(m.parent, case) for m in FOLDERS for case in json.loads(m.read_text())["cases"]]
+IDS = [f"{folder.name}/{case['name']}" for folder, case in CASES]
+
+
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def raw_bytes(t):
+    return t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+
+
+def container_parts(path):
+    """(magic, major, minor, header without creator, data bytes) of a `.bslz` file."""
+    blob = pathlib.Path(path).read_bytes()
+    magic, major, minor, _, n = PREFIX.unpack_from(blob)
+    header = json.loads(blob[PREFIX.size : PREFIX.size + n])
+    header.pop("creator")
+    return magic, major, minor, header, blob[align(PREFIX.size + n) :]
+
+
+@pytest.mark.small
+def test_current_version_has_golden_files():
+    folder = FIXTURES / f"format-{FORMAT_MAJOR}.{FORMAT_MINOR}"
+    assert (folder / "manifest.json").is_file(), f"run scripts/make_golden.py to write golden files for {folder.name}"
+    assert sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file()) < 64 * 1024 * len(FOLDERS)
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("folder, case", CASES, ids=IDS)
+def test_fixtures_intact(folder, case):
+    """The files are what make_golden.py wrote (guards against an accidental rewrite)."""
+    for name, digest in case["sha256"].items():
+        assert sha256(folder / name) == digest, name
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("folder, case", CASES, ids=IDS)
+def test_golden_decompresses(folder, case, tmp_path):
+    out = tmp_path / "out.safetensors"
+    bslz.decompress_file(folder / case["bslz"], out)
+    assert sha256(out) == sha256(folder / case["decoded"])
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("folder, case", CASES, ids=IDS)
+def test_golden_safe_open(folder, case):
+    expected = safetensors.torch.load_file(folder / case["decoded"])
+    with safetensors.safe_open(folder / case["decoded"], framework="pt") as f:
+        metadata = f.metadata()
+    with bslz.safe_open(folder / case["bslz"], framework="pt") as f:
+        assert sorted(f.keys()) == sorted(expected)
+        assert f.metadata() == metadata
+        for name, want in expected.items():
+            got = f.get_tensor(name)
+            assert got.dtype == want.dtype and got.shape == want.shape, name
+            assert raw_bytes(got) == raw_bytes(want), name
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("folder, case", CASES, ids=IDS)
+def test_writer_unchanged(folder, case, tmp_path):
+    """Same input, same options: the same file, unless the format version changed."""
+    version = tuple(json.loads((folder / "manifest.json").read_text())["format"])
+    if version != (FORMAT_MAJOR, FORMAT_MINOR):
+        pytest.skip(f"golden files of format {version}: decoded only, the writer is {FORMAT_MAJOR}.{FORMAT_MINOR}")
+    fresh = tmp_path / "fresh.bslz"
+    report = bslz.compress_file(folder / case["input"], fresh, **case["options"])
+    assert sorted({t.coding for t in report.tensors}) == case["codings"]
+    magic, major, minor, header, data = container_parts(fresh)
+    g_magic, g_major, g_minor, g_header, g_data = container_parts(folder / case["bslz"])
+    assert (magic, major, minor) == (g_magic, g_major, g_minor)
+    hint = "the writer changed what it writes: bump the format version and run scripts/make_golden.py, or revert"
+    assert header == g_header, hint
+    assert data == g_data, hint
