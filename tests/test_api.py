@@ -407,13 +407,12 @@ def test_invalid_lossy_targets(lossy_source, tmp_path, kwargs):
     assert os.listdir(tmp_path) == []
 
 
-def test_lossy_refuses_non_finite_tensor(tmp_path):
+def test_lossy_keeps_non_finite_tensors_lossless(tmp_path):
     w = torch.randn(5000)
     w[17] = float("nan")
-    with pytest.raises(InvalidArgumentError, match="NaN"):
-        bslz.torch.save_file({"w": w}, tmp_path / "m.bslz", snr=30)
-    assert os.listdir(tmp_path) == []
-    bslz.torch.save_file({"w": w}, tmp_path / "m.bslz", snr=30, exclude=["w"])  # kept lossless instead
+    v = torch.randn(5000)
+    report = bslz.torch.save_file({"w": w, "v": v}, tmp_path / "m.bslz", snr=30)
+    assert {t.name: t.coding for t in report.tensors} == {"w": "float", "v": "quantized"}
     assert same_bits(bslz.torch.load_file(tmp_path / "m.bslz")["w"], w)
 
 

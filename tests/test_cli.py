@@ -59,7 +59,7 @@ def bslz_process(*args, cwd=None):
 def synthetic_tensors(seed=0):
     rng = np.random.default_rng(seed)
     return {
-        "layer.weight": (rng.standard_normal((96, 128)) * 0.05).astype(np.float32),
+        "layer.weight": (rng.standard_normal((256, 256)) * 0.05).astype(np.float32),  # GG-reconstructed
         "layer.bias": (rng.standard_normal(96) * 0.01).astype(np.float32),
         "proj.weight": (rng.standard_normal((64, 96)) * 0.02).astype(np.float16),
         "position_ids": np.arange(512, dtype=np.int64).reshape(1, 512),

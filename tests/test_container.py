@@ -20,7 +20,7 @@ def make_tensors():
     return {
         "w": (rng.standard_normal(5000) * 0.02).astype(np.float32),  # float coding
         "ids": np.arange(300, dtype=np.int32) % 17,  # int coding
-        "q": (rng.standard_normal(5000) * 0.1).astype(np.float16),  # quantized
+        "q": (rng.standard_normal(1 << 16) * 0.1).astype(np.float16),  # quantized, with a GG table
         "tiny": np.array([3, 1, 4], np.uint8),  # raw
     }
 
@@ -376,9 +376,10 @@ def test_raw_size_must_match_the_shape(good, tmp_path):
 def test_max_decoded_bytes_enforced(good, tmp_path):
     path = tmp_path / "f.bslz"
     path.write_bytes(good)
-    ContainerReader(path, max_decoded_bytes=5000 * 4).close()  # the largest tensor, exactly
+    largest = (1 << 16) * 2  # "q": 65536 float16 values
+    ContainerReader(path, max_decoded_bytes=largest).close()  # the largest tensor, exactly
     with pytest.raises(FormatError, match="max_decoded_bytes"):
-        ContainerReader(path, max_decoded_bytes=5000 * 4 - 1)
+        ContainerReader(path, max_decoded_bytes=largest - 1)
 
 
 @pytest.mark.small

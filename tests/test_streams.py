@@ -175,4 +175,5 @@ def test_narrow_output_types_never_wrap(mode):
     with pytest.raises(FormatError, match="larger than its output type"):
         streams.decode_stream(enc, dtype=np.uint16)
     small = np.minimum(arr, 65535).astype(np.uint16)
-    np.testing.assert_array_equal(streams.decode_stream(streams.encode_stream(small, mode=mode), dtype=np.uint16), small)
+    decoded = streams.decode_stream(streams.encode_stream(small, mode=mode), dtype=np.uint16)
+    np.testing.assert_array_equal(decoded, small)

@@ -6,7 +6,6 @@ import os
 
 import numpy as np
 
-from bslz.codec.quantize import DEFAULT_GG_LEVELS  # noqa: F401  (documented reconstruction setting)
 from bslz.errors import InvalidArgumentError
 from bslz.formats.atomic import atomic_output, check_paths
 from bslz.formats.container import ContainerReader, ContainerWriter, _header_bound, align
@@ -102,11 +101,14 @@ def compress_file(
     check_paths(src, dst, overwrite)
     source = read_safetensors(src)
     order = sorted(source.tensors, key=lambda t: t.begin)  # data order: decompression streams it back
-    declared = [(t.name, t.dtype, t.shape) for t in order]
+
+    def declared(quantized_names):
+        """(name, dtype, shape, coding) to size the header: the widest coding each tensor may get."""
+        return [(t.name, t.dtype, t.shape, _widest_coding(t, quantized_names)) for t in order]
 
     def lossless_bits(quantized_names):
         """Exact bits of the lossless part of the file, for the `bits` target."""
-        header = _header_bound(declared, source.metadata, source.header_bytes)
+        header = _header_bound(declared(quantized_names), source.metadata, source.header_bytes)
         payload = sum(
             align(len(encode_lossless(source.tensor_bytes(t), t.dtype, t.shape)[1]))
             for t in order
@@ -118,7 +120,7 @@ def compress_file(
     reports, signal, noise, done = [], 0.0, 0.0, 0
     total = sum(t.nbytes for t in order)
     with atomic_output(dst) as f:
-        writer = ContainerWriter(f, declared, metadata=source.metadata, source_header=source.header_bytes)
+        writer = ContainerWriter(f, declared(steps), metadata=source.metadata, source_header=source.header_bytes)
         for info in order:
             raw = source.tensor_bytes(info)
             report_step = snr_db = None
@@ -170,6 +172,15 @@ def compress_file(
         signal,
         noise,
     )
+
+
+def _widest_coding(info, quantized_names):
+    if info.name in quantized_names:
+        return "quantized"
+    dtype = lookup(info.dtype)
+    if dtype is None or info.numel == 0:
+        return "raw"
+    return "float" if dtype.kind == "float" else "int"
 
 
 def _signal_noise(raw, decoded, dtype_name):

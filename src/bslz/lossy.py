@@ -3,9 +3,9 @@
 Exactly one target: `bits` (average bits per float parameter over the whole file; one step for
 every quantized tensor, which gives them all the same distortion-rate slope, found by bisection on
 the exact file size), `snr` (every quantized tensor at least that many dB), or `step`.
-Small tensors (norms, biases: fewer than `min_elements`) and names matching an `exclude` pattern stay
-lossless. Without a target, tensors whose step the training hook recorded (metadata key
-"bslz.steps", a JSON object name -> step) are quantized at that step.
+Small tensors (norms, biases: fewer than `min_elements`), names matching an `exclude` pattern and
+tensors holding NaN or infinity stay lossless. Without a target, tensors whose step the training
+hook recorded (metadata key "bslz.steps", a JSON object name -> step) are quantized at that step.
 """
 
 import dataclasses
@@ -19,6 +19,7 @@ from bslz.codec.quantize import quantize, step_for_snr
 from bslz.codec.rate import symbols_rate_bits
 from bslz.errors import InvalidArgumentError
 from bslz.formats.dtypes import lookup, to_float32
+from bslz.formats.tensor_codec import reconstruction_overhead_bits
 
 STEPS_METADATA_KEY = "bslz.steps"
 DEFAULT_MIN_ELEMENTS = 4096
@@ -64,12 +65,15 @@ def is_float(info):
 
 
 def lossy_candidates(source, options):
-    """TensorInfo of the float tensors a lossy target applies to."""
+    """TensorInfo of the float tensors a lossy target applies to. Tensors holding NaN or infinity
+    stay lossless: a quantizer has no symbol for them, and losing them silently would be wrong."""
     out = []
     for info in source.tensors:
         if not is_float(info) or info.numel < max(options.min_elements, 1):
             continue
         if any(fnmatch.fnmatchcase(info.name, pattern) for pattern in options.exclude):
+            continue
+        if not np.isfinite(tensor_values(source, info)).all():
             continue
         out.append(info)
     return out
@@ -120,7 +124,8 @@ def _steps_for_bits(source, candidates, options, lossless_bits):
     if not candidates:
         return {}
 
-    fixed += len(candidates) * 8 * (7 + 63)  # per quantized payload: orders padded to 8 bytes, payload to 64
+    # per quantized payload: orders padded to 8 bytes, payload to 64, and the reconstruction table
+    fixed += sum(8 * (7 + 63) + reconstruction_overhead_bits(info.numel) for info in candidates)
 
     def total_bits(step):
         return fixed + sum(

@@ -228,10 +228,21 @@ def dequantize(
     if out_dtype.kind != "f":
         raise InvalidArgumentError(f"dtype must be a float dtype, got {out_dtype}")
     table, beyond_offset = reconstruction_table(step, dead_zone, reconstruction, gg_params, levels)
+    return dequantize_with_table(sym, step, table, beyond_offset, out_dtype)
+
+
+def dequantize_with_table(symbols, step, table, beyond_offset, dtype=np.float32):
+    """Values of integer symbols given a `reconstruction_table` (table, beyond_offset), same shape.
+
+    Only multiplications and additions, each correctly rounded: the same bits on every machine,
+    which is why the container stores the table rather than the (nu, beta) it came from.
+    """
+    sym = np.asarray(symbols)
+    out_dtype = np.dtype(dtype)
     compute_dtype = out_dtype if out_dtype in (np.float32, np.float64) else np.dtype(np.float32)
     flat = np.ascontiguousarray(sym).reshape(-1)
     out = np.empty(flat.size, dtype=compute_dtype)
-    _dequantize_kernel(flat, check_step(step), table, beyond_offset, out)
+    _dequantize_kernel(flat, check_step(step), np.ascontiguousarray(table, dtype=np.float64), float(beyond_offset), out)
     return out.astype(out_dtype, copy=False).reshape(sym.shape)
 
 

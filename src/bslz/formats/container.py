@@ -39,7 +39,7 @@ class ContainerWriter:
     reserved for it at the front (header size bounded in advance from what the caller declares)."""
 
     def __init__(self, f, tensors, *, metadata=None, source_header=None):
-        """`tensors`: (name, dtype, shape) in the order their payloads will be written."""
+        """`tensors`: (name, dtype, shape[, coding]) in the order their payloads will be written."""
         self.f = f
         self.entries = []
         self.metadata = metadata
@@ -88,15 +88,31 @@ class ContainerWriter:
         self.f.write(bytes(self.data_start - PREFIX.size - self.reserved))
 
 
+_STREAM_FIELDS = ("mode", "chunk_size", "block_size", "num_orders")
+# Fields each coding may add to an entry (besides the common ones), for sizing the header.
+_CODING_FIELDS = {
+    "raw": (),
+    "float": ("chunk_size",),
+    "int": _STREAM_FIELDS,
+    "quantized": _STREAM_FIELDS + ("step", "dead_zone", "reconstruction", "gg", "levels"),
+}
+
+
 def _header_bound(tensors, metadata, source_header):
-    """Bytes the header can take at most: each entry sized with the widest numbers it may hold."""
+    """Bytes the header can take at most: each entry sized with the widest values its coding may
+    hold. `tensors`: (name, dtype, shape) or (name, dtype, shape, coding), coding defaulting to
+    the widest, "quantized"; a lossless tensor's coding may still fall back to "raw"."""
     big, real = 2**64 - 1, -1.2345678901234567e-300
     widest = {
         "offset": big, "length": big, "crc32": big, "decoded_crc32": big, "coding": "quantized",
         "mode": "zero_run", "chunk_size": big, "block_size": big, "num_orders": big,
         "step": real, "dead_zone": real, "reconstruction": "midpoint", "gg": [real, real], "levels": big,
     }  # fmt: skip
-    entries = [dict(widest, name=name, dtype=dtype, shape=list(shape)) for name, dtype, shape in tensors]
+    common = ("offset", "length", "crc32", "decoded_crc32", "coding")
+    entries = []
+    for name, dtype, shape, *coding in tensors:
+        keys = common + _CODING_FIELDS[coding[0] if coding else "quantized"]
+        entries.append(dict({k: widest[k] for k in keys}, name=name, dtype=dtype, shape=list(shape)))
     header = {"creator": f"bslz {__version__}", "metadata": metadata, "tensors": entries}
     if source_header is not None:
         header["source"] = {"format": "safetensors", "header": source_header.decode("utf-8")}

@@ -17,7 +17,7 @@ import numpy as np
 from bslz.codec import floats, streams
 from bslz.codec.expgolomb import MAX_VALUE, signed_to_unsigned, unsigned_to_signed
 from bslz.codec.gg import fit_generalized_gaussian
-from bslz.codec.quantize import DEFAULT_GG_LEVELS, dequantize, quantize
+from bslz.codec.quantize import dequantize_with_table, quantize, reconstruction_table
 from bslz.errors import FormatError, TruncatedError
 from bslz.formats.dtypes import from_float32, lookup, to_float32
 
@@ -103,30 +103,53 @@ def _int_symbols(raw, dtype):
     return values
 
 
-def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction="gg"):
-    """(fields, payload, reconstructed raw bytes) of a float tensor quantized with `step`."""
+GG_LEVELS = 16  # centroids differ from midpoints only in the first few bins of a peaked density
+GG_MIN_ELEMENTS = 1 << 16  # below this the table costs more bits than the centroids save
+
+
+def default_reconstruction(numel):
+    return "gg" if numel >= GG_MIN_ELEMENTS else "midpoint"
+
+
+def reconstruction_overhead_bits(numel):
+    """Bits a quantized payload spends besides its symbol stream: the GG table, if any."""
+    return 64 * (GG_LEVELS + 1) if default_reconstruction(numel) == "gg" else 0
+
+
+def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None):
+    """(fields, payload, reconstructed raw bytes) of a float tensor quantized with `step`.
+
+    With "gg" reconstruction the payload starts with the table of reconstruction magnitudes
+    (levels + 1 little-endian float64), so that decoding is plain arithmetic, identical on every
+    machine, rather than special functions of (nu, beta) whose last bits could differ.
+    """
     dtype = lookup(dtype_name)
     values = to_float32(raw.view(dtype.word_dtype), dtype)
+    reconstruction = reconstruction or default_reconstruction(values.size)
     symbols = quantize(values, step, dead_zone)
     fields, payload = pack_stream(streams.encode_stream(signed_to_unsigned(symbols.reshape(-1))))
     fields.update(coding="quantized", step=float(step), dead_zone=float(dead_zone), reconstruction=reconstruction)
+    prefix = b""
     if reconstruction == "gg":
-        fields["gg"] = [float(v) for v in fit_generalized_gaussian(values)]
-        fields["levels"] = DEFAULT_GG_LEVELS
-    decoded = _reconstruct(symbols, fields, dtype)
-    return fields, payload, decoded
+        gg = fit_generalized_gaussian(values)
+        fields["gg"] = [float(v) for v in gg]
+        fields["levels"] = GG_LEVELS
+        table, _ = reconstruction_table(step, dead_zone, "gg", gg, GG_LEVELS)
+        prefix = table.astype("<f8").tobytes()
+    decoded = _reconstruct(symbols, fields, _table(fields, prefix), dtype)
+    return fields, prefix + payload, decoded
 
 
-def _reconstruct(symbols, fields, dtype):
-    gg_params = tuple(fields["gg"]) if fields["reconstruction"] == "gg" else None
-    values = dequantize(
-        symbols,
-        fields["step"],
-        fields["dead_zone"],
-        fields["reconstruction"],
-        gg_params,
-        fields.get("levels", DEFAULT_GG_LEVELS),
-    )
+def _table(fields, prefix):
+    """(table, beyond offset) of the reconstruction: midpoints, or the stored GG table."""
+    beyond_offset = 0.5 - fields["dead_zone"]
+    if fields["reconstruction"] == "midpoint":
+        return np.zeros(1), beyond_offset
+    return np.frombuffer(prefix, dtype="<f8").astype(np.float64), beyond_offset
+
+
+def _reconstruct(symbols, fields, table, dtype):
+    values = dequantize_with_table(symbols, fields["step"], *table, np.float64 if dtype.name == "F64" else np.float32)
     return from_float32(values.reshape(-1), dtype).view(np.uint8)
 
 
@@ -172,9 +195,15 @@ def decode_tensor(fields, payload, dtype_name, numel, nbytes):
         if dtype.kind != "float":
             raise FormatError(f"quantized coding for a {dtype_name} tensor")
         _check_quantizer_fields(fields)
-        unsigned = streams.decode_stream(unpack_stream(fields, payload, numel), dtype=np.uint32)
-        symbols = unsigned_to_signed(unsigned)
-        return _reconstruct(symbols, fields, dtype)
+        table_bytes = 8 * (fields["levels"] + 1) if fields["reconstruction"] == "gg" else 0
+        if payload.size < table_bytes:
+            raise TruncatedError(f"quantized payload of {payload.size} bytes has no room for its reconstruction table")
+        table = _table(fields, payload[:table_bytes].tobytes())
+        if not np.all(np.isfinite(table[0])):
+            raise FormatError("reconstruction table holds NaN or infinity")
+        stream = unpack_stream(fields, payload[table_bytes:], numel)
+        symbols = unsigned_to_signed(streams.decode_stream(stream, dtype=np.uint32))
+        return _reconstruct(symbols, fields, table, dtype)
     raise FormatError(f"unknown coding {coding!r}")
 
 
