@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from bslz.codec.quantize import signal_and_noise
 from bslz.errors import InvalidArgumentError
 from bslz.formats.atomic import atomic_output, check_paths
 from bslz.formats.container import ContainerReader, ContainerWriter, _header_bound, align
@@ -117,61 +118,51 @@ def compress_file(
         return 8 * (align(header + 24) + payload)
 
     steps = plan_steps(source, options, lossless_bits)
-    reports, signal, noise, done = [], 0.0, 0.0, 0
-    total = sum(t.nbytes for t in order)
+    report = CompressReport(
+        os.fspath(src), os.fspath(dst), source.file_size, 0, [], sum(t.numel for t in order if is_float(t))
+    )
+    total, done = sum(t.nbytes for t in order), 0
     with atomic_output(dst) as f:
         writer = ContainerWriter(f, declared(steps), metadata=source.metadata, source_header=source.header_bytes)
         for info in order:
             raw = source.tensor_bytes(info)
-            report_step = snr_db = None
-            if info.name in steps:
-                fields, payload, decoded = encode_quantized(raw, info.dtype, steps[info.name], options.dead_zone)
-                s, n = _signal_noise(raw, decoded, info.dtype)
-                for _ in range(20):  # rounding to bf16/f16/fp8 adds noise the step search did not see
-                    if options.snr is None or n == 0 or s <= 0 or 10 * math.log10(s / n) >= options.snr:
-                        break
-                    steps[info.name] *= 0.95
-                    fields, payload, decoded = encode_quantized(raw, info.dtype, steps[info.name], options.dead_zone)
-                    s, n = _signal_noise(raw, decoded, info.dtype)
-                signal, noise = signal + s, noise + n
-                snr_db = 10 * math.log10(s / n) if n > 0 and s > 0 else math.inf
-                report_step = steps[info.name]
-                decoded_crc = crc32(decoded)
-            else:
-                fields, payload = encode_lossless(raw, info.dtype, info.shape)
-                decoded_crc = crc32(raw)
-                if steps and is_float(info):  # lossless tensors count in the aggregate SNR's signal
-                    values = to_float32(raw.view(lookup(info.dtype).word_dtype), lookup(info.dtype)).astype(np.float64)
-                    signal += float(np.dot(values[np.isfinite(values)], values[np.isfinite(values)]))
+            fields, payload, decoded_crc, step, signal, noise = _encode_tensor(info, raw, steps.get(info.name), options)
             entry = writer.add(info.name, info.dtype, info.shape, fields, payload, decoded_crc)
-            reports.append(
+            if steps and is_float(info):  # the aggregate SNR counts every float tensor's signal
+                report.signal += signal if step is not None else _signal(raw, info.dtype)
+                report.noise += noise
+            snr_db = 10 * math.log10(signal / noise) if step is not None and noise > 0 and signal > 0 else None
+            report.tensors.append(
                 TensorReport(
-                    info.name,
-                    info.dtype,
-                    info.shape,
-                    fields["coding"],
-                    info.nbytes,
-                    entry["length"],
-                    snr_db,
-                    report_step,
+                    info.name, info.dtype, info.shape, fields["coding"], info.nbytes, entry["length"], snr_db, step
                 )
             )
             done += info.nbytes
             if progress is not None:
                 progress(done, total, info.name)
         writer.close()
-        size = f.tell()
-    float_params = sum(t.numel for t in order if is_float(t))
-    return CompressReport(
-        os.fspath(src),
-        os.fspath(dst),
-        source.file_size,
-        os.path.getsize(dst) if size else 0,
-        reports,
-        float_params,
-        signal,
-        noise,
-    )
+    report.compressed_bytes = os.path.getsize(dst)
+    return report
+
+
+def _encode_tensor(info, raw, step, options):
+    """(fields, payload, decoded crc32, step, signal, noise) of one tensor; step None: lossless."""
+    if step is None:
+        fields, payload = encode_lossless(raw, info.dtype, info.shape)
+        return fields, payload, crc32(raw), None, 0.0, 0.0
+    for _ in range(20):  # rounding to bf16 / f16 / fp8 adds noise the step search did not see
+        fields, payload, decoded = encode_quantized(raw, info.dtype, step, options.dead_zone)
+        signal, noise = _signal_noise(raw, decoded, info.dtype)
+        if options.snr is None or noise == 0 or signal <= 0 or 10 * math.log10(signal / noise) >= options.snr:
+            break
+        step *= 0.95
+    return fields, payload, crc32(decoded), step, signal, noise
+
+
+def _signal(raw, dtype_name):
+    dtype = lookup(dtype_name)
+    values = to_float32(raw.view(dtype.word_dtype), dtype)
+    return signal_and_noise(values, values)[0] if np.isfinite(values).all() else 0.0
 
 
 def _widest_coding(info, quantized_names):
@@ -185,9 +176,9 @@ def _widest_coding(info, quantized_names):
 
 def _signal_noise(raw, decoded, dtype_name):
     dtype = lookup(dtype_name)
-    w = to_float32(raw.view(dtype.word_dtype), dtype).astype(np.float64)
-    e = w - to_float32(decoded.view(dtype.word_dtype), dtype).astype(np.float64)
-    return float(np.dot(w, w)), float(np.dot(e, e))
+    return signal_and_noise(
+        to_float32(raw.view(dtype.word_dtype), dtype), to_float32(decoded.view(dtype.word_dtype), dtype)
+    )
 
 
 def decompress_file(src, dst, *, overwrite=False, progress=None):

@@ -211,3 +211,11 @@ def zero_run_costs(values, chunk, run_costs, val_costs, c_lo, c_hi):
             if val_hist[n]:
                 add_costs(val_costs, c, U64(n), val_hist[n])
                 val_hist[n] = 0
+
+
+@njit
+def zigzag(values, out):
+    """out[i] = se(v) of values[i]: v > 0 -> 2v - 1, v <= 0 -> -2v."""
+    for i in range(values.size):
+        v = np.int64(values[i])
+        out[i] = 2 * v - 1 if v > 0 else -2 * v

@@ -189,8 +189,9 @@ def signed_to_unsigned(values):
     out_dtype = {1: np.uint16, 2: np.uint32}.get(arr.dtype.itemsize, np.uint64)
     if arr.dtype.itemsize == 8 and arr.size and (arr.max() > MAX_VALUE // 2 or arr.min() < -(MAX_VALUE // 2)):
         raise InvalidArgumentError("signed values must lie within ±2**61")
-    wide = arr.astype(np.int64)
-    return np.where(wide > 0, 2 * wide - 1, -2 * wide).astype(out_dtype)
+    out = np.empty(arr.shape, dtype=out_dtype)
+    K.zigzag(np.ascontiguousarray(arr).reshape(-1), out.reshape(-1))
+    return out
 
 
 def unsigned_to_signed(values):

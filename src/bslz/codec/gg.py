@@ -30,8 +30,21 @@ def gg_moment_ratio(nu):
     return math.exp(math.lgamma(1.0 / nu) + math.lgamma(3.0 / nu) - 2.0 * math.lgamma(2.0 / nu))
 
 
+@njit
+def _abs_and_square_sums_kernel(flat):
+    sum_abs = 0.0
+    sum_sq = 0.0
+    for i in range(flat.size):
+        v = np.float64(flat[i])
+        sum_abs += abs(v)
+        sum_sq += v * v
+    return sum_abs, sum_sq
+
+
 def _abs_and_square_sums(flat):
-    """(sum |x|, sum x^2, count) in float64, one block at a time (no full float64 copy)."""
+    """(sum |x|, sum x^2) in float64, without a float64 copy of x."""
+    if flat.dtype in (np.float32, np.float64):  # one pass in a kernel; other dtypes block by block
+        return _abs_and_square_sums_kernel(np.ascontiguousarray(flat))
     sum_abs = 0.0
     sum_sq = 0.0
     for start in range(0, flat.size, FIT_BLOCK_ELEMENTS):

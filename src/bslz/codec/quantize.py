@@ -246,6 +246,26 @@ def dequantize_with_table(symbols, step, table, beyond_offset, dtype=np.float32)
     return out.astype(out_dtype, copy=False).reshape(sym.shape)
 
 
+@njit
+def _signal_and_noise_kernel(x, y):
+    signal = 0.0
+    noise = 0.0
+    for i in range(x.size):
+        a = np.float64(x[i])
+        d = a - np.float64(y[i])
+        signal += a * a
+        noise += d * d
+    return signal, noise
+
+
+def signal_and_noise(x, x_hat):
+    """(sum x^2, sum (x - x_hat)^2) in float64 over two arrays of the same size, in one pass."""
+    x, x_hat = np.ascontiguousarray(x).reshape(-1), np.ascontiguousarray(x_hat).reshape(-1)
+    if x.size != x_hat.size:
+        raise InvalidArgumentError(f"arrays of {x.size} and {x_hat.size} elements")
+    return _signal_and_noise_kernel(x, x_hat)
+
+
 def squared_error(x, step, dead_zone=0.5, reconstruction="midpoint", gg_params=None, levels=DEFAULT_GG_LEVELS):
     """Sum of (x - x_hat)^2 over x (float64), as dequantize(quantize(x)) in float64 would give."""
     flat = _as_float_flat(x)
