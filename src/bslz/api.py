@@ -151,8 +151,7 @@ def _encode_tensor(info, raw, step, options):
         fields, payload = encode_lossless(raw, info.dtype, info.shape)
         return fields, payload, crc32(raw), None, 0.0, 0.0
     for _ in range(20):  # rounding to bf16 / f16 / fp8 adds noise the step search did not see
-        fields, payload, decoded = encode_quantized(raw, info.dtype, step, options.dead_zone)
-        signal, noise = _signal_noise(raw, decoded, info.dtype)
+        fields, payload, decoded, signal, noise = encode_quantized(raw, info.dtype, step, options.dead_zone)
         if options.snr is None or noise == 0 or signal <= 0 or 10 * math.log10(signal / noise) >= options.snr:
             break
         step *= 0.95
@@ -172,13 +171,6 @@ def _widest_coding(info, quantized_names):
     if dtype is None or info.numel == 0:
         return "raw"
     return "float" if dtype.kind == "float" else "int"
-
-
-def _signal_noise(raw, decoded, dtype_name):
-    dtype = lookup(dtype_name)
-    return signal_and_noise(
-        to_float32(raw.view(dtype.word_dtype), dtype), to_float32(decoded.view(dtype.word_dtype), dtype)
-    )
 
 
 def decompress_file(src, dst, *, overwrite=False, progress=None):

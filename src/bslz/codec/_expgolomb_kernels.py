@@ -219,3 +219,20 @@ def zigzag(values, out):
     for i in range(values.size):
         v = np.int64(values[i])
         out[i] = 2 * v - 1 if v > 0 else -2 * v
+
+
+@njit
+def unzigzag(values, out, lowest, highest):
+    """out[i] = the signed value whose se(v) is values[i]; False if one falls outside [lowest, highest]."""
+    for i in range(values.size):
+        u = U64(values[i])
+        half = np.int64(u >> U64(1))  # u < 2**64: half < 2**63 fits
+        if u & U64(1):
+            if half >= highest:
+                return False
+            out[i] = half + 1
+        else:
+            if -half < lowest:
+                return False
+            out[i] = -half
+    return True

@@ -194,11 +194,16 @@ def signed_to_unsigned(values):
     return out
 
 
-def unsigned_to_signed(values):
-    """Inverse of `signed_to_unsigned`: odd u -> (u + 1) / 2, even u -> -u / 2, as int64."""
+def unsigned_to_signed(values, dtype=np.int64):
+    """Inverse of `signed_to_unsigned`: odd u -> (u + 1) / 2, even u -> -u / 2, as `dtype`.
+
+    A value whose signed counterpart does not fit `dtype` raises FormatError (never wraps).
+    """
     arr = np.asarray(values)
     if arr.dtype.kind not in "ui":
         raise InvalidArgumentError(f"unsigned_to_signed needs integers, got {arr.dtype}")
-    u = arr.astype(np.uint64)
-    half = (u >> np.uint64(1)).astype(np.int64)
-    return np.where((u & np.uint64(1)) == 1, half + 1, -half)
+    out = np.empty(arr.shape, dtype=dtype)
+    info = np.iinfo(out.dtype)
+    if not K.unzigzag(np.ascontiguousarray(arr).reshape(-1), out.reshape(-1), info.min, info.max):
+        raise FormatError(f"a value does not fit {out.dtype} once mapped back to signed")
+    return out

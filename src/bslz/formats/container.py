@@ -9,7 +9,6 @@ one at the first 64-byte boundary after the previous one's end, and the file end
 
 import json
 import math
-import mmap
 import os
 import struct
 
@@ -164,7 +163,7 @@ class ContainerReader:
                 raise FormatError(f"{self.path}: tensor name {e['name']!r} appears twice")
             self.by_name[e["name"]] = e
         self._check_tiling(size - self.data_start)
-        self._map = None
+        self._fd = None
 
     def _check_entry(self, e):
         if not isinstance(e, dict) or not _ENTRY_KEYS <= set(e):
@@ -211,15 +210,19 @@ class ContainerReader:
         except KeyError:
             raise KeyError(f"no tensor named {name!r} in {self.path}") from None
 
-    def _mapped(self):
-        if self._map is None:
-            with open(self.path, "rb") as f:
-                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if self.file_size else b""
-        return self._map
-
     def payload(self, entry):
-        start = self.data_start + entry["offset"]
-        return np.frombuffer(self._mapped(), dtype=np.uint8, count=entry["length"], offset=start)
+        """A tensor's payload, read into memory of its own (positional reads: thread-safe, and no
+        mapping that would keep the whole file's pages resident)."""
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        out = np.empty(entry["length"], dtype=np.uint8)
+        view, pos, start = memoryview(out), 0, self.data_start + entry["offset"]
+        while pos < out.size:
+            n = os.preadv(self._fd, [view[pos:]], start + pos)
+            if n == 0:
+                raise TruncatedError(f"{self.path}: file ends inside tensor {entry['name']!r}")
+            pos += n
+        return out
 
     def decode_raw(self, name):
         """The tensor's raw bytes (uint8 array), after checking both checksums."""
@@ -235,12 +238,9 @@ class ContainerReader:
         return raw
 
     def close(self):
-        if self._map is not None and not isinstance(self._map, bytes):
-            try:
-                self._map.close()
-            except BufferError:  # arrays still view the map (a caller's, or a traceback's): unmapped when freed
-                pass
-        self._map = None
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = None
 
 
 def _is_uint(v):

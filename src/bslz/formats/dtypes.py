@@ -7,6 +7,8 @@ import dataclasses
 
 import numpy as np
 
+from bslz.codec._jit import njit
+
 
 @dataclasses.dataclass(frozen=True)
 class DType:
@@ -91,9 +93,10 @@ def to_float32(raw_words, dtype):
 def from_float32(values, dtype):
     """Raw bit patterns of `values` rounded to a float DType (round to nearest even)."""
     if dtype.name == "BF16":
-        bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
-        rounding = np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
-        return ((bits + rounding) >> np.uint32(16)).astype(np.uint16)
+        bits = np.ascontiguousarray(values, dtype=np.float32).reshape(-1).view(np.uint32)
+        out = np.empty(bits.size, dtype=np.uint16)
+        _round_to_bfloat16(bits, out)
+        return out.reshape(np.shape(values))
     if dtype.name in ("F8_E4M3", "F8_E5M2"):
         import torch
 
@@ -102,6 +105,14 @@ def from_float32(values, dtype):
             torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(torch_dtype).view(torch.uint8).numpy()
         )
     return np.ascontiguousarray(values).astype(dtype.numpy_dtype).view(dtype.word_dtype)
+
+
+@njit
+def _round_to_bfloat16(bits, out):
+    """Upper halves of float32 bit patterns, rounded to nearest even (finite values)."""
+    for i in range(bits.size):
+        b = bits[i]
+        out[i] = (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
 
 
 def _fp8_to_float32(raw_words, name):

@@ -17,7 +17,7 @@ import numpy as np
 from bslz.codec import floats, streams
 from bslz.codec.expgolomb import MAX_VALUE, signed_to_unsigned, unsigned_to_signed
 from bslz.codec.gg import fit_generalized_gaussian
-from bslz.codec.quantize import dequantize_with_table, quantize, reconstruction_table
+from bslz.codec.quantize import dequantize_with_table, quantize, reconstruction_table, signal_and_noise
 from bslz.errors import FormatError, TruncatedError
 from bslz.formats.dtypes import from_float32, lookup, to_float32
 
@@ -117,7 +117,8 @@ def reconstruction_overhead_bits(numel):
 
 
 def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None):
-    """(fields, payload, reconstructed raw bytes) of a float tensor quantized with `step`.
+    """(fields, payload, reconstructed raw bytes, signal, noise) of a float tensor quantized with
+    `step`; signal = sum w^2 and noise = sum (w - w_hat)^2 over the values in their own dtype.
 
     With "gg" reconstruction the payload starts with the table of reconstruction magnitudes
     (levels + 1 little-endian float64), so that decoding is plain arithmetic, identical on every
@@ -126,8 +127,8 @@ def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None):
     dtype = lookup(dtype_name)
     values = to_float32(raw.view(dtype.word_dtype), dtype)
     reconstruction = reconstruction or default_reconstruction(values.size)
-    symbols = quantize(values, step, dead_zone)
-    fields, payload = pack_stream(streams.encode_stream(signed_to_unsigned(symbols.reshape(-1))))
+    symbols = quantize(values, step, dead_zone).reshape(-1)
+    fields, payload = pack_stream(streams.encode_stream(signed_to_unsigned(symbols)))
     fields.update(coding="quantized", step=float(step), dead_zone=float(dead_zone), reconstruction=reconstruction)
     prefix = b""
     if reconstruction == "gg":
@@ -137,7 +138,9 @@ def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None):
         table, _ = reconstruction_table(step, dead_zone, "gg", gg, GG_LEVELS)
         prefix = table.astype("<f8").tobytes()
     decoded = _reconstruct(symbols, fields, _table(fields, prefix), dtype)
-    return fields, prefix + payload, decoded
+    del symbols
+    signal, noise = signal_and_noise(values, to_float32(decoded.view(dtype.word_dtype), dtype))
+    return fields, prefix + payload, decoded, signal, noise
 
 
 def _table(fields, prefix):
@@ -181,12 +184,7 @@ def decode_tensor(fields, payload, dtype_name, numel, nbytes):
         wide = np.uint64 if dtype.itemsize == 8 or (dtype.kind == "int" and dtype.itemsize == 4) else np.uint32
         symbols = streams.decode_stream(unpack_stream(fields, payload, numel), dtype=wide)
         if dtype.kind == "int":
-            values = unsigned_to_signed(symbols)
-            if values.size and (
-                values.min() < np.iinfo(dtype.numpy_dtype).min or values.max() > np.iinfo(dtype.numpy_dtype).max
-            ):
-                raise FormatError(f"decoded integers do not fit {dtype_name}")
-            return values.astype(dtype.numpy_dtype).view(np.uint8)
+            return unsigned_to_signed(symbols, dtype.numpy_dtype).view(np.uint8)
         limit = 1 if dtype.kind == "bool" else np.iinfo(dtype.word_dtype).max
         if symbols.size and symbols.max() > limit:
             raise FormatError(f"decoded integers do not fit {dtype_name}")
@@ -202,7 +200,7 @@ def decode_tensor(fields, payload, dtype_name, numel, nbytes):
         if not np.all(np.isfinite(table[0])):
             raise FormatError("reconstruction table holds NaN or infinity")
         stream = unpack_stream(fields, payload[table_bytes:], numel)
-        symbols = unsigned_to_signed(streams.decode_stream(stream, dtype=np.uint32))
+        symbols = unsigned_to_signed(streams.decode_stream(stream, dtype=np.uint32), np.int32)
         return _reconstruct(symbols, fields, table, dtype)
     raise FormatError(f"unknown coding {coding!r}")
 
