@@ -82,12 +82,15 @@ def from_numpy(dtype):
 
 
 def to_float32(raw_words, dtype):
-    """Float values of raw bit patterns (uint words) of a float DType, as float32 (float64 for F64)."""
+    """Float values of raw bit patterns (uint words) of a float DType, as float32 (float64 for F64).
+
+    F32 and F64 come back as views of `raw_words`, not copies: treat the result as read-only.
+    """
     if dtype.name == "BF16":
         return (raw_words.astype(np.uint32) << np.uint32(16)).view(np.float32)
     if dtype.name in ("F8_E4M3", "F8_E5M2"):
         return _fp8_to_float32(raw_words, dtype.name)
-    return raw_words.view(dtype.numpy_dtype).astype(np.float64 if dtype.name == "F64" else np.float32)
+    return raw_words.view(dtype.numpy_dtype).astype(np.float64 if dtype.name == "F64" else np.float32, copy=False)
 
 
 def from_float32(values, dtype):
@@ -104,7 +107,7 @@ def from_float32(values, dtype):
         return (
             torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(torch_dtype).view(torch.uint8).numpy()
         )
-    return np.ascontiguousarray(values).astype(dtype.numpy_dtype).view(dtype.word_dtype)
+    return np.ascontiguousarray(values).astype(dtype.numpy_dtype, copy=False).view(dtype.word_dtype)
 
 
 @njit

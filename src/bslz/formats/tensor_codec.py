@@ -201,6 +201,7 @@ def decode_tensor(fields, payload, dtype_name, numel, nbytes):
             raise FormatError("reconstruction table holds NaN or infinity")
         stream = unpack_stream(fields, payload[table_bytes:], numel)
         symbols = unsigned_to_signed(streams.decode_stream(stream, dtype=np.uint32), np.int32)
+        del stream  # the payload's memory can go before the reconstruction's is taken
         return _reconstruct(symbols, fields, table, dtype)
     raise FormatError(f"unknown coding {coding!r}")
 
