@@ -341,8 +341,8 @@ def main():
         )
     print()
     print("Claim: peak memory stays near the largest tensor, never the whole model. Verdict per run, on the excess")
-    print("over baseline: 'near largest tensor' when ≤ 3 × largest tensor, 'whole-model scale' when ≥ the file size,")
-    print("else 'above 3× largest tensor'. On MiniLM (largest tensor = half the file) it cannot tell the two apart;")
+    print("over baseline: 'near largest tensor' when ≤ 3 × largest tensor, else 'whole-model scale' when ≥ the file")
+    print("size, else 'above 3× largest tensor'. On MiniLM (largest tensor = half the file) it cannot tell them apart;")
     print("the synthetic file (largest tensor ≈ 19 % of it) can.\n")
     print(
         "| file | mode | op | excess RSS / largest | excess RSS / file | verdict (RSS)"
@@ -351,9 +351,9 @@ def main():
     print("|" + "---|" * 8)
 
     def verdict(excess_mib, r):
-        if excess_mib >= r["size"] / MiB:
-            return "**whole-model scale**"
-        return "near largest tensor" if excess_mib <= 3 * r["largest"] / MiB else "**above 3× largest tensor**"
+        if excess_mib <= 3 * r["largest"] / MiB:
+            return "near largest tensor"
+        return "**whole-model scale**" if excess_mib >= r["size"] / MiB else "**above 3× largest tensor**"
 
     for r in rows:
         excess, anon = r["maxrss"] - r["base"], r["anon"] - r["base_anon"]
