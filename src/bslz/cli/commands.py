@@ -20,7 +20,7 @@ class CliError(click.ClickException):
     """An error shown as one line, `bslz: error: ...`, exit status 1."""
 
     def show(self, file=None):
-        click.echo(f"bslz: error: {self.format_message()}", file=file or click.get_text_stream("stderr"), err=True)
+        click.echo(f"bslz: error: {self.format_message()}", file=file, err=True)
 
 
 def _os_error_text(exc):
