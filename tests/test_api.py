@@ -354,7 +354,8 @@ def test_step_target(lossy_source, tmp_path):
     for name in quantized:
         w = tensors[name].double()
         rounding = w.abs().max().item() * 2.0**-8  # the reconstruction rounded to bf16 / f16
-        assert (w - back[name].double()).abs().max().item() <= step + rounding, name
+        # dependent quantization puts each value on one of the two levels around it, 2 steps apart
+        assert (w - back[name].double()).abs().max().item() <= 2 * step + rounding, name
 
 
 def test_min_lossy_elements_threshold(lossy_source, tmp_path):

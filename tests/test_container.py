@@ -34,6 +34,15 @@ def good(tmp_path_factory):
     return path.read_bytes()
 
 
+@pytest.fixture(scope="module")
+def uniform(tmp_path_factory):
+    """A valid container whose "q" is uniformly quantized (a step recorded by training, no target)."""
+    path = tmp_path_factory.mktemp("uniform") / "uniform.bslz"
+    report = bslz.numpy.save_file(make_tensors(), path, {"bslz.steps": json.dumps({"q": 0.01})})
+    assert {t.name: t.coding for t in report.tensors}["q"] == "quantized"
+    return path.read_bytes()
+
+
 def split(blob):
     """(major, minor, reserved, header dict, data bytes) of a container."""
     magic, major, minor, reserved, n = PREFIX.unpack_from(blob)
@@ -342,9 +351,21 @@ def test_header_not_a_json_object(tmp_path, text):
         ("num_orders", 2**40),
     ],
 )
-def test_bad_quantizer_and_stream_fields(good, tmp_path, key, value):
+def test_bad_quantizer_and_stream_fields(uniform, tmp_path, key, value):
     """Checked when the tensor is decoded: a FormatError, never another exception."""
+    reader = open_bytes(tmp_path, edited(uniform, set_named("q", key, value)))
+    with pytest.raises(FormatError):
+        reader.decode_raw("q")
+    reader.close()
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("dq_block", 0), ("dq_block", 2**25), ("dq_block", "x"), ("gg", [0.01, 1.0]), ("gg", [1.0, float("nan")])],
+)
+def test_bad_dependent_quantization_fields(good, tmp_path, key, value):
     reader = open_bytes(tmp_path, edited(good, set_named("q", key, value)))
+    assert reader.entry("q")["reconstruction"] == "dq"
     with pytest.raises(FormatError):
         reader.decode_raw("q")
     reader.close()

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from bslz.codec.quantize import signal_and_noise
-from bslz.errors import InvalidArgumentError
+from bslz.errors import FormatError, InvalidArgumentError
 from bslz.formats.atomic import atomic_output, check_paths
 from bslz.formats.container import ContainerReader, ContainerWriter, _header_bound, align
 from bslz.formats.dtypes import lookup, to_float32
@@ -103,13 +103,17 @@ def compress_file(
     source = read_safetensors(src)
     order = sorted(source.tensors, key=lambda t: t.begin)  # data order: decompression streams it back
 
+    kind_of_quantized = "dq" if options.target is not None else "uniform"
+    # no payload outgrows its tensor by more than a table and some padding (raw is the fallback)
+    max_payload_bytes = sum(t.nbytes for t in order) + 4096 * (len(order) + 1)
+
     def declared(quantized_names):
-        """(name, dtype, shape, coding) to size the header: the widest coding each tensor may get."""
-        return [(t.name, t.dtype, t.shape, _widest_coding(t, quantized_names)) for t in order]
+        """(name, dtype, shape, kind) to size the header: the widest entry each tensor may get."""
+        return [(t.name, t.dtype, t.shape, _entry_kind(t, quantized_names, kind_of_quantized)) for t in order]
 
     def lossless_bits(quantized_names):
         """Exact bits of the lossless part of the file, for the `bits` target."""
-        header = _header_bound(declared(quantized_names), source.metadata, source.header_bytes)
+        header = _header_bound(declared(quantized_names), source.metadata, source.header_bytes, max_payload_bytes)
         payload = sum(
             align(len(encode_lossless(source.tensor_bytes(t), t.dtype, t.shape)[1]))
             for t in order
@@ -123,7 +127,13 @@ def compress_file(
     )
     total, done = sum(t.nbytes for t in order), 0
     with atomic_output(dst) as f:
-        writer = ContainerWriter(f, declared(steps), metadata=source.metadata, source_header=source.header_bytes)
+        writer = ContainerWriter(
+            f,
+            declared(steps),
+            metadata=source.metadata,
+            source_header=source.header_bytes,
+            max_payload_bytes=max_payload_bytes,
+        )
         for info in order:
             raw = source.tensor_bytes(info)
             fields, payload, decoded_crc, step, signal, noise = _encode_tensor(info, raw, steps.get(info.name), options)
@@ -151,7 +161,9 @@ def _encode_tensor(info, raw, step, options):
         fields, payload = encode_lossless(raw, info.dtype, info.shape)
         return fields, payload, crc32(raw), None, 0.0, 0.0
     for _ in range(20):  # rounding to bf16 / f16 / fp8 adds noise the step search did not see
-        fields, payload, decoded, signal, noise = encode_quantized(raw, info.dtype, step, options.dead_zone)
+        # targets use dependent quantization; recorded training steps the uniform quantizer they were planned for
+        reconstruction = "dq" if options.target is not None else None
+        fields, payload, decoded, signal, noise = encode_quantized(raw, info.dtype, step, reconstruction=reconstruction)
         if options.snr is None or noise == 0 or signal <= 0 or 10 * math.log10(signal / noise) >= options.snr:
             break
         step *= 0.95
@@ -164,9 +176,9 @@ def _signal(raw, dtype_name):
     return signal_and_noise(values, values)[0] if np.isfinite(values).all() else 0.0
 
 
-def _widest_coding(info, quantized_names):
+def _entry_kind(info, quantized_names, kind_of_quantized):
     if info.name in quantized_names:
-        return "quantized"
+        return kind_of_quantized
     dtype = lookup(info.dtype)
     if dtype is None or info.numel == 0:
         return "raw"
@@ -246,9 +258,15 @@ def as_tensor(raw, dtype_name, shape, framework):
 
         from bslz._torch_dtypes import torch_dtype
 
-        if raw.size == 0:  # torch cannot view an empty byte array as a wider dtype
-            return torch.empty(tuple(shape), dtype=torch_dtype(dtype_name))
-        return torch.from_numpy(np.ascontiguousarray(raw)).view(torch_dtype(dtype_name)).reshape(tuple(shape))
+        try:
+            if raw.size == 0:  # torch cannot view an empty byte array as a wider dtype
+                return torch.empty(tuple(shape), dtype=torch_dtype(dtype_name))
+            return torch.from_numpy(np.ascontiguousarray(raw)).view(torch_dtype(dtype_name)).reshape(tuple(shape))
+        except (RuntimeError, ValueError, OverflowError, TypeError) as exc:  # a zero-size shape, a dimension past 2**63
+            raise FormatError(f"tensor shape {list(shape)} is beyond what torch can hold: {exc}") from None
     if dtype.numpy_dtype is None:
         raise InvalidArgumentError(f"numpy has no {dtype_name}: open the file with framework='pt'")
-    return raw.view(dtype.numpy_dtype).reshape(tuple(shape))
+    try:
+        return raw.view(dtype.numpy_dtype).reshape(tuple(shape))
+    except ValueError as exc:  # over 64 dimensions, or a zero-size shape numpy cannot represent
+        raise FormatError(f"tensor shape {list(shape)} is beyond what numpy can hold: {exc}") from None

@@ -15,16 +15,14 @@ import math
 
 import numpy as np
 
-from bslz.codec.quantize import quantize, step_for_snr
+from bslz.codec.dq import dequantize_dq, quantize_dq
+from bslz.codec.quantize import signal_and_noise
 from bslz.codec.rate import symbols_rate_bits
 from bslz.errors import InvalidArgumentError
 from bslz.formats.dtypes import lookup, to_float32
-from bslz.formats.tensor_codec import reconstruction_overhead_bits
 
 STEPS_METADATA_KEY = "bslz.steps"
 DEFAULT_MIN_ELEMENTS = 4096
-LOW_RATE_BITS = 4.5  # at or below this target a dead zone pays (benchmarks/gg_quantization_study.py)
-LOW_RATE_DEAD_ZONE = 0.35
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,10 +51,6 @@ class LossyOptions:
     @property
     def target(self):
         return next((k for k in ("bits", "snr", "step") if getattr(self, k) is not None), None)
-
-    @property
-    def dead_zone(self):
-        return LOW_RATE_DEAD_ZONE if self.bits is not None and self.bits <= LOW_RATE_BITS else 0.5
 
 
 def is_float(info):
@@ -103,6 +97,8 @@ def recorded_steps(metadata):
 def plan_steps(source, options, lossless_bits=None):
     """{tensor name: quantizer step} for the tensors to quantize.
 
+    Targets use dependent quantization (`bslz.codec.dq`, step = its lattice step); steps recorded
+    by the training hook are uniform quantizer steps, as the training rate was computed for.
     `lossless_bits(exclude_names) -> bits` (needed for `bits`): the exact size of everything that is
     not quantized, header included, so that the whole file meets the target.
     """
@@ -113,8 +109,24 @@ def plan_steps(source, options, lossless_bits=None):
     if options.step is not None:
         return {info.name: float(options.step) for info in candidates}
     if options.snr is not None:
-        return {info.name: step_for_snr(tensor_values(source, info), options.snr) for info in candidates}
+        return {info.name: dq_step_for_snr(tensor_values(source, info), options.snr) for info in candidates}
     return _steps_for_bits(source, candidates, options, lossless_bits)
+
+
+def dq_step_for_snr(values, snr_db, rtol=2e-3):
+    """The largest dependent-quantization step (within a factor 1 + rtol) reaching `snr_db`."""
+    signal = signal_and_noise(values, values)[0]
+    if signal == 0.0:
+        return 1.0
+
+    def margin(log_step):  # SNR above the target, in dB: falls as the step grows
+        noise = signal_and_noise(values, dequantize_dq(quantize_dq(values, math.exp(log_step)), math.exp(log_step)))[1]
+        return math.inf if noise == 0.0 else 10.0 * math.log10(signal / noise) - snr_db
+
+    # rounding with step D leaves noise D^2 / 12; the trellis about 0.8 of that at half the density
+    guess = math.log(math.sqrt(12.0 * signal / values.size / 10.0 ** (snr_db / 10.0)) / 1.6)
+    above, _ = _root_bracket(margin, guess, rtol)
+    return math.exp(above)
 
 
 def _steps_for_bits(source, candidates, options, lossless_bits):
@@ -123,56 +135,54 @@ def _steps_for_bits(source, candidates, options, lossless_bits):
     fixed = lossless_bits({info.name for info in candidates})
     if not candidates:
         return {}
+    fixed += 8 * (7 + 63) * len(candidates)  # per quantized payload: orders padded to 8 bytes, payload to 64
 
-    # per quantized payload: orders padded to 8 bytes, payload to 64, and the reconstruction table
-    fixed += sum(8 * (7 + 63) + reconstruction_overhead_bits(info.numel) for info in candidates)
-
-    def total_bits(step):
-        return fixed + sum(
-            symbols_rate_bits(quantize(tensor_values(source, info), step, options.dead_zone)) for info in candidates
-        )
+    def over_budget(log_step):  # bits over the budget: falls as the step grows
+        step = math.exp(log_step)
+        coded = sum(symbols_rate_bits(quantize_dq(tensor_values(source, info), step)) for info in candidates)
+        return fixed + coded - budget
 
     max_abs = max(float(np.abs(tensor_values(source, info)).max()) for info in candidates)
-    largest = 4.0 * max_abs  # every symbol zero: the fewest bits a step can give
-    if total_bits(largest) > budget:
+    if over_budget(math.log(4.0 * max_abs)) > 0:  # every index zero: the fewest bits a step can give
         raise InvalidArgumentError(
             f"{options.bits} bits per parameter is below what this file costs with every quantized value at zero"
         )
     quantized = sum(info.numel for info in candidates)
-    rms = math.sqrt(sum(_sum_squares(source, info) for info in candidates) / quantized)
-    # a quantized Gaussian costs about log2(rms / step) + 2.05 bits: a first guess for the search
-    guess = rms * 2.0 ** (2.05 - (budget - fixed) / quantized)
-    step = _smallest_step_within(total_bits, budget, min(guess, largest), largest)
-    return {info.name: step for info in candidates}
+    rms = math.sqrt(sum(signal_and_noise(v, v)[0] for v in (tensor_values(source, i) for i in candidates)) / quantized)
+    # rounding costs about log2(rms / step) + 2.05 bits; the trellis's step is about half as fine
+    guess = math.log(min(rms * 2.0 ** (1.05 - (budget - fixed) / quantized), 4.0 * max_abs))
+    _, within = _root_bracket(over_budget, guess, 5e-4)
+    return {info.name: math.exp(within) for info in candidates}
 
 
-def _sum_squares(source, info):
-    values = tensor_values(source, info).astype(np.float64)
-    return float(np.dot(values, values))
-
-
-def _smallest_step_within(total_bits, budget, guess, largest, rtol=5e-4):
-    """The smallest step (within a factor 1 + rtol) whose total_bits <= budget, given that
-    total_bits(largest) <= budget. The rate is close to linear in log(step) (a bit per parameter
-    per halving), so regula falsi on log(step) (Illinois variant) needs a handful of evaluations
-    where bisection needs twenty; each evaluation quantizes and codes the whole model."""
-    b, fb = math.log(largest), total_bits(largest) - budget  # fb <= 0: within budget
-    x = math.log(guess)
-    fx = total_bits(guess) - budget
-    for _ in range(30):  # walk down until over budget
+def _root_bracket(fall, x, rtol):
+    """(a, b), b - a < log(1 + rtol), around the root of `fall`, a function of x = log(step) that
+    falls as x grows: fall(a) > 0 >= fall(b). Walks from x by factors of 4, then regula falsi
+    (Illinois variant): `fall` is close to linear in log(step) (rates and SNRs move ~6 dB, one
+    bit, a halving), so a handful of evaluations do where bisection needs twenty. Each evaluation
+    quantizes whole tensors, which is why their number matters."""
+    step = math.log(4.0)
+    fx = fall(x)
+    a = b = None
+    for _ in range(40):
         if fx > 0:
-            break
-        b, fb = x, fx
-        x -= math.log(4.0)
-        fx = total_bits(math.exp(x)) - budget
-    else:  # a step 2**60 below the guess still fits: nothing finer is worth coding
-        return math.exp(b)
-    a, fa = x, fx  # fa > 0: over budget
+            a, fa = x, fx
+            if b is not None:
+                break
+            x += step
+        else:
+            b, fb = x, fx
+            if a is not None:
+                break
+            x -= step
+        fx = fall(x)
+    else:
+        raise InvalidArgumentError("no quantizer step reaches the target")
     side = 0
     while b - a > math.log1p(rtol):
-        x = (a * fb - b * fa) / (fb - fa)
+        x = (a * fb - b * fa) / (fb - fa) if math.isfinite(fa) and math.isfinite(fb) else (a + b) / 2
         x = min(max(x, a + 0.01 * (b - a)), b - 0.01 * (b - a))  # stay strictly inside the bracket
-        fx = total_bits(math.exp(x)) - budget
+        fx = fall(x)
         if fx > 0:
             a, fa = x, fx
             if side == -1:
@@ -183,4 +193,4 @@ def _smallest_step_within(total_bits, budget, guess, largest, rtol=5e-4):
             if side == 1:
                 fa /= 2
             side = 1
-    return math.exp(b)
+    return a, b

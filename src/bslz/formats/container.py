@@ -8,7 +8,6 @@ one at the first 64-byte boundary after the previous one's end, and the file end
 """
 
 import json
-import math
 import os
 import struct
 
@@ -37,13 +36,14 @@ class ContainerWriter:
     """Writes a container to an open binary file: payloads first, then the header into space
     reserved for it at the front (header size bounded in advance from what the caller declares)."""
 
-    def __init__(self, f, tensors, *, metadata=None, source_header=None):
-        """`tensors`: (name, dtype, shape[, coding]) in the order their payloads will be written."""
+    def __init__(self, f, tensors, *, metadata=None, source_header=None, max_payload_bytes=2**64 - 1):
+        """`tensors`: (name, dtype, shape[, kind]) in the order their payloads will be written (see
+        `_header_bound`); `max_payload_bytes` bounds the data section, for sizing the header."""
         self.f = f
         self.entries = []
         self.metadata = metadata
         self.source_header = source_header
-        self.reserved = _header_bound(tensors, metadata, source_header)
+        self.reserved = _header_bound(tensors, metadata, source_header, max_payload_bytes)
         self.data_start = align(PREFIX.size + self.reserved)
         self.offset = 0
 
@@ -88,34 +88,43 @@ class ContainerWriter:
 
 
 _STREAM_FIELDS = ("mode", "chunk_size", "block_size", "num_orders")
-# Fields each coding may add to an entry (besides the common ones), for sizing the header.
+# Fields each kind of entry may add to the common ones, for sizing the header.
 _CODING_FIELDS = {
     "raw": (),
     "float": ("chunk_size",),
     "int": _STREAM_FIELDS,
-    "quantized": _STREAM_FIELDS + ("step", "dead_zone", "reconstruction", "gg", "levels"),
+    "dq": _STREAM_FIELDS + ("step", "reconstruction", "dq_block", "gg"),
+    "uniform": _STREAM_FIELDS + ("step", "dead_zone", "reconstruction", "gg", "levels"),
 }
+_CODING_FIELDS["quantized"] = tuple(dict.fromkeys(_CODING_FIELDS["dq"] + _CODING_FIELDS["uniform"]))
 
 
-def _header_bound(tensors, metadata, source_header):
-    """Bytes the header can take at most: each entry sized with the widest values its coding may
-    hold. `tensors`: (name, dtype, shape) or (name, dtype, shape, coding), coding defaulting to
-    the widest, "quantized"; a lossless tensor's coding may still fall back to "raw"."""
+def _header_bound(tensors, metadata, source_header, max_payload_bytes=2**64 - 1):
+    """Bytes the header can take at most: each entry sized with the widest values its kind may
+    hold. `tensors`: (name, dtype, shape) or (name, dtype, shape, kind), kind one of
+    _CODING_FIELDS (default: every field). Offsets and lengths are at most `max_payload_bytes`."""
     big, real = 2**64 - 1, -1.2345678901234567e-300
     widest = {
-        "offset": big, "length": big, "crc32": big, "decoded_crc32": big, "coding": "quantized",
-        "mode": "zero_run", "chunk_size": big, "block_size": big, "num_orders": big,
-        "step": real, "dead_zone": real, "reconstruction": "midpoint", "gg": [real, real], "levels": big,
+        "offset": max_payload_bytes, "length": max_payload_bytes, "crc32": 2**32 - 1, "decoded_crc32": 2**32 - 1,
+        "coding": "quantized", "mode": "zero_run", "chunk_size": 2**30, "block_size": big, "num_orders": big,
+        "step": real, "dead_zone": real, "reconstruction": "midpoint", "gg": [real, real], "levels": 2**16,
+        "dq_block": 2**24,
     }  # fmt: skip
+    every = tuple(dict.fromkeys(k for fields in _CODING_FIELDS.values() for k in fields))
     common = ("offset", "length", "crc32", "decoded_crc32", "coding")
     entries = []
-    for name, dtype, shape, *coding in tensors:
-        keys = common + _CODING_FIELDS[coding[0] if coding else "quantized"]
-        entries.append(dict({k: widest[k] for k in keys}, name=name, dtype=dtype, shape=list(shape)))
+    for name, dtype, shape, *kind in tensors:
+        keys = common + (_CODING_FIELDS[kind[0]] if kind else every)
+        numel = _numel(shape)
+        entry = {k: widest[k] for k in keys}
+        for k in ("block_size", "num_orders"):  # both at most the element count, or a chunk
+            if k in entry:
+                entry[k] = max(numel, 2**30)
+        entries.append(dict(entry, name=name, dtype=dtype, shape=list(shape)))
     header = {"creator": f"bslz {__version__}", "metadata": metadata, "tensors": entries}
     if source_header is not None:
         header["source"] = {"format": "safetensors", "header": source_header.decode("utf-8")}
-    return len(json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")) + 64
+    return len(json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")) + 16
 
 
 class ContainerReader:
@@ -178,7 +187,7 @@ class ContainerReader:
                 raise FormatError(f"{self.path}: tensor {name!r} field {key} must be a non-negative integer")
         if e["coding"] not in CODINGS:
             raise FormatError(f"{self.path}: tensor {name!r} has unknown coding {e['coding']!r}")
-        numel = math.prod(shape)
+        numel = _numel(shape)
         known = lookup(dtype)
         if known is None and e["coding"] != "raw":
             raise FormatError(f"{self.path}: tensor {name!r} of unknown dtype {dtype!r} must be raw")
@@ -243,6 +252,19 @@ class ContainerReader:
         self._fd = None
 
 
+def _numel(shape):
+    """The product of the dimensions, or some number above 2**64 once it passes that: a product of
+    millions of huge dimensions costs quadratic time (a hostile header would hang the reader)."""
+    if 0 in shape:
+        return 0
+    n = 1
+    for d in shape:
+        n *= d
+        if n > 1 << 64:
+            return n
+    return n
+
+
 def _is_uint(v):
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
@@ -250,7 +272,7 @@ def _is_uint(v):
 def _parse_json(path, header_bytes):
     try:
         header = json.loads(header_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: also an integer of over 4300 digits
         raise FormatError(f"{path}: header is not valid UTF-8 JSON: {exc}") from None
     if not isinstance(header, dict):
         raise FormatError(f"{path}: header is not a JSON object")
@@ -266,7 +288,10 @@ def _source_header(path, source):
         or not isinstance(source.get("header"), str)
     ):
         raise FormatError(f"{path}: source must be {{'format': 'safetensors', 'header': str}}")
-    return source["header"].encode("utf-8")
+    try:
+        return source["header"].encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate escaped in the JSON ("\\ud800")
+        raise FormatError(f"{path}: source header is not valid Unicode") from None
 
 
 def check_max_decoded_bytes(value):

@@ -15,6 +15,9 @@ import zlib
 import numpy as np
 
 from bslz.codec import floats, streams
+from bslz.codec.dq import DEFAULT_BLOCK as DQ_DEFAULT_BLOCK
+from bslz.codec.dq import MAX_INDEX as DQ_MAX_INDEX
+from bslz.codec.dq import dequantize_dq, quantize_dq
 from bslz.codec.expgolomb import MAX_VALUE, signed_to_unsigned, unsigned_to_signed
 from bslz.codec.gg import fit_generalized_gaussian
 from bslz.codec.quantize import dequantize_with_table, quantize, reconstruction_table, signal_and_noise
@@ -22,7 +25,7 @@ from bslz.errors import FormatError, TruncatedError
 from bslz.formats.dtypes import from_float32, lookup, to_float32
 
 CODINGS = ("raw", "float", "int", "quantized")
-RECONSTRUCTIONS = ("midpoint", "gg")
+RECONSTRUCTIONS = ("midpoint", "gg", "dq")
 
 
 def crc32(data):
@@ -103,6 +106,7 @@ def _int_symbols(raw, dtype):
     return values
 
 
+DQ_BLOCK = DQ_DEFAULT_BLOCK
 GG_LEVELS = 16  # centroids differ from midpoints only in the first few bins of a peaked density
 GG_MIN_ELEMENTS = 1 << 16  # below this the table costs more bits than the centroids save
 
@@ -120,16 +124,29 @@ def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None):
     """(fields, payload, reconstructed raw bytes, signal, noise) of a float tensor quantized with
     `step`; signal = sum w^2 and noise = sum (w - w_hat)^2 over the values in their own dtype.
 
-    With "gg" reconstruction the payload starts with the table of reconstruction magnitudes
-    (levels + 1 little-endian float64), so that decoding is plain arithmetic, identical on every
-    machine, rather than special functions of (nu, beta) whose last bits could differ.
+    `reconstruction`: "dq" (dependent quantization, `bslz.codec.dq`; `step` is its lattice step,
+    no dead zone), or a uniform quantizer with `dead_zone` reconstructed at "midpoint" or "gg"
+    (default: "gg" for tensors large enough to pay for its table). With "gg" the payload starts
+    with the table of reconstruction magnitudes (levels + 1 little-endian float64), so decoding is
+    plain arithmetic, identical on every machine, rather than special functions of (nu, beta).
     """
     dtype = lookup(dtype_name)
     values = to_float32(raw.view(dtype.word_dtype), dtype)
     reconstruction = reconstruction or default_reconstruction(values.size)
-    symbols = quantize(values, step, dead_zone).reshape(-1)
-    fields, payload = pack_stream(streams.encode_stream(signed_to_unsigned(symbols)))
-    fields.update(coding="quantized", step=float(step), dead_zone=float(dead_zone), reconstruction=reconstruction)
+    if reconstruction == "dq":
+        symbols = quantize_dq(values, step).reshape(-1)
+        fields = {"coding": "quantized", "reconstruction": "dq", "step": float(step), "dq_block": DQ_BLOCK}
+        fields["gg"] = [float(v) for v in fit_generalized_gaussian(values)]  # informative: `bslz info` shows nu
+    else:
+        symbols = quantize(values, step, dead_zone).reshape(-1)
+        fields = {
+            "coding": "quantized",
+            "reconstruction": reconstruction,
+            "step": float(step),
+            "dead_zone": float(dead_zone),
+        }
+    stream_fields, payload = pack_stream(streams.encode_stream(signed_to_unsigned(symbols)))
+    fields.update(stream_fields)
     prefix = b""
     if reconstruction == "gg":
         gg = fit_generalized_gaussian(values)
@@ -144,7 +161,10 @@ def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None):
 
 
 def _table(fields, prefix):
-    """(table, beyond offset) of the reconstruction: midpoints, or the stored GG table."""
+    """(table, beyond offset) of a uniform quantizer's reconstruction: midpoints, or the stored GG
+    table; None for dependent quantization."""
+    if fields["reconstruction"] == "dq":
+        return None
     beyond_offset = 0.5 - fields["dead_zone"]
     if fields["reconstruction"] == "midpoint":
         return np.zeros(1), beyond_offset
@@ -152,6 +172,11 @@ def _table(fields, prefix):
 
 
 def _reconstruct(symbols, fields, table, dtype):
+    compute = np.float64 if dtype.name == "F64" else np.float32
+    if fields["reconstruction"] == "dq":
+        return from_float32(
+            dequantize_dq(symbols, fields["step"], fields["dq_block"], compute).reshape(-1), dtype
+        ).view(np.uint8)
     values = dequantize_with_table(symbols, fields["step"], *table, np.float64 if dtype.name == "F64" else np.float32)
     return from_float32(values.reshape(-1), dtype).view(np.uint8)
 
@@ -197,29 +222,53 @@ def decode_tensor(fields, payload, dtype_name, numel, nbytes):
         if payload.size < table_bytes:
             raise TruncatedError(f"quantized payload of {payload.size} bytes has no room for its reconstruction table")
         table = _table(fields, payload[:table_bytes].tobytes())
-        if not np.all(np.isfinite(table[0])):
+        if table is not None and not np.all(np.isfinite(table[0])):
             raise FormatError("reconstruction table holds NaN or infinity")
         stream = unpack_stream(fields, payload[table_bytes:], numel)
         symbols = unsigned_to_signed(streams.decode_stream(stream, dtype=np.uint32), np.int32)
+        if fields["reconstruction"] == "dq" and symbols.size and int(np.abs(symbols).max()) > DQ_MAX_INDEX:
+            raise FormatError(f"dependent quantization index beyond {DQ_MAX_INDEX}")
         del stream  # the payload's memory can go before the reconstruction's is taken
-        return _reconstruct(symbols, fields, table, dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # a hostile step overflows the dtype: decoded_crc32 fails
+            return _reconstruct(symbols, fields, table, dtype)
     raise FormatError(f"unknown coding {coding!r}")
+
+
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+
+
+def _check_gg(gg):
+    if (
+        not isinstance(gg, list)
+        or len(gg) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v >= 0 for v in gg)
+        or not 0.1 <= gg[0] <= 3.0
+    ):
+        raise FormatError(f"gg must be [nu, beta] with nu in [0.1, 3] and beta >= 0, got {gg!r}")
 
 
 def _check_quantizer_fields(fields):
     step, dead_zone, reconstruction = fields.get("step"), fields.get("dead_zone"), fields.get("reconstruction")
-    if not isinstance(step, (int, float)) or isinstance(step, bool) or not (np.isfinite(step) and step > 0):
+    # abs(v) <= max float, not np.isfinite(v): a JSON integer past 2**64 makes np.isfinite raise TypeError
+    if not isinstance(step, (int, float)) or isinstance(step, bool) or not (abs(step) <= _FLOAT_MAX and step > 0):
         raise FormatError(f"quantizer step must be a finite positive number, got {step!r}")
-    if not isinstance(dead_zone, (int, float)) or isinstance(dead_zone, bool) or not 0 <= dead_zone < 1:
-        raise FormatError(f"quantizer dead_zone must be in [0, 1), got {dead_zone!r}")
     if reconstruction not in RECONSTRUCTIONS:
         raise FormatError(f"unknown reconstruction {reconstruction!r}")
+    if reconstruction == "dq":
+        block = fields.get("dq_block")
+        if not isinstance(block, int) or isinstance(block, bool) or not 1 <= block <= 1 << 24:
+            raise FormatError(f"dq_block must be an integer in 1..2**24, got {block!r}")
+        if "gg" in fields:
+            _check_gg(fields["gg"])
+        return
+    if not isinstance(dead_zone, (int, float)) or isinstance(dead_zone, bool) or not 0 <= dead_zone < 1:
+        raise FormatError(f"quantizer dead_zone must be in [0, 1), got {dead_zone!r}")
     if reconstruction == "gg":
         gg, levels = fields.get("gg"), fields.get("levels")
         if (
             not isinstance(gg, list)
             or len(gg) != 2
-            or not all(isinstance(v, (int, float)) and np.isfinite(v) and v >= 0 for v in gg)
+            or not all(isinstance(v, (int, float)) and abs(v) <= _FLOAT_MAX and v >= 0 for v in gg)
             or not 0.1 <= gg[0] <= 3.0
         ):
             raise FormatError(f"gg reconstruction needs [nu, beta] with nu in [0.1, 3], got {gg!r}")

@@ -1,0 +1,50 @@
+"""The rate term R(theta) = (1/N) sum |theta|^nu and its two ways into training.
+
+reference mode (the paper, `apply_rate_step`): after the optimizer's step, outside it and with no
+learning rate,  theta <- theta - lam * nu / N * sign(theta) * (|theta| + eps)^(nu - 1).
+loss mode (`rate_penalty`): lam / N * sum((|theta| + eps)^nu - eps^nu), added to the loss; its
+gradient is exactly the reference update (equal to lam * R(theta) when eps = 0), but the optimizer
+sees it, so Adam rescales it per coordinate and the learning rate scales it.
+nu is a constant in both (re-estimated between steps, never differentiated).
+"""
+
+import torch
+
+
+def _soft_magnitude(p, eps):
+    """|p| + eps, or |p| kept off zero when eps = 0 (sign(0) = 0 then cancels the huge power)."""
+    mag = p.abs()
+    return mag.add_(eps) if eps > 0 else mag.clamp_min_(torch.finfo(p.dtype).tiny)
+
+
+def apply_rate_step(params, nus, coefficient, eps):
+    """In place, no grad: p <- p - coefficient * nu * sign(p) * (|p| + eps)^(nu - 1) for each p.
+
+    params: tensors; nus: one shape per tensor; coefficient: lam / N.
+    """
+    with torch.no_grad():
+        for p, nu in zip(params, nus):
+            scale = -coefficient * nu
+            if scale == 0.0:
+                continue
+            if nu == 1.0:  # the power is 1: plain L1 shrinkage
+                p.add_(p.sign(), alpha=scale)
+                continue
+            mag = _soft_magnitude(p, eps).pow_(nu - 1.0)
+            p.addcmul_(p.sign(), mag, value=scale)
+
+
+def rate_penalty(params, nus, coefficient, eps):
+    """Differentiable coefficient * sum_p sum((|p| + eps)^nu - eps^nu), a float32 scalar tensor."""
+    total = None
+    for p, nu in zip(params, nus):
+        mag = p.abs() + eps if eps > 0 else p.abs().clamp_min(torch.finfo(p.dtype).tiny)
+        term = torch.sum(mag.pow(nu), dtype=torch.float32) - p.numel() * eps**nu
+        total = term if total is None else total + term
+    return coefficient * total
+
+
+def rate_value(params, nus):
+    """R(theta) * N = sum_p sum |p|^nu as a float, without gradient (for logging)."""
+    with torch.no_grad():
+        return float(sum(torch.sum(p.abs().pow(nu), dtype=torch.float64).item() for p, nu in zip(params, nus)))
