@@ -552,3 +552,22 @@ def test_report_to_dict_is_json(tmp_path):
     assert d["lossless"] and d["aggregate_snr_db"] is None
     assert d["compressed_bytes"] == os.path.getsize(path)
     assert sorted(t["name"] for t in d["tensors"]) == ["a", "b"]
+
+
+def test_decompress_refuses_a_stored_header_that_disagrees_with_the_entries(tmp_path):
+    import json as json_
+
+    from bslz.formats.container import PREFIX
+
+    path = tmp_path / "m.bslz"
+    bslz.numpy.save_file({"a": np.arange(10, dtype=np.float32), "b": np.ones(3, np.int64)}, path)
+    blob = bytearray(path.read_bytes())
+    n = PREFIX.unpack_from(blob)[4]
+    header = json_.loads(blob[PREFIX.size : PREFIX.size + n])
+    header["source"]["header"] = header["source"]["header"].replace('"a"', '"z"')  # same length
+    text = json_.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    blob[PREFIX.size : PREFIX.size + n] = text + b" " * (n - len(text))
+    path.write_bytes(bytes(blob))
+    with pytest.raises(bslz.FormatError, match="does not match"):
+        bslz.decompress_file(path, tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()

@@ -11,7 +11,7 @@ from bslz.errors import FormatError, InvalidArgumentError
 from bslz.formats.atomic import atomic_output, check_paths
 from bslz.formats.container import ContainerReader, ContainerWriter, _header_bound, align
 from bslz.formats.dtypes import lookup, to_float32
-from bslz.formats.safetensors_io import read_safetensors
+from bslz.formats.safetensors_io import build_header, layout_tensors, parse_header, read_safetensors
 from bslz.formats.tensor_codec import crc32, encode_lossless, encode_quantized
 from bslz.lossy import LossyOptions, is_float, plan_steps
 
@@ -190,13 +190,13 @@ def decompress_file(src, dst, *, overwrite=False, progress=None):
     check_paths(src, dst, overwrite)
     reader = ContainerReader(src)
     try:
+        total = sum(e["nbytes"] for e in reader.entries)
         header = reader.source_header
         if header is None:
-            from bslz.formats.safetensors_io import build_header, layout_tensors
-
             infos = layout_tensors([(e["name"], e["dtype"], e["shape"], e["nbytes"]) for e in reader.entries])
             header = build_header(infos, reader.metadata)
-        total = sum(e["nbytes"] for e in reader.entries)
+        else:
+            _check_source_header(reader, header, total)
         done = 0
         with atomic_output(dst) as f:
             f.write(len(header).to_bytes(8, "little"))
@@ -208,6 +208,16 @@ def decompress_file(src, dst, *, overwrite=False, progress=None):
                     progress(done, total, e["name"])
     finally:
         reader.close()
+
+
+def _check_source_header(reader, header, total):
+    """The stored safetensors header must describe exactly the tensors the entries hold, in their
+    order: otherwise decompression would write a file that is not the one compressed."""
+    tensors, metadata = parse_header(f"{reader.path} (stored safetensors header)", header, total)
+    described = [(t.name, t.dtype, list(t.shape), t.nbytes) for t in sorted(tensors, key=lambda t: t.begin)]
+    held = [(e["name"], e["dtype"], e["shape"], e["nbytes"]) for e in reader.entries]
+    if described != held or metadata != reader.metadata:
+        raise FormatError(f"{reader.path}: the stored safetensors header does not match the tensor entries")
 
 
 class SafeOpen:

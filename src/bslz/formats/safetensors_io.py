@@ -67,6 +67,13 @@ def read_safetensors(path):
         if 8 + n > size:
             raise TruncatedError(f"{path}: safetensors header of {n} bytes runs past the end of the file")
         header_bytes = f.read(n)
+    tensors, metadata = parse_header(path, header_bytes, size - 8 - n)
+    return SafetensorsFile(path, header_bytes, tensors, metadata, 8 + n, size)
+
+
+def parse_header(path, header_bytes, data_size):
+    """(tensors, metadata) of safetensors header bytes, validated against a data section of
+    `data_size` bytes. `path` only names the file in error messages."""
     try:
         header = json.loads(header_bytes.decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # ValueError: also an integer of over 4300 digits
@@ -79,9 +86,8 @@ def read_safetensors(path):
     ):
         raise FormatError(f"{path}: __metadata__ must map strings to strings")
     tensors = [_tensor_info(path, name, entry) for name, entry in header.items()]
-    data_size = size - 8 - n
     _check_tiling(path, tensors, data_size)
-    return SafetensorsFile(path, header_bytes, tensors, metadata, 8 + n, size)
+    return tensors, metadata
 
 
 def _tensor_info(path, name, entry):
