@@ -25,7 +25,8 @@ import zstandard
 
 from bslz.codec import floats, streams
 from bslz.codec.expgolomb import signed_to_unsigned
-from bslz.codec.quantize import quantize, step_for_snr
+from bslz.codec.quantize import quantize
+from bslz.codec.step_search import step_for_snr
 
 
 def best_time(fn, repeats):

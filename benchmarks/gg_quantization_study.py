@@ -21,7 +21,7 @@ import time
 import numpy as np
 import safetensors.numpy
 
-from bslz.codec import gg
+from bslz.codec import gg, step_search
 from bslz.codec import quantize as qz
 
 RATES = (3.0, 4.0, 5.0, 6.0, 8.0)
@@ -87,7 +87,9 @@ def run(tensors, allocation):
                 step = global_step_for_bits(tensors, rate, dead_zone)
                 steps = dict.fromkeys(tensors, step)
             else:
-                steps = {k: qz.step_for_bits(x, rate, dead_zone=dead_zone, rtol=RTOL) for k, x in tensors.items()}
+                steps = {
+                    k: step_search.step_for_bits(x, rate, dead_zone=dead_zone, rtol=RTOL) for k, x in tensors.items()
+                }
             bits = 0
             err = dict.fromkeys(RECONSTRUCTIONS, 0.0)
             for k, x in tensors.items():

@@ -10,6 +10,7 @@ from hypothesis.extra import numpy as hnp
 
 from bslz.codec import expgolomb, gg
 from bslz.codec import quantize as qz
+from bslz.codec import step_search as ss
 from bslz.errors import InvalidArgumentError
 
 RNG_SEED = 20250611
@@ -177,22 +178,22 @@ def test_step_for_snr_reaches_target_with_the_largest_step(snr_db, dead_zone, re
         err = qz.squared_error(x, step, dead_zone, reconstruction, gg_params)
         return 10 * math.log10(np.sum(x.astype(np.float64) ** 2) / err)
 
-    step = qz.step_for_snr(x, snr_db, dead_zone, reconstruction, gg_params)
+    step = ss.step_for_snr(x, snr_db, dead_zone, reconstruction, gg_params)
     assert snr(step) >= snr_db
     assert snr(step * 1.05) < snr_db
 
 
 def test_step_for_snr_edge_cases():
-    assert qz.step_for_snr(np.zeros(10, dtype=np.float32), 30.0) == 1.0  # exact at any step
+    assert ss.step_for_snr(np.zeros(10, dtype=np.float32), 30.0) == 1.0  # exact at any step
     x = _laplace(1000)
-    assert qz.step_for_snr(x, -5.0) >= 2 * np.abs(x).max()  # 0 dB is all zeros: any coarse step passes
+    assert ss.step_for_snr(x, -5.0) >= 2 * np.abs(x).max()  # 0 dB is all zeros: any coarse step passes
     with pytest.raises(InvalidArgumentError):
-        qz.step_for_snr(x, 400.0)  # beyond what int32 symbols can resolve
+        ss.step_for_snr(x, 400.0)  # beyond what int32 symbols can resolve
     for bad in (math.nan, math.inf):
         with pytest.raises(InvalidArgumentError):
-            qz.step_for_snr(x, bad)
+            ss.step_for_snr(x, bad)
     with pytest.raises(InvalidArgumentError):
-        qz.step_for_snr(np.zeros(0), 10.0)
+        ss.step_for_snr(np.zeros(0), 10.0)
 
 
 @pytest.mark.parametrize("bits", [1.5, 3.0, 4.0, 6.0, 8.0])
@@ -203,7 +204,7 @@ def test_step_for_bits_meets_target_with_the_smallest_step(bits, dead_zone):
     def rate(step):
         return qz.exp_golomb_bits(qz.quantize(x, step, dead_zone)) / x.size
 
-    step = qz.step_for_bits(x, bits, dead_zone=dead_zone)
+    step = ss.step_for_bits(x, bits, dead_zone=dead_zone)
     assert rate(step) <= bits
     assert rate(step / 1.05) > bits
 
@@ -214,7 +215,7 @@ def test_step_for_bits_with_a_custom_rate():
     def nonzero_bits(symbols):  # one bit per nonzero: a stand-in model
         return float(np.count_nonzero(symbols))
 
-    step = qz.step_for_bits(x, 0.25, nonzero_bits)
+    step = ss.step_for_bits(x, 0.25, nonzero_bits)
     assert np.count_nonzero(qz.quantize(x, step)) / x.size <= 0.25
     assert np.count_nonzero(qz.quantize(x, step / 1.05)) / x.size > 0.25
 
@@ -222,10 +223,10 @@ def test_step_for_bits_with_a_custom_rate():
 def test_step_for_bits_edge_cases():
     x = _laplace(1000)
     with pytest.raises(InvalidArgumentError):
-        qz.step_for_bits(x, 0.5)  # exp-Golomb spends at least one bit a symbol
+        ss.step_for_bits(x, 0.5)  # exp-Golomb spends at least one bit a symbol
     for bad in (0.0, -1.0, math.nan, math.inf):
         with pytest.raises(InvalidArgumentError):
-            qz.step_for_bits(x, bad)
-    assert qz.step_for_bits(np.zeros(10, dtype=np.float32), 1.0) == 1.0
+            ss.step_for_bits(x, bad)
+    assert ss.step_for_bits(np.zeros(10, dtype=np.float32), 1.0) == 1.0
     with pytest.raises(InvalidArgumentError):
-        qz.step_for_bits(np.zeros(10, dtype=np.float32), 0.5)
+        ss.step_for_bits(np.zeros(10, dtype=np.float32), 0.5)
