@@ -63,7 +63,7 @@ def main():
     args = g["args"]
     data = CharData(ctx=args["ctx"], seed=args["seed"])
     runs = {r["lam"]: r for r in g["runs"]}
-    m0 = model_from(args, data, torch.load(os.path.join(OUT, "gpt_0.pt")))
+    m0 = model_from(args, data, torch.load(os.path.join(OUT, "gpt_0.pt"), weights_only=True))
     float0 = evaluate(m0, data)[0]
     tensors0 = exportable_tensors(m0.state_dict())
     rows = []
