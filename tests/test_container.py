@@ -361,7 +361,14 @@ def test_bad_quantizer_and_stream_fields(uniform, tmp_path, key, value):
 
 @pytest.mark.parametrize(
     "key, value",
-    [("dq_block", 0), ("dq_block", 2**25), ("dq_block", "x"), ("gg", [0.01, 1.0]), ("gg", [1.0, float("nan")])],
+    [
+        ("dq_block", 0),
+        ("dq_block", 2**25),
+        ("dq_block", "x"),
+        ("gg", [0.01, 1.0]),
+        ("gg", [1.0, float("nan")]),
+        ("gg", [10**400, 1.0]),  # found by tests/test_fuzz_mutations.py: np.isfinite raised TypeError
+    ],
 )
 def test_bad_dependent_quantization_fields(good, tmp_path, key, value):
     reader = open_bytes(tmp_path, edited(good, set_named("q", key, value)))

@@ -241,7 +241,10 @@ def _check_gg(gg):
     if (
         not isinstance(gg, list)
         or len(gg) != 2
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v >= 0 for v in gg)
+        # abs(v) <= max float, not np.isfinite(v): a JSON integer past 2**64 makes np.isfinite raise TypeError
+        or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= _FLOAT_MAX and v >= 0 for v in gg
+        )
         or not 0.1 <= gg[0] <= 3.0
     ):
         raise FormatError(f"gg must be [nu, beta] with nu in [0.1, 3] and beta >= 0, got {gg!r}")
@@ -264,13 +267,7 @@ def _check_quantizer_fields(fields):
     if not isinstance(dead_zone, (int, float)) or isinstance(dead_zone, bool) or not 0 <= dead_zone < 1:
         raise FormatError(f"quantizer dead_zone must be in [0, 1), got {dead_zone!r}")
     if reconstruction == "gg":
-        gg, levels = fields.get("gg"), fields.get("levels")
-        if (
-            not isinstance(gg, list)
-            or len(gg) != 2
-            or not all(isinstance(v, (int, float)) and abs(v) <= _FLOAT_MAX and v >= 0 for v in gg)
-            or not 0.1 <= gg[0] <= 3.0
-        ):
-            raise FormatError(f"gg reconstruction needs [nu, beta] with nu in [0.1, 3], got {gg!r}")
+        _check_gg(fields.get("gg"))
+        levels = fields.get("levels")
         if not isinstance(levels, int) or isinstance(levels, bool) or not 0 <= levels <= 1 << 16:
             raise FormatError(f"gg levels must be an integer in 0..65536, got {levels!r}")
