@@ -104,6 +104,7 @@ class BackSlash:
         self.steps = 0  # updates applied (or, in loss mode, optimizer steps seen)
         self.fits = 0  # estimates of nu made
         self.reports = []
+        self._workspace = {}  # scratch tensors of the reference update, kept between steps
         self.planned_step = None if step is None else float(step)
         self.estimate()
 
@@ -137,7 +138,7 @@ class BackSlash:
         """One training step's worth of rate term: in reference mode the update above, in loss mode
         nothing; then, every K steps, a new estimate of nu (and every `report_every` steps a report)."""
         if self.mode == "reference":
-            update.apply_rate_step(self.params, self._nus(), self.lam / self.num_params, self.eps)
+            update.apply_rate_step(self.params, self._nus(), self.lam / self.num_params, self.eps, self._workspace)
         self.steps += 1
         if self.steps % self.reestimate_every == 0:
             self.estimate()
