@@ -9,7 +9,7 @@ import numpy as np
 from bslz.codec.quantize import signal_and_noise
 from bslz.errors import FormatError, InvalidArgumentError
 from bslz.formats.atomic import atomic_output, check_paths
-from bslz.formats.container import ContainerReader, ContainerWriter, _header_bound, align
+from bslz.formats.container import ContainerReader, ContainerWriter, align, header_bound
 from bslz.formats.dtypes import lookup, to_float32
 from bslz.formats.safetensors_io import build_header, layout_tensors, parse_header, read_safetensors
 from bslz.formats.tensor_codec import crc32, encode_lossless, encode_quantized
@@ -113,7 +113,7 @@ def compress_file(
 
     def lossless_bits(quantized_names):
         """Exact bits of the lossless part of the file, for the `bits` target."""
-        header = _header_bound(declared(quantized_names), source.metadata, source.header_bytes, max_payload_bytes)
+        header = header_bound(declared(quantized_names), source.metadata, source.header_bytes, max_payload_bytes)
         payload = sum(
             align(len(encode_lossless(source.tensor_bytes(t), t.dtype, t.shape)[1]))
             for t in order

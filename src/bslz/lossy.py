@@ -142,13 +142,17 @@ def _steps_for_bits(source, candidates, options, lossless_bits):
         coded = sum(symbols_rate_bits(quantize_dq(tensor_values(source, info), step)) for info in candidates)
         return fixed + coded - budget
 
-    max_abs = max(float(np.abs(tensor_values(source, info)).max()) for info in candidates)
+    max_abs, sum_squares = 0.0, 0.0
+    for info in candidates:  # one pass over the tensors for both
+        values = tensor_values(source, info)
+        max_abs = max(max_abs, float(np.abs(values).max()))
+        sum_squares += signal_and_noise(values, values)[0]
     if over_budget(math.log(4.0 * max_abs)) > 0:  # every index zero: the fewest bits a step can give
         raise InvalidArgumentError(
             f"{options.bits} bits per parameter is below what this file costs with every quantized value at zero"
         )
     quantized = sum(info.numel for info in candidates)
-    rms = math.sqrt(sum(signal_and_noise(v, v)[0] for v in (tensor_values(source, i) for i in candidates)) / quantized)
+    rms = math.sqrt(sum_squares / quantized)
     # rounding costs about log2(rms / step) + 2.05 bits; the trellis's step is about half as fine
     guess = math.log(min(rms * 2.0 ** (1.05 - (budget - fixed) / quantized), 4.0 * max_abs))
     _, within = _root_bracket(over_budget, guess, 5e-4)

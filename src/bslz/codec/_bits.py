@@ -31,12 +31,16 @@ def put_bits(words, w, acc, filled, value, nbits):
 
 
 @njit_inline
-def flush_bits(words, w, acc, filled):
-    """Write the partly filled last word, if any; returns the number of words used."""
-    if filled > 0:
+def finish_bits(words, w, acc, filled, w0):
+    """Write the partly filled last word, if any, of a writer started at word w0.
+
+    Returns (the word after the last one used, the number of bits written since w0).
+    """
+    nbits = U64(w - w0) * U64(64) + filled
+    if filled > U64(0):
         words[w] = acc
         w += 1
-    return w
+    return w, nbits
 
 
 @njit_inline

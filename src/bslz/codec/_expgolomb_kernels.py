@@ -11,7 +11,7 @@ whole stream is one block.
 
 import numpy as np
 
-from bslz.codec._bits import put_bits
+from bslz.codec._bits import finish_bits, put_bits
 from bslz.codec._jit import bit_length, njit, njit_inline
 
 U64 = np.uint64
@@ -62,11 +62,7 @@ def encode_range(values, lo, hi, orders, block, words, w):
         for j in range(i, end):
             w, acc, filled = put_codeword(words, w, acc, filled, U64(values[j]), k)
         i = end
-    nbits = U64(w - w0) * U64(64) + filled
-    if filled > U64(0):
-        words[w] = acc
-        w += 1
-    return w, nbits
+    return finish_bits(words, w, acc, filled, w0)
 
 
 @njit
@@ -132,11 +128,7 @@ def zero_run_encode_range(values, lo, hi, k_run, k_val, words, w):
             run = U64(0)
     if run > U64(0):
         w, acc, filled = put_codeword(words, w, acc, filled, run, k_run)
-    nbits = U64(w - w0) * U64(64) + filled
-    if filled > U64(0):
-        words[w] = acc
-        w += 1
-    return w, nbits
+    return finish_bits(words, w, acc, filled, w0)
 
 
 SMALL_SYMBOLS = 256  # block histograms are exact below this; larger symbols are costed one by one

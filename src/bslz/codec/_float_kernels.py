@@ -8,7 +8,7 @@ top piece of (1 + M - j) % 8 bits (8 if that is 0) and whole bytes, most signifi
 
 import numpy as np
 
-from bslz.codec._bits import peek64, put_bits
+from bslz.codec._bits import finish_bits, peek64, put_bits
 from bslz.codec._jit import njit
 
 U64 = np.uint64
@@ -55,10 +55,7 @@ def pack_bits(values, width, words):
     filled = U64(0)
     for i in range(values.size):
         w, acc, filled = put_bits(words, w, acc, filled, U64(values[i]), U64(width))
-    nbits = U64(w) * U64(64) + filled
-    if filled > U64(0):
-        words[w] = acc
-    return nbits
+    return finish_bits(words, w, acc, filled, 0)[1]
 
 
 @njit

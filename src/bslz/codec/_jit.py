@@ -17,9 +17,6 @@ njit_inline = numba.njit(cache=True, nogil=True, inline="always")
 njit_parallel = numba.njit(cache=True, nogil=True, parallel=True)
 prange = numba.prange
 
-U64 = np.uint64
-ZERO = np.uint64(0)
-ONE = np.uint64(1)
 
 if JIT_DISABLED:
 

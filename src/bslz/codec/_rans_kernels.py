@@ -14,7 +14,7 @@ the others) and must be in [1, scale). Decoders return a status instead of raisi
 
 import numpy as np
 
-from bslz.codec._bits import peek64, put_bits
+from bslz.codec._bits import finish_bits, peek64, put_bits
 from bslz.codec._jit import bit_length, njit
 
 U64 = np.uint64
@@ -137,10 +137,7 @@ def write_header(freqs, max_symbol, multi, k, words):
                 s = e
             else:
                 s += 1
-    nbits = U64(w) * U64(64) + filled
-    if filled > U64(0):
-        words[w] = acc
-    return nbits
+    return finish_bits(words, w, acc, filled, 0)[1]
 
 
 @njit

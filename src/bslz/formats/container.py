@@ -38,12 +38,12 @@ class ContainerWriter:
 
     def __init__(self, f, tensors, *, metadata=None, source_header=None, max_payload_bytes=2**64 - 1):
         """`tensors`: (name, dtype, shape[, kind]) in the order their payloads will be written (see
-        `_header_bound`); `max_payload_bytes` bounds the data section, for sizing the header."""
+        `header_bound`); `max_payload_bytes` bounds the data section, for sizing the header."""
         self.f = f
         self.entries = []
         self.metadata = metadata
         self.source_header = source_header
-        self.reserved = _header_bound(tensors, metadata, source_header, max_payload_bytes)
+        self.reserved = header_bound(tensors, metadata, source_header, max_payload_bytes)
         self.data_start = align(PREFIX.size + self.reserved)
         self.offset = 0
 
@@ -99,7 +99,7 @@ _CODING_FIELDS = {
 _CODING_FIELDS["quantized"] = tuple(dict.fromkeys(_CODING_FIELDS["dq"] + _CODING_FIELDS["uniform"]))
 
 
-def _header_bound(tensors, metadata, source_header, max_payload_bytes=2**64 - 1):
+def header_bound(tensors, metadata, source_header, max_payload_bytes=2**64 - 1):
     """Bytes the header can take at most: each entry sized with the widest values its kind may
     hold. `tensors`: (name, dtype, shape) or (name, dtype, shape, kind), kind one of
     _CODING_FIELDS (default: every field). Offsets and lengths are at most `max_payload_bytes`."""
@@ -133,7 +133,7 @@ class ContainerReader:
 
     def __init__(self, path, *, max_decoded_bytes=DEFAULT_MAX_DECODED_BYTES):
         self.path = os.fspath(path)
-        self.max_decoded_bytes = max_decoded_bytes
+        self.max_decoded_bytes = check_max_decoded_bytes(max_decoded_bytes)
         with open(self.path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             prefix = f.read(PREFIX.size)

@@ -11,12 +11,6 @@ nu is a constant in both (re-estimated between steps, never differentiated).
 import torch
 
 
-def _soft_magnitude(p, eps):
-    """|p| + eps, or |p| kept off zero when eps = 0 (sign(0) = 0 then cancels the huge power)."""
-    mag = p.abs()
-    return mag.add_(eps) if eps > 0 else mag.clamp_min_(torch.finfo(p.dtype).tiny)
-
-
 def apply_rate_step(params, nus, coefficient, eps, workspace=None):
     """In place, no grad: p <- p - coefficient * nu * sign(p) * (|p| + eps)^(nu - 1) for each p.
 
