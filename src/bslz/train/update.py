@@ -10,36 +10,56 @@ nu is a constant in both (re-estimated between steps, never differentiated).
 
 import torch
 
+from bslz.codec._parallel import parallel_map
+from bslz.train._rate_kernel import rate_step_range
+
+FUSED_PIECE = 1 << 20  # elements per work item of the fused kernel (a few per large tensor, for the threads)
+
 
 def apply_rate_step(params, nus, coefficient, eps, workspace=None):
     """In place, no grad: p <- p - coefficient * nu * sign(p) * (|p| + eps)^(nu - 1) for each p.
 
-    params: tensors; nus: one shape per tensor; coefficient: lam / N. `workspace`, a dict kept by
-    the caller, holds one scratch tensor per parameter between calls: allocating a fresh tensor of
-    a large parameter's size every step (page faults) cost as much as the arithmetic (measured).
+    params: tensors; nus: one shape per tensor; coefficient: lam / N. Contiguous float32 CPU tensors
+    take one fused pass (`_rate_kernel`, on every core); the others take torch operations, with
+    `workspace`, a dict kept by the caller, holding one scratch tensor per parameter between calls
+    (allocating a fresh one of a large parameter's size every step cost as much as the arithmetic).
     """
     workspace = {} if workspace is None else workspace
+    fused = []
     with torch.no_grad():
         for p, nu in zip(params, nus):
-            scale = -coefficient * nu
+            scale = coefficient * nu
             if scale == 0.0:
                 continue
-            if nu == 1.0:  # the power is 1: plain L1 shrinkage
-                p.add_(p.sign(), alpha=scale)
-                continue
-            buf = workspace.get(id(p))
-            if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or buf.device != p.device:
-                buf = workspace[id(p)] = torch.empty_like(p)
-            torch.abs(p, out=buf)
-            if eps > 0:
-                buf.add_(eps)
+            if p.device.type == "cpu" and p.dtype == torch.float32 and p.is_contiguous():
+                flat = p.detach().view(-1).numpy()
+                fused += [
+                    (flat, lo, min(flat.size, lo + FUSED_PIECE), nu - 1.0, scale)
+                    for lo in range(0, flat.size, FUSED_PIECE)
+                ]
             else:
-                buf.clamp_min_(torch.finfo(p.dtype).tiny)
-            buf.pow_(nu - 1.0)
-            # sign(p) * buf without a sign tensor: copysign, then exact zeros (sign 0) get no update
-            torch.copysign(buf, p, out=buf)
-            buf.masked_fill_(p == 0, 0.0)
-            p.add_(buf, alpha=scale)
+                _torch_rate_step(p, nu, scale, eps, workspace)
+        floor = float(torch.finfo(torch.float32).tiny)
+        parallel_map(lambda w: rate_step_range(w[0], w[1], w[2], w[3], w[4], eps, floor), fused)
+
+
+def _torch_rate_step(p, nu, scale, eps, workspace):
+    if nu == 1.0:  # the power is 1: plain L1 shrinkage
+        p.add_(p.sign(), alpha=-scale)
+        return
+    buf = workspace.get(id(p))
+    if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or buf.device != p.device:
+        buf = workspace[id(p)] = torch.empty_like(p)
+    torch.abs(p, out=buf)
+    if eps > 0:
+        buf.add_(eps)
+    else:
+        buf.clamp_min_(torch.finfo(p.dtype).tiny)
+    buf.pow_(nu - 1.0)
+    # sign(p) * buf without a sign tensor: copysign, then exact zeros (sign 0) get no update
+    torch.copysign(buf, p, out=buf)
+    buf.masked_fill_(p == 0, 0.0)
+    p.add_(buf, alpha=-scale)
 
 
 def rate_penalty(params, nus, coefficient, eps):
