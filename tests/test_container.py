@@ -12,6 +12,8 @@ import pytest
 
 import bslz.numpy
 from bslz import FormatError, TruncatedError, UnsupportedVersionError
+from bslz.codec import streams
+from bslz.formats import tensor_codec
 from bslz.formats.container import ALIGN, MAGIC, MAX_HEADER_BYTES, PREFIX, ContainerReader, align
 
 
@@ -415,3 +417,14 @@ def test_max_decoded_bytes_enforced(good, tmp_path):
 def test_hostile_shape_refused_before_allocating(good, tmp_path, shape):
     with pytest.raises(FormatError, match="max_decoded_bytes"):
         open_bytes(tmp_path, edited(good, set_named("w", "shape", shape)))
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("symbol", [2**31 + 1, 2**32 - 1])
+def test_dependent_quantization_index_beyond_the_limit(symbol):
+    """A stream whose se(v) symbols decode to |k| > 2**30: FormatError, not a wrapped value."""
+    symbols = np.array([1, 2, symbol, 0], dtype=np.uint32)
+    fields, payload = tensor_codec.pack_stream(streams.encode_stream(symbols))
+    fields.update(coding="quantized", reconstruction="dq", step=0.01, dq_block=65536)
+    with pytest.raises(FormatError, match="beyond"):
+        tensor_codec.decode_tensor(fields, np.frombuffer(payload, np.uint8), "F32", 4, 16)

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from bslz.codec import dq
+from bslz.codec.expgolomb import signed_to_unsigned
 from bslz.codec.quantize import quantize
 from bslz.codec.rate import symbols_rate_bits
 from bslz.errors import InvalidArgumentError
@@ -100,3 +101,70 @@ def test_blocks_reset_the_state():
 def test_bad_arguments(call):
     with pytest.raises(InvalidArgumentError):
         call()
+
+
+@pytest.mark.small
+@given(
+    k=hnp.arrays(np.int32, st.integers(0, 300), elements=st.integers(-(2**30), 2**30)),
+    block=st.integers(1, 64),
+)
+def test_decoding_from_symbols_is_dequantize_of_the_signed_indices(k, block):
+    """The container's one-pass decoder: se(v) symbols straight to values, |k| <= 2**30 accepted."""
+    symbols = signed_to_unsigned(k).astype(np.uint32)
+    got = dq.dequantize_dq_symbols(symbols, 0.37, block, np.float64)
+    np.testing.assert_array_equal(got, dq.dequantize_dq(k, 0.37, block, np.float64))
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("k", [2**30 + 1, -(2**30) - 1, 2**31])
+def test_decoding_from_symbols_refuses_indices_beyond_the_limit(k):
+    symbols = np.array([3, signed_to_unsigned(np.array([k]))[0], 0], dtype=np.uint32)
+    assert dq.dequantize_dq_symbols(symbols, 0.1) is None
+
+
+@pytest.mark.small
+def test_viterbi_matches_a_table_driven_search():
+    """The unrolled add-compare-select step against a plain search over TRANSITIONS (same tie rule)."""
+    rng = np.random.default_rng(7)
+    x = np.concatenate([rng.laplace(0, 1.0, 3000), np.round(rng.normal(0, 3, 1000)) * 0.25, np.zeros(50)])
+    for step, block in ((0.25, 1000), (0.1, 64), (1.0, 4096)):
+        np.testing.assert_array_equal(dq.quantize_dq(x, step, block), viterbi_reference(x, step, block))
+
+
+def viterbi_reference(x, step, block):
+    """Viterbi over the 8 states with a cost per state and both indices around each value, in Python."""
+    out = []
+    for lo in range(0, x.size, block):
+        cost = [0.0] + [math.inf] * 7
+        back = []
+        for v in (float(t) for t in x[lo : lo + block]):
+            new, arg = [math.inf] * 8, [None] * 8
+            for s in range(8):
+                if cost[s] == math.inf:
+                    continue
+                q = int(dq.QUANTIZER[s])
+                for k in _around(v, q, step):
+                    level = 2 * k * step if q == 0 else (0.0 if k == 0 else (2 * k - (1 if k > 0 else -1)) * step)
+                    j = cost[s] + (v - level) ** 2
+                    ns = int(dq.TRANSITIONS[s][k & 1])
+                    if j < new[ns]:
+                        new[ns], arg[ns] = j, (s, k)
+            cost = new
+            back.append(arg)
+        s = min(range(8), key=lambda t: (cost[t], t))
+        path = []
+        for arg in reversed(back):
+            s, k = arg[s]
+            path.append(k)
+        out += path[::-1]
+    return np.array(out, dtype=np.int32)
+
+
+def _around(v, q, step):
+    """Indices of quantizer q whose levels are the nearest below and above v."""
+    if q == 0:
+        k = math.floor(v / (2 * step))
+        return (k, k + 1)
+    c = v / step
+    m = math.floor((c + 1) / 2) if c >= 0 else math.ceil((c - 1) / 2)
+    return (m, m + 1) if c >= 0 else (m, m - 1)

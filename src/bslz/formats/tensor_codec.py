@@ -17,7 +17,7 @@ import numpy as np
 from bslz.codec import floats, streams
 from bslz.codec.dq import DEFAULT_BLOCK as DQ_DEFAULT_BLOCK
 from bslz.codec.dq import MAX_INDEX as DQ_MAX_INDEX
-from bslz.codec.dq import dequantize_dq, quantize_dq
+from bslz.codec.dq import dequantize_dq_symbols, quantize_dq
 from bslz.codec.expgolomb import MAX_VALUE, signed_to_unsigned, unsigned_to_signed
 from bslz.codec.gg import fit_generalized_gaussian
 from bslz.codec.quantize import dequantize_with_table, quantize, reconstruction_table, signal_and_noise
@@ -145,7 +145,9 @@ def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None):
             "step": float(step),
             "dead_zone": float(dead_zone),
         }
-    stream_fields, payload = pack_stream(streams.encode_stream(signed_to_unsigned(symbols)))
+    # |index| <= 2**30 (both quantizers): se(v) fits 32 bits, as the decoder reads it back
+    symbols = signed_to_unsigned(symbols).astype(np.uint32)
+    stream_fields, payload = pack_stream(streams.encode_stream(symbols))
     fields.update(stream_fields)
     prefix = b""
     if reconstruction == "gg":
@@ -172,12 +174,14 @@ def _table(fields, prefix):
 
 
 def _reconstruct(symbols, fields, table, dtype):
+    """Raw bytes of the tensor from its decoded se(v) symbols (uint32)."""
     compute = np.float64 if dtype.name == "F64" else np.float32
     if fields["reconstruction"] == "dq":
-        return from_float32(
-            dequantize_dq(symbols, fields["step"], fields["dq_block"], compute).reshape(-1), dtype
-        ).view(np.uint8)
-    values = dequantize_with_table(symbols, fields["step"], *table, np.float64 if dtype.name == "F64" else np.float32)
+        values = dequantize_dq_symbols(symbols, fields["step"], fields["dq_block"], compute)
+        if values is None:
+            raise FormatError(f"dependent quantization index beyond {DQ_MAX_INDEX}")
+    else:
+        values = dequantize_with_table(unsigned_to_signed(symbols, np.int32), fields["step"], *table, compute)
     return from_float32(values.reshape(-1), dtype).view(np.uint8)
 
 
@@ -225,9 +229,7 @@ def decode_tensor(fields, payload, dtype_name, numel, nbytes):
         if table is not None and not np.all(np.isfinite(table[0])):
             raise FormatError("reconstruction table holds NaN or infinity")
         stream = unpack_stream(fields, payload[table_bytes:], numel)
-        symbols = unsigned_to_signed(streams.decode_stream(stream, dtype=np.uint32), np.int32)
-        if fields["reconstruction"] == "dq" and symbols.size and int(np.abs(symbols).max()) > DQ_MAX_INDEX:
-            raise FormatError(f"dependent quantization index beyond {DQ_MAX_INDEX}")
+        symbols = streams.decode_stream(stream, dtype=np.uint32)
         del stream  # the payload's memory can go before the reconstruction's is taken
         with np.errstate(over="ignore", invalid="ignore"):  # a hostile step overflows the dtype: decoded_crc32 fails
             return _reconstruct(symbols, fields, table, dtype)
