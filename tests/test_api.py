@@ -374,6 +374,29 @@ def test_lossy_decompress_gives_decoded_tensors(lossy_source, tmp_path):
     for name in decoded:
         assert same_bits(restored[name], decoded[name]), name
     assert os.path.getsize(tmp_path / "back.safetensors") == os.path.getsize(src)
+    with safetensors.safe_open(tmp_path / "back.safetensors", "pt") as back, safetensors.safe_open(src, "pt") as orig:
+        assert back.metadata() == orig.metadata() == {"format": "pt"}
+
+
+def has_source_header(path):
+    reader = bslz.formats.container.ContainerReader(path)
+    try:
+        return reader.source_header is not None
+    finally:
+        reader.close()
+
+
+def test_only_lossless_files_keep_the_original_header(lossy_source, tmp_path):
+    """The original safetensors header serves byte-identical restoration: kept in a lossless file,
+    left out of a lossy one (where it would only cost bits)."""
+    _, src = lossy_source
+    lossless = bslz.compress_file(src, tmp_path / "l.bslz")
+    lossy = bslz.compress_file(src, tmp_path / "q.bslz", snr=25)
+    assert has_source_header(tmp_path / "l.bslz") and not has_source_header(tmp_path / "q.bslz")
+    # a lossy target that quantizes nothing (every float tensor excluded) gives a lossless file
+    kept = bslz.compress_file(src, tmp_path / "k.bslz", snr=25, exclude=["*"])
+    assert has_source_header(tmp_path / "k.bslz")
+    assert lossy.compressed_bytes < lossless.compressed_bytes and kept.compressed_bytes == lossless.compressed_bytes
 
 
 def test_training_hook_steps(tmp_path):

@@ -111,9 +111,17 @@ def compress_file(
         """(name, dtype, shape, kind) to size the header: the widest entry each tensor may get."""
         return [(t.name, t.dtype, t.shape, _entry_kind(t, quantized_names, kind_of_quantized)) for t in order]
 
+    def kept_header(quantized_names):
+        """The original safetensors header, kept only when the file will be lossless: it is there so
+        that decompression rebuilds the original file byte for byte, which a lossy file cannot be
+        (decompression then writes a fresh header for the same tensors, order and metadata)."""
+        return None if quantized_names else source.header_bytes
+
     def lossless_bits(quantized_names):
         """Exact bits of the lossless part of the file, for the `bits` target."""
-        header = header_bound(declared(quantized_names), source.metadata, source.header_bytes, max_payload_bytes)
+        header = header_bound(
+            declared(quantized_names), source.metadata, kept_header(quantized_names), max_payload_bytes
+        )
         payload = sum(
             align(len(encode_lossless(source.tensor_bytes(t), t.dtype, t.shape)[1]))
             for t in order
@@ -131,7 +139,7 @@ def compress_file(
             f,
             declared(steps),
             metadata=source.metadata,
-            source_header=source.header_bytes,
+            source_header=kept_header(steps),
             max_payload_bytes=max_payload_bytes,
         )
         for info in order:
