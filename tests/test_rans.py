@@ -15,7 +15,15 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from bslz.codec import _rans_kernels as kernels
-from bslz.codec.rans import decode_rans, encode_rans, order0_entropy_bits, quantize_frequencies, rans_size_bits
+from bslz.codec.rans import (
+    decode_rans,
+    encode_rans,
+    histogram,
+    order0_entropy_bits,
+    quantize_frequencies,
+    rans_size_bits,
+    rans_table,
+)
 from bslz.errors import BslzError, FormatError, InvalidArgumentError, TruncatedError
 
 SCALE = 1 << 14
@@ -157,6 +165,19 @@ def test_round_trip_uint16(symbols):
 def test_round_trip_skewed(p, n, seed):
     symbols = np.minimum(np.random.default_rng(seed).geometric(p, n) - 1, 255).astype(np.uint8)
     round_trip(symbols)
+
+
+@given(st.floats(0.02, 0.98), st.integers(1, 20000), st.integers(0, 2**32 - 1), st.integers(1, 4095))
+def test_size_lower_bound_holds_and_a_given_table_codes_the_same(p, n, seed, top):
+    """RansTable.min_bytes() never exceeds the coded size (callers skip coding on it), and a table
+    passed in gives the same bytes as the one encode_rans builds itself."""
+    rng = np.random.default_rng(seed)
+    symbols = np.minimum(rng.geometric(p, n) - 1, top).astype(np.uint16)
+    table = rans_table(histogram(symbols))
+    coded = encode_rans(symbols, table)
+    assert coded == encode_rans(symbols)
+    assert table.min_bytes() <= len(coded)
+    assert len(coded) <= table.min_bytes() + 8 * kernels.NUM_STATES + 4  # and it is close
 
 
 def test_round_trip_all_256_symbols_and_alphabet_4096():

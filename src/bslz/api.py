@@ -9,6 +9,7 @@ import numpy as np
 from bslz.codec.quantize import signal_and_noise
 from bslz.errors import FormatError, InvalidArgumentError
 from bslz.formats.atomic import atomic_output, check_paths
+from bslz.formats.background import Background
 from bslz.formats.container import ContainerReader, ContainerWriter, align, header_bound
 from bslz.formats.dtypes import lookup, to_float32
 from bslz.formats.safetensors_io import build_header, layout_tensors, parse_header, read_safetensors
@@ -134,7 +135,7 @@ def compress_file(
         os.fspath(src), os.fspath(dst), source.file_size, 0, [], sum(t.numel for t in order if is_float(t))
     )
     total, done = sum(t.nbytes for t in order), 0
-    with atomic_output(dst) as f:
+    with atomic_output(dst) as f, Background() as background:
         writer = ContainerWriter(
             f,
             declared(steps),
@@ -145,29 +146,42 @@ def compress_file(
         for info in order:
             raw = source.tensor_bytes(info)
             fields, payload, decoded_crc, step, signal, noise = _encode_tensor(info, raw, steps.get(info.name), options)
-            entry = writer.add(info.name, info.dtype, info.shape, fields, payload, decoded_crc)
+            # checksums and the write overlap the next tensor's encoding
+            background.submit(_add_tensor, writer, info, fields, payload, raw, decoded_crc)
             if steps and is_float(info):  # the aggregate SNR counts every float tensor's signal
                 report.signal += signal if step is not None else _signal(raw, info.dtype)
                 report.noise += noise
             snr_db = 10 * math.log10(signal / noise) if step is not None and noise > 0 and signal > 0 else None
             report.tensors.append(
                 TensorReport(
-                    info.name, info.dtype, info.shape, fields["coding"], info.nbytes, entry["length"], snr_db, step
+                    info.name, info.dtype, info.shape, fields["coding"], info.nbytes, _nbytes(payload), snr_db, step
                 )
             )
             done += info.nbytes
             if progress is not None:
                 progress(done, total, info.name)
+        background.wait()
         writer.close()
     report.compressed_bytes = os.path.getsize(dst)
     return report
 
 
+def _add_tensor(writer, info, fields, payload, raw, decoded_crc):
+    """Write one tensor's payload and entry; decoded_crc None: the tensor is lossless, its decoded
+    bytes are `raw`."""
+    writer.add(info.name, info.dtype, info.shape, fields, payload, crc32(raw) if decoded_crc is None else decoded_crc)
+
+
+def _nbytes(payload):
+    return payload.nbytes if isinstance(payload, np.ndarray) else len(payload)
+
+
 def _encode_tensor(info, raw, step, options):
-    """(fields, payload, decoded crc32, step, signal, noise) of one tensor; step None: lossless."""
+    """(fields, payload, decoded crc32, step, signal, noise) of one tensor; step None: lossless,
+    and the decoded crc32 None (it is that of `raw`, left to the writing thread)."""
     if step is None:
         fields, payload = encode_lossless(raw, info.dtype, info.shape)
-        return fields, payload, crc32(raw), None, 0.0, 0.0
+        return fields, payload, None, None, 0.0, 0.0
     for _ in range(20):  # rounding to bf16 / f16 / fp8 adds noise the step search did not see
         # targets use dependent quantization; recorded training steps the uniform quantizer they were planned for
         reconstruction = "dq" if options.target is not None else None
@@ -206,11 +220,12 @@ def decompress_file(src, dst, *, overwrite=False, progress=None):
         else:
             _check_source_header(reader, header, total)
         done = 0
-        with atomic_output(dst) as f:
+        with atomic_output(dst) as f, Background() as background:
             f.write(len(header).to_bytes(8, "little"))
             f.write(header)
             for e in reader.entries:
-                f.write(memoryview(reader.decode_raw(e["name"])))
+                # the write overlaps the next tensor's decoding
+                background.submit(f.write, memoryview(reader.decode_raw(e["name"])))
                 done += e["nbytes"]
                 if progress is not None:
                     progress(done, total, e["name"])

@@ -48,6 +48,32 @@ def merge_tail(words, lo, hi, sign_pos, low_bits, shift, piece):
 
 
 @njit
+def merge_packed_tail(words, lo, hi, sign_pos, low_bits, shift, width, packed):
+    """`merge_tail` of a raw piece straight from its packed bytes (`width` < 8 bits a value, MSB
+    first), without unpacking it into an array: eight values are exactly `width` bytes."""
+    sign_bit = U64(1) << low_bits
+    mask = (U64(1) << width) - U64(1)
+    n = hi - lo
+    groups = n // 8
+    w = np.int64(width)
+    for g in range(groups):
+        v = U64(0)
+        for b in range(w):
+            v = (v << U64(8)) | U64(packed[g * w + b])
+        for j in range(8):
+            tail = ((v >> (width * U64(7 - j))) & mask) << shift
+            words[lo + 8 * g + j] |= ((tail & sign_bit) << (sign_pos - low_bits)) | (tail & (sign_bit - U64(1)))
+    for i in range(8 * groups, n):  # the last values: bit by bit position
+        bit = U64(i) * width
+        first = np.int64(bit >> U64(3))
+        v = U64(packed[first]) << U64(8)
+        if first + 1 < packed.size:
+            v |= U64(packed[first + 1])
+        tail = ((v >> (U64(16) - (bit & U64(7)) - width)) & mask) << shift
+        words[lo + i] |= ((tail & sign_bit) << (sign_pos - low_bits)) | (tail & (sign_bit - U64(1)))
+
+
+@njit
 def pack_bits(values, width, words):
     """Write each value in `width` bits (1..16), MSB first; returns the bit count."""
     w = 0

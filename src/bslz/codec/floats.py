@@ -24,14 +24,16 @@ from bslz.codec import _float_kernels as FK
 from bslz.codec import expgolomb as eg
 from bslz.codec._bits import bytes_to_words, words_to_bytes
 from bslz.codec._parallel import parallel_map
-from bslz.codec.rans import decode_rans, encode_rans
+from bslz.codec.rans import decode_rans, encode_rans, histogram, rans_table
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
 
 U64 = np.uint64
 RAW, CONSTANT, EXP_GOLOMB, RANS = 0, 1, 2, 3
 METHOD_NAMES = {RAW: "raw", CONSTANT: "constant", EXP_GOLOMB: "exp-golomb", RANS: "rans"}
 SEGMENT_HEADER = np.dtype([("method", "u1"), ("k", "u1"), ("center", "<u2"), ("nbytes", "<u4")])
-DEFAULT_CHUNK_BYTES = 1 << 18  # 256 KiB of original data a chunk
+DEFAULT_CHUNK_BYTES = (
+    1 << 19
+)  # 512 KiB of original data a chunk: half the per-chunk overhead of 256 KiB, same ratio (measured)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +129,7 @@ def _entropy_bytes(hist, n):
 def encode_segment(values, width):
     """(method, k, center, payload bytes) of the smallest coding of one piece's values."""
     n = values.size
-    hist = np.bincount(values, minlength=1 << width)
+    hist = histogram(values)[: 1 << width]
     center = int(np.argmax(hist))
     if hist[center] == n:
         return CONSTANT, 0, center, b""
@@ -141,9 +143,11 @@ def encode_segment(values, width):
     eg_size = (int(costs[k]) + 7) // 8
     best_size = min(raw_size, eg_size)
     if _entropy_bytes(hist, n) < best_size:  # rANS never beats the order-0 entropy: try it only if it may win
-        coded = encode_rans(values)
-        if len(coded) < best_size:
-            return RANS, 0, 0, coded
+        table = rans_table(hist)
+        if table.min_bytes() < best_size:  # nor its own table plus the cost of its frequencies
+            coded = encode_rans(values, table)
+            if len(coded) < best_size:
+                return RANS, 0, 0, coded
     if eg_size < raw_size:
         mapped = np.empty(n, dtype=np.uint32)
         FK.zigzag_around(values, center, mapped)
@@ -237,8 +241,19 @@ def _decode_chunk(data, out, lo, hi, layout):
         pos += SEGMENT_HEADER.itemsize
         if nbytes > data.size - pos:
             raise TruncatedError(f"float chunk's {name} segment claims {nbytes} bytes, {data.size - pos} left")
-        _decode_segment(data[pos : pos + nbytes], method, k, center, width, piece, name)
+        payload = data[pos : pos + nbytes]
         pos += nbytes
+        if method == RAW and shift is not None:  # the common tail: merged straight from its bits
+            if payload.size != (n * width + 7) // 8:
+                raise FormatError(f"{name}: raw segment of {payload.size} bytes for {n} values of {width} bits")
+            if width == 8:
+                FK.merge_tail(out, lo, hi, U64(layout.bits - 1), U64(layout.low_bits), U64(shift), payload)
+            else:
+                FK.merge_packed_tail(
+                    out, lo, hi, U64(layout.bits - 1), U64(layout.low_bits), U64(shift), U64(width), payload
+                )
+            continue
+        _decode_segment(payload, method, k, center, width, piece, name)
         if shift is None:
             FK.merge_head(out, lo, hi, U64(layout.low_bits), piece)
         else:
@@ -270,10 +285,9 @@ def _decode_segment(payload, method, k, center, width, piece, name):
         if not FK.unzigzag_around(mapped, center, limit, piece):
             raise FormatError(f"{name}: exp-Golomb values out of range")
     elif method == RANS:
-        decoded = decode_rans(payload, n)
-        if decoded.size and int(decoded.max()) > limit:
+        decode_rans(payload, n, out=piece)
+        if n and int(piece.max()) > limit:
             raise FormatError(f"{name}: rANS symbols out of range")
-        piece[:] = decoded
     else:
         raise FormatError(f"{name}: unknown segment method {method}")
 

@@ -11,6 +11,7 @@ renormalisation words. The symbol count is not stored: the caller keeps it. An e
 zero bytes; a stream of one repeated symbol is a header alone (2-3 bytes).
 """
 
+import dataclasses
 import operator
 
 import numpy as np
@@ -77,37 +78,69 @@ def quantize_frequencies(hist, scale=K.SCALE):
     return freqs
 
 
-def _histogram(arr):
+def histogram(symbols):
+    """Counts of each symbol of a 1-D uint8/uint16 array, as uint64 of size MAX_ALPHABET."""
+    arr = _check_symbols(symbols)
     hist = np.zeros(MAX_ALPHABET, dtype=np.uint64)
     if K.histogram(arr, hist) != K.STATUS_OK:
         raise InvalidArgumentError(f"symbols must be < {MAX_ALPHABET}")
     return hist
 
 
-def encode_rans(symbols):
-    """Code a 1-D uint8/uint16 array of symbols < 4096 into bytes (count not included)."""
-    arr = _check_symbols(symbols)
-    if arr.size == 0:
-        return b""
-    hist = _histogram(arr)
+@dataclasses.dataclass(frozen=True)
+class RansTable:
+    """What a stream of symbols with a given histogram is coded with: the header bytes, and for
+    more than one distinct symbol the quantized frequencies."""
+
+    header: bytes
+    freqs: np.ndarray | None  # uint32 of max_symbol + 1, or None: a single-symbol stream
+    ideal_bits: float  # sum over the symbols of log2(SCALE / freq): what the states must carry
+
+    def min_bytes(self):
+        """A lower bound on the coded size: the states end up holding at least `ideal_bits` (each
+        step multiplies a state by SCALE / freq, less a rounding below 2**-17 of it, and the four
+        states start at 2**31 and are written out in full)."""
+        return len(self.header) + (self.ideal_bits / 8 if self.freqs is not None else 0)
+
+
+def rans_table(hist):
+    """The RansTable for symbols with histogram `hist` (counts, index = symbol, not all zero)."""
+    hist = np.asarray(hist)
     present = np.flatnonzero(hist)
     max_symbol = int(present[-1])
     if present.size == 1:
         words = np.zeros(2, dtype=np.uint64)
         nbits = K.write_header(hist, max_symbol, False, 0, words)
-        return words_to_bytes(words, nbits).tobytes()
+        return RansTable(words_to_bytes(words, nbits).tobytes(), None, 0.0)
     freqs = quantize_frequencies(hist[: max_symbol + 1])
     costs = [int(K.table_bits(freqs, max_symbol, k)) for k in range(K.MAX_ORDER + 1)]
     k = int(np.argmin(costs))
     words = np.zeros((costs[k] + 30) // 64 + 2, dtype=np.uint64)  # + EG0(max) + bit + 4 bits
     nbits = K.write_header(freqs, max_symbol, True, k, words)
+    counts = hist[present].astype(np.float64)
+    ideal = float((counts * np.log2(K.SCALE / freqs[present].astype(np.float64))).sum())
+    return RansTable(words_to_bytes(words, nbits).tobytes(), freqs, ideal)
+
+
+def encode_rans(symbols, table=None):
+    """Code a 1-D uint8/uint16 array of symbols < 4096 into bytes (count not included).
+
+    `table`: the `rans_table` of the symbols' histogram, if the caller already has it."""
+    arr = _check_symbols(symbols)
+    if arr.size == 0:
+        return b""
+    if table is None:
+        table = rans_table(histogram(arr))
+    freqs = table.freqs
+    if freqs is None:
+        return table.header
     starts = np.zeros(freqs.size, dtype=np.uint32)
     np.cumsum(freqs[:-1], out=starts[1:])
     out = np.empty(arr.size + 2 * K.NUM_STATES, dtype=np.uint32)
     with np.errstate(divide="ignore"):  # absent symbols: never looked up
         inv_freqs = 1.0 / freqs.astype(np.float64)
     first = K.encode_states(arr, freqs, inv_freqs, starts, out)
-    return words_to_bytes(words, nbits).tobytes() + out[first:].astype("<u4").tobytes()
+    return table.header + out[first:].astype("<u4").tobytes()
 
 
 def rans_size_bits(symbols):
