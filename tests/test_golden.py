@@ -91,6 +91,8 @@ def test_writer_unchanged(folder, case, tmp_path):
     version = tuple(json.loads((folder / "manifest.json").read_text())["format"])
     if version != (FORMAT_MAJOR, FORMAT_MINOR):
         pytest.skip(f"golden files of format {version}: decoded only, the writer is {FORMAT_MAJOR}.{FORMAT_MINOR}")
+    if "snr" in case["options"] or "bits" in case["options"]:
+        pytest.skip("a searched step is the encoder's choice (the search may get better): decoded only")
     fresh = tmp_path / "fresh.bslz"
     report = bslz.compress_file(folder / case["input"], fresh, **case["options"])
     assert sorted({t.coding for t in report.tensors}) == case["codings"]

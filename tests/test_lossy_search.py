@@ -1,0 +1,72 @@
+"""The step solver behind --bits and --snr (`bslz.lossy._solve`), on functions of known shape."""
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bslz.errors import InvalidArgumentError
+from bslz.lossy import _solve
+
+
+def counted(fn):
+    calls = []
+
+    def wrapped(x):
+        calls.append(x)
+        return fn(x)
+
+    return wrapped, calls
+
+
+@pytest.mark.small
+@given(
+    root=st.floats(-12, 2),
+    true_slope=st.floats(0.5, 2.0),
+    curvature=st.floats(-0.2, 0.2),
+    start=st.floats(-3, 3),
+)
+def test_lands_in_the_accept_interval_in_a_few_evaluations(root, true_slope, curvature, start):
+    """Rates and SNRs are close to linear in log(step), with a slope the model knows to within 2x."""
+    slope = 1000.0
+
+    def fall(x):  # decreasing: slope between 0.3x and 2.4x the model's
+        d = x - root
+        return -slope * true_slope * (d + curvature * math.tanh(d))
+
+    for accept in ((-1.0, 0.0), (0.0, 1.0)):
+        fn, calls = counted(fall)
+        x = _solve(fn, root + start, slope, accept)
+        assert accept[0] <= fall(x) <= accept[1]
+        assert len(calls) <= 12
+
+
+@pytest.mark.small
+def test_infinite_values_step_up():
+    """SNR margin is +inf while the step is so small that nothing is lost."""
+
+    def margin(x):
+        return math.inf if x < -8 else -8.7 * (x + 5.0)
+
+    x = _solve(margin, -20.0, 8.7, (0.0, 0.02))
+    assert 0.0 <= margin(x) <= 0.02
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("accept, safe", [((-0.5, 0.0), lambda v: v <= 0), ((0.0, 0.5), lambda v: v >= 0)])
+def test_an_interval_it_cannot_land_in_gives_the_safe_side(accept, safe):
+    """A jump over the interval (a rate that moves in whole steps): the closest point on the side
+    that meets the target."""
+
+    def jump(x):
+        return 10.0 if x < 1.0 else -10.0
+
+    x = _solve(jump, 0.0, 5.0, accept)
+    assert safe(jump(x)) and abs(x - 1.0) < 1e-6
+
+
+@pytest.mark.small
+def test_no_point_meets_the_target():
+    with pytest.raises(InvalidArgumentError):
+        _solve(lambda x: 1.0, 0.0, 1.0, (-0.1, 0.0))
