@@ -177,14 +177,9 @@ def _dequantize_symbols_blocks(u, step, block, nxt, quantizer, max_index, out, b
     return ok
 
 
-@njit
 def _max_abs(x):
-    m = 0.0
-    for i in range(x.size):
-        v = abs(np.float64(x[i]))
-        if v > m or v != v:
-            m = v
-    return m
+    """max |x| of a non-empty float array, NaN if it holds one (numpy's max and min propagate NaN)."""
+    return max(float(x.max()), -float(x.min()))
 
 
 def _check(x, step, block):
@@ -210,13 +205,13 @@ def _check(x, step, block):
 def quantize_dq(x, step, block=DEFAULT_BLOCK):
     """Trellis-quantized indices of x (int32, same shape) for lattice step `step`."""
     flat, step, block = _check(x, step, block)
-    out = np.empty(flat.size, dtype=np.int64)
+    out = np.empty(flat.size, dtype=np.int32)  # |index| <= MAX_INDEX, checked above
     nblocks = -(-flat.size // block)
     parallel_map(
         lambda b: _quantize_blocks(flat, step, block, out, *b),
         split_range(nblocks, default_workers()),
     )
-    return out.astype(np.int32).reshape(np.shape(x))
+    return out.reshape(np.shape(x))
 
 
 def _block_ranges(size, block):
