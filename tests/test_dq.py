@@ -168,3 +168,21 @@ def _around(v, q, step):
     c = v / step
     m = math.floor((c + 1) / 2) if c >= 0 else math.ceil((c - 1) / 2)
     return (m, m + 1) if c >= 0 else (m, m - 1)
+
+
+@pytest.mark.small
+def test_gather_byte_bits_and_eight_step_tables():
+    """The decoder's eight-at-a-time state chain: the bit gather on every pattern, and the tables
+    against eight single steps."""
+    from bslz.codec._jit import gather_byte_bits
+
+    for parities in range(256):
+        word = sum(((parities >> j) & 1) << (8 * j) for j in range(8))
+        assert int(gather_byte_bits(np.uint64(word))) == parities
+        for start in range(dq.NUM_STATES):
+            state, quantizers = start, []
+            for j in range(8):
+                quantizers.append(int(dq.QUANTIZER[state]))
+                state = int(dq.TRANSITIONS[state][(parities >> j) & 1])
+            assert dq.NEXT8[start, parities] == state
+            assert list(int(dq.QUANTIZERS8[start, parities]).to_bytes(8, "little")) == quantizers

@@ -24,6 +24,10 @@ if JIT_DISABLED:
         """Number of bits needed to write x (0 for 0), as uint64."""
         return np.uint64(int(x).bit_length())
 
+    def gather_byte_bits(w):
+        """Bit j = the low bit of byte j of w, for bytes that are 0 or 1 (as uint64)."""
+        return np.uint64(sum(((int(w) >> (8 * j)) & 1) << j for j in range(8)))
+
 else:
     from numba.cpython.unsafe.numbers import leading_zeros
 
@@ -31,3 +35,9 @@ else:
     def bit_length(x):
         """Number of bits needed to write x (0 for 0), as uint64."""
         return np.uint64(64) - np.uint64(leading_zeros(np.uint64(x)))
+
+    @numba.njit(inline="always")
+    def gather_byte_bits(w):
+        """Bit j = the low bit of byte j of w, for bytes that are 0 or 1 (as uint64): the product
+        puts byte j's bit at bit 56 + j, with no carries into the top byte (wraps modulo 2**64)."""
+        return (np.uint64(w) * np.uint64(0x0102040810204080)) >> np.uint64(56)

@@ -19,8 +19,9 @@ import math
 
 import numpy as np
 
-from bslz.codec._jit import njit, njit_inline
+from bslz.codec._jit import gather_byte_bits, njit, njit_inline
 from bslz.codec._parallel import default_workers, parallel_map, split_range
+from bslz.codec.expgolomb import signed_to_unsigned
 from bslz.errors import InvalidArgumentError
 
 TRANSITIONS = np.array([[0, 4], [6, 0], [1, 7], [5, 1], [2, 6], [4, 2], [3, 5], [7, 3]], dtype=np.int64)
@@ -105,16 +106,16 @@ def _select(a, b, bit):
 
 
 @njit
-def _quantize_block(x, lo, hi, step, out, decisions):
-    """Viterbi search over values x[lo:hi]; writes the indices to out[lo:hi].
+def _quantize_block(x, step, out, decisions):
+    """Viterbi search over the values x (one block); writes their indices to out.
 
     Per value: the squared errors of the four candidate levels (two per quantizer, one of each
     parity), then each state takes the cheaper of its two predecessors. decisions[i] holds one bit
     per state (1: the second predecessor); the index then follows from the predecessor's quantizer
     and the transition's parity."""
     c0, c1, c2, c3, c4, c5, c6, c7 = 0.0, _INF, _INF, _INF, _INF, _INF, _INF, _INF
-    for i in range(hi - lo):
-        v = np.float64(x[lo + i])
+    for i in range(x.size):
+        v = np.float64(x[i])
         e00, e01 = _errors(v, 0, step)  # quantizer 0, index even / odd
         e10, e11 = _errors(v, 1, step)
         n0, d0 = _select(c0 + e00, c1 + e01, 0)
@@ -132,10 +133,10 @@ def _quantize_block(x, lo, hi, step, out, decisions):
     for t in range(1, NUM_STATES):
         if costs[t] < costs[s]:
             s = t
-    for i in range(hi - lo - 1, -1, -1):
+    for i in range(x.size - 1, -1, -1):
         which = (decisions[i] >> s) & 1
         prev = PRED_STATES[s, which]
-        out[lo + i] = _candidate_of_parity(np.float64(x[lo + i]), QUANTIZER[prev], step, PRED_PARITIES[s, which])
+        out[i] = _candidate_of_parity(np.float64(x[i]), QUANTIZER[prev], step, PRED_PARITIES[s, which])
         s = prev
 
 
@@ -143,38 +144,69 @@ def _quantize_block(x, lo, hi, step, out, decisions):
 def _quantize_blocks(x, step, block, out, b_lo, b_hi):
     decisions = np.empty(block, dtype=np.uint8)
     for b in range(b_lo, b_hi):
-        _quantize_block(x, b * block, min(x.size, (b + 1) * block), step, out, decisions)
+        _quantize_block(x[b * block : (b + 1) * block], step, out[b * block : (b + 1) * block], decisions)
 
 
-# next state as a flat table: NEXT[2 * state + (k & 1)]
-NEXT = TRANSITIONS.reshape(-1).copy()
+def _eight_step_tables():
+    """(NEXT8, QUANTIZERS8), each (NUM_STATES, 256): from a state and the parities of the next eight
+    indices (bit j: index j), the state after them (uint8) and the quantizer of each of the eight,
+    one a byte (uint64, little-endian: index j at byte j). The decoder's state chain then takes one
+    lookup per eight values instead of eight."""
+    next8 = np.empty((NUM_STATES, 256), dtype=np.uint8)
+    quantizers8 = np.empty((NUM_STATES, 256), dtype=np.uint64)
+    for start in range(NUM_STATES):
+        for parities in range(256):
+            state, spread = start, 0
+            for j in range(8):
+                spread |= int(QUANTIZER[state]) << (8 * j)
+                state = int(TRANSITIONS[state][(parities >> j) & 1])
+            next8[start, parities], quantizers8[start, parities] = state, spread
+    return next8, quantizers8
+
+
+NEXT8, QUANTIZERS8 = _eight_step_tables()
+
+
+@njit_inline
+def _index(u):
+    """The signed index whose se(v) mapping is u (1 -> 1, 2 -> -1, ...), without a branch (the
+    parities are random: a branch would mispredict half the time)."""
+    ui = np.int64(u)
+    return ((ui + 1) >> 1) * (2 * (ui & 1) - 1)
 
 
 @njit
-def _dequantize_blocks(k, step, block, nxt, quantizer, out, b_lo, b_hi):
-    """Values of signed indices k in blocks b_lo..b_hi (the state restarts at 0 in each block)."""
-    for b in range(b_lo, b_hi):
-        s = 0
-        for i in range(b * block, min(k.size, (b + 1) * block)):
-            ki = np.int64(k[i])
-            out[i] = reconstruct_index(ki, quantizer[s], step)
-            s = nxt[2 * s + (ki & 1)]
+def _dequantize_blocks(u, step, block, max_index, out, b_lo, b_hi):
+    """Values of the indices whose se(v) mappings are u, in blocks b_lo..b_hi, the state restarting
+    at 0 in each block; False if an index passes max_index.
 
-
-@njit
-def _dequantize_symbols_blocks(u, step, block, nxt, quantizer, max_index, out, b_lo, b_hi):
-    """Same from se(v) symbols u (1 -> 1, 2 -> -1, ...); False if an index passes max_index."""
-    ok = True
+    The state chain is the slow part (each state waits for the last): it runs on the parities
+    alone, eight at a time, one table lookup per eight values; the loops around it have no chain
+    and vectorize (a byte per value in and out of the chain: bit fields did not vectorize)."""
+    largest = 0  # max |index|: a max reduction vectorizes, an `ok &=` flag did not
+    words = (block + 7) // 8
+    parity = np.zeros(8 * words, dtype=np.uint8)  # k & 1 of each index of the block
+    quantizer = np.zeros(8 * words, dtype=np.uint8)  # the quantizer each index was coded with
+    parity8, quantizer8 = parity.view(np.uint64), quantizer.view(np.uint64)  # eight a word
     for b in range(b_lo, b_hi):
+        # slices indexed from 0: an index known >= 0 lets the loops vectorize
+        ub, ob = u[b * block : (b + 1) * block], out[b * block : (b + 1) * block]
+        n = ub.size
+        for i in range(n):
+            k = _index(ub[i])
+            largest = max(largest, abs(k))
+            parity[i] = k & 1
         s = 0
-        for i in range(b * block, min(u.size, (b + 1) * block)):
-            ui = np.int64(u[i])
-            half = ui >> 1
-            ki = half + 1 if ui & 1 else -half
-            ok &= half + (ui & 1) <= max_index  # |k|
-            out[i] = reconstruct_index(ki, quantizer[s], step)
-            s = nxt[2 * s + (ki & 1)]
-    return ok
+        for g in range(n // 8):
+            byte = gather_byte_bits(parity8[g])  # the eight parities, index j at bit j
+            quantizer8[g] = QUANTIZERS8[s, byte]
+            s = NEXT8[s, byte]
+        for i in range(8 * (n // 8), n):  # the block's last values, one at a time
+            quantizer[i] = QUANTIZER[s]
+            s = TRANSITIONS[s, parity[i]]
+        for i in range(n):
+            ob[i] = reconstruct_index(_index(ub[i]), np.int64(quantizer[i]), step)
+    return largest <= max_index
 
 
 def _max_abs(x):
@@ -223,10 +255,10 @@ def dequantize_dq(indices, step, block=DEFAULT_BLOCK, dtype=np.float32):
     k = np.ascontiguousarray(indices).reshape(-1)
     if k.dtype.kind not in "iu":
         raise InvalidArgumentError(f"indices must be integers, got {k.dtype}")
-    out = np.empty(k.size, dtype=dtype)
-    step, block = float(step), int(block)
-    parallel_map(lambda b: _dequantize_blocks(k, step, block, NEXT, QUANTIZER, out, *b), _block_ranges(k.size, block))
-    return out.reshape(np.shape(indices))
+    if k.size and int(np.abs(k.astype(np.int64)).max()) > MAX_INDEX:
+        raise InvalidArgumentError(f"indices must be within ±{MAX_INDEX}")
+    symbols = signed_to_unsigned(k.astype(np.int32, copy=False))
+    return dequantize_dq_symbols(symbols.astype(np.uint32), step, block, dtype).reshape(np.shape(indices))
 
 
 def dequantize_dq_symbols(symbols, step, block=DEFAULT_BLOCK, dtype=np.float32):
@@ -237,8 +269,5 @@ def dequantize_dq_symbols(symbols, step, block=DEFAULT_BLOCK, dtype=np.float32):
         raise InvalidArgumentError(f"symbols must be unsigned integers of at most 32 bits, got {u.dtype}")
     out = np.empty(u.size, dtype=dtype)
     step, block = float(step), int(block)
-    oks = parallel_map(
-        lambda b: _dequantize_symbols_blocks(u, step, block, NEXT, QUANTIZER, MAX_INDEX, out, *b),
-        _block_ranges(u.size, block),
-    )
+    oks = parallel_map(lambda b: _dequantize_blocks(u, step, block, MAX_INDEX, out, *b), _block_ranges(u.size, block))
     return out if all(oks) else None
