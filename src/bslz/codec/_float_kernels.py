@@ -17,16 +17,18 @@ U64 = np.uint64
 @njit
 def head_piece(words, lo, hi, low_bits, mask, out):
     """out[i] = exponent and top mantissa bits of words[lo + i]: (word >> low_bits) & mask."""
-    for i in range(hi - lo):
-        out[i] = (U64(words[lo + i]) >> low_bits) & mask
+    chunk = words[lo:hi]  # indexed from 0 (known >= 0): the loop vectorizes
+    for i in range(chunk.size):
+        out[i] = (U64(chunk[i]) >> low_bits) & mask
 
 
 @njit
 def tail_piece(words, lo, hi, sign_pos, low_bits, shift, mask, out):
     """Piece at `shift` of the tail value sign << low_bits | the low `low_bits` mantissa bits."""
     low_mask = (U64(1) << low_bits) - U64(1)
-    for i in range(hi - lo):
-        w = U64(words[lo + i])
+    chunk = words[lo:hi]
+    for i in range(chunk.size):
+        w = U64(chunk[i])
         tail = ((w >> sign_pos) << low_bits) | (w & low_mask)
         out[i] = (tail >> shift) & mask
 
@@ -34,17 +36,19 @@ def tail_piece(words, lo, hi, sign_pos, low_bits, shift, mask, out):
 @njit
 def merge_head(words, lo, hi, low_bits, piece):
     """OR the head piece back into words[lo:hi] (zeroed first, or holding other pieces)."""
-    for i in range(hi - lo):
-        words[lo + i] |= U64(piece[i]) << low_bits
+    chunk = words[lo:hi]
+    for i in range(chunk.size):
+        chunk[i] |= U64(piece[i]) << low_bits
 
 
 @njit
 def merge_tail(words, lo, hi, sign_pos, low_bits, shift, piece):
     """OR a tail piece back into words[lo:hi], its sign bit moved back to the word's top."""
     sign_bit = U64(1) << low_bits
-    for i in range(hi - lo):
+    chunk = words[lo:hi]
+    for i in range(chunk.size):
         tail = U64(piece[i]) << shift
-        words[lo + i] |= ((tail & sign_bit) << (sign_pos - low_bits)) | (tail & (sign_bit - U64(1)))
+        chunk[i] |= ((tail & sign_bit) << (sign_pos - low_bits)) | (tail & (sign_bit - U64(1)))
 
 
 @njit
@@ -53,7 +57,8 @@ def merge_packed_tail(words, lo, hi, sign_pos, low_bits, shift, width, packed):
     first), without unpacking it into an array: eight values are exactly `width` bytes."""
     sign_bit = U64(1) << low_bits
     mask = (U64(1) << width) - U64(1)
-    n = hi - lo
+    chunk = words[lo:hi]
+    n = chunk.size
     groups = n // 8
     w = np.int64(width)
     for g in range(groups):
@@ -62,7 +67,7 @@ def merge_packed_tail(words, lo, hi, sign_pos, low_bits, shift, width, packed):
             v = (v << U64(8)) | U64(packed[g * w + b])
         for j in range(8):
             tail = ((v >> (width * U64(7 - j))) & mask) << shift
-            words[lo + 8 * g + j] |= ((tail & sign_bit) << (sign_pos - low_bits)) | (tail & (sign_bit - U64(1)))
+            chunk[8 * g + j] |= ((tail & sign_bit) << (sign_pos - low_bits)) | (tail & (sign_bit - U64(1)))
     for i in range(8 * groups, n):  # the last values: bit by bit position
         bit = U64(i) * width
         first = np.int64(bit >> U64(3))
@@ -70,7 +75,7 @@ def merge_packed_tail(words, lo, hi, sign_pos, low_bits, shift, width, packed):
         if first + 1 < packed.size:
             v |= U64(packed[first + 1])
         tail = ((v >> (U64(16) - (bit & U64(7)) - width)) & mask) << shift
-        words[lo + i] |= ((tail & sign_bit) << (sign_pos - low_bits)) | (tail & (sign_bit - U64(1)))
+        chunk[i] |= ((tail & sign_bit) << (sign_pos - low_bits)) | (tail & (sign_bit - U64(1)))
 
 
 @njit
