@@ -562,7 +562,7 @@ def report(args, paths, ll, bounds, lossy, venv_ok, load_start, elapsed):
     w("## Lossless\n")
     w("Files: MiniLM (all-MiniLM-L6-v2, 22.7 M float parameters) as shipped (F32), cast to BF16 and F16, and the F32")
     w("file split into 3 shards with `model.safetensors.index.json` (ratio over the shard files; the index is copied).")
-    w("Bound: every float tensor at the order-0 entropy of its float fields per 256 KiB chunk (the fields bslz codes),")
+    w("Bound: every float tensor at the order-0 entropy of its float fields per 512 KiB chunk (the fields bslz codes),")
     w("safetensors header and integer tensors raw. ZipNN per tensor: each float tensor's bytes coded alone, the")
     w("header kept raw. DFloat11: its own CPU encoder (`dfloat11_utils`) on BF16, one Huffman code for all Linear")
     w("weights of a layer, each embedding alone, other tensors raw bf16, saved as its `model.safetensors`; its decoder")
