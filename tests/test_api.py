@@ -2,6 +2,7 @@
 lossy targets, lazy and concurrent reading, numpy/torch save_file/load_file, and safe writes."""
 
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import math
@@ -563,6 +564,36 @@ def test_interrupted_decompress_leaves_nothing(every_dtype_file, tmp_path, monke
 
     monkeypatch.setattr(bslz.formats.container.ContainerReader, "decode_raw", failing)
     with pytest.raises(FormatError):
+        bslz.decompress_file(packed, tmp_path / "back.safetensors")
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_write_in_the_writing_thread_leaves_nothing(every_dtype_file, tmp_path, monkeypatch):
+    """Writes run on a second thread while the next tensor decodes: a failure there (disk full)
+    still reaches the caller, and no output or temporary file is left."""
+    _, _, packed, _ = every_dtype_file
+    real_atomic_output = bslz.api.atomic_output
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f, self.writes = f, 0
+
+        def write(self, data):
+            self.writes += 1
+            if self.writes == 4:
+                raise OSError(28, "No space left on device")
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    @contextlib.contextmanager
+    def full_disk_output(dst):
+        with real_atomic_output(dst) as f:
+            yield FullDisk(f)
+
+    monkeypatch.setattr(bslz.api, "atomic_output", full_disk_output)
+    with pytest.raises(OSError, match="No space left"):
         bslz.decompress_file(packed, tmp_path / "back.safetensors")
     assert os.listdir(tmp_path) == []
 
