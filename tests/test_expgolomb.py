@@ -197,3 +197,15 @@ def test_signed_mapping_widens_small_types():
     arr = np.array([-128, 127, 0, -1], dtype=np.int8)
     mapped = eg.signed_to_unsigned(arr)
     assert mapped.dtype == np.uint16 and mapped.tolist() == [256, 253, 0, 2]
+
+
+@pytest.mark.small
+def test_signed_to_unsigned_narrow():
+    """narrow: int32 input gives uint32 when every mapped value fits (all but -2**31), the same values."""
+    values = np.array([0, 1, -1, 2**31 - 1, -(2**31) + 1, 12345, -7], dtype=np.int32)
+    narrow = eg.signed_to_unsigned(values, narrow=True)
+    assert narrow.dtype == np.uint32
+    np.testing.assert_array_equal(narrow, eg.signed_to_unsigned(values))
+    with_min = np.append(values, np.int32(-(2**31)))
+    assert eg.signed_to_unsigned(with_min, narrow=True).dtype == np.uint64
+    assert eg.signed_to_unsigned(values.astype(np.int8), narrow=True).dtype == np.uint16

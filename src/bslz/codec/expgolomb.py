@@ -176,10 +176,11 @@ def best_order(values=None, *, histogram=None):
     return int(np.argmin(order_costs(values, histogram=histogram)))
 
 
-def signed_to_unsigned(values):
+def signed_to_unsigned(values, narrow=False):
     """The se(v) mapping of H.264: v > 0 -> 2v - 1, v <= 0 -> -2v.
 
-    Output is the unsigned dtype twice as wide (uint64 for int32 and int64 input).
+    Output is the unsigned dtype twice as wide (uint64 for int32 and int64 input); with `narrow`,
+    int32 input whose mapped values fit gives uint32 (quantizer indices: half the memory).
     """
     arr = np.asarray(values)
     if arr.dtype.kind == "u":
@@ -187,6 +188,8 @@ def signed_to_unsigned(values):
     if arr.dtype.kind != "i":
         raise InvalidArgumentError(f"signed_to_unsigned needs integers, got {arr.dtype}")
     out_dtype = {1: np.uint16, 2: np.uint32}.get(arr.dtype.itemsize, np.uint64)
+    if narrow and arr.dtype.itemsize == 4 and (arr.size == 0 or int(arr.min()) > -(2**31)):
+        out_dtype = np.uint32  # 2v - 1 <= 2**32 - 3 and -2v <= 2**32 - 2
     if arr.dtype.itemsize == 8 and arr.size and (arr.max() > MAX_VALUE // 2 or arr.min() < -(MAX_VALUE // 2)):
         raise InvalidArgumentError("signed values must lie within ±2**61")
     out = np.empty(arr.shape, dtype=out_dtype)

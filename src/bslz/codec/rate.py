@@ -15,7 +15,7 @@ from bslz.codec.streams import DEFAULT_BLOCK_SIZE, DEFAULT_CHUNK_SIZE, plan_stre
 
 def unsigned_symbols(symbols):
     """The se(v) mapping of signed quantizer symbols, flattened: what the stream codes."""
-    return signed_to_unsigned(np.ascontiguousarray(symbols).reshape(-1))
+    return signed_to_unsigned(np.ascontiguousarray(symbols).reshape(-1), narrow=True)
 
 
 def symbols_rate_bits(symbols, *, mode="auto", chunk_size=DEFAULT_CHUNK_SIZE, block_size=DEFAULT_BLOCK_SIZE):

@@ -21,7 +21,7 @@ from bslz.codec.dq import dequantize_dq_symbols, quantize_dq
 from bslz.codec.expgolomb import MAX_VALUE, signed_to_unsigned, unsigned_to_signed
 from bslz.codec.gg import fit_generalized_gaussian
 from bslz.codec.quantize import dequantize_with_table, quantize, reconstruction_table, signal_and_noise
-from bslz.errors import FormatError, TruncatedError
+from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
 from bslz.formats.dtypes import from_float32, lookup, to_float32
 
 CODINGS = ("raw", "float", "int", "quantized")
@@ -145,8 +145,10 @@ def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None):
             "step": float(step),
             "dead_zone": float(dead_zone),
         }
-    # |index| <= 2**30 (both quantizers): se(v) fits 32 bits, as the decoder reads it back
-    symbols = signed_to_unsigned(symbols).astype(np.uint32)
+    # int32 indices above -2**31 (both quantizers): se(v) fits 32 bits, as the decoder reads it back
+    symbols = signed_to_unsigned(symbols, narrow=True)
+    if symbols.dtype.itemsize > 4:
+        raise InvalidArgumentError("quantizer indices do not fit 32 bits")
     stream_fields, payload = pack_stream(streams.encode_stream(symbols))
     fields.update(stream_fields)
     prefix = b""
