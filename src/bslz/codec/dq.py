@@ -255,10 +255,18 @@ def dequantize_dq(indices, step, block=DEFAULT_BLOCK, dtype=np.float32):
     k = np.ascontiguousarray(indices).reshape(-1)
     if k.dtype.kind not in "iu":
         raise InvalidArgumentError(f"indices must be integers, got {k.dtype}")
-    if k.size and int(np.abs(k.astype(np.int64)).max()) > MAX_INDEX:
+    if k.size and (int(k.min()) < -MAX_INDEX or int(k.max()) > MAX_INDEX):
         raise InvalidArgumentError(f"indices must be within ±{MAX_INDEX}")
-    symbols = signed_to_unsigned(k.astype(np.int32, copy=False))
-    return dequantize_dq_symbols(symbols.astype(np.uint32), step, block, dtype).reshape(np.shape(indices))
+    out = np.empty(k.size, dtype=dtype)
+    step, block = float(step), int(block)
+
+    def run(blocks):  # se(v)-mapped a piece at a time: no whole-tensor temporary
+        lo, hi = blocks[0] * block, min(k.size, blocks[1] * block)
+        symbols = signed_to_unsigned(k[lo:hi].astype(np.int32, copy=False), narrow=True)
+        _dequantize_blocks(symbols, step, block, MAX_INDEX, out[lo:hi], 0, blocks[1] - blocks[0])
+
+    parallel_map(run, _block_ranges(k.size, block))
+    return out.reshape(np.shape(indices))
 
 
 def dequantize_dq_symbols(symbols, step, block=DEFAULT_BLOCK, dtype=np.float32):

@@ -194,7 +194,8 @@ def encode_floats(values, layout, *, chunk_size=None, workers=None):
     chunks = parallel_map(lambda b: _encode_chunk(words, b[0], b[1], layout), bounds, workers)
     offsets = np.zeros(len(chunks) + 1, dtype="<u8")
     np.cumsum([len(c) for c in chunks], out=offsets[1:])
-    return EncodedFloats(layout.name, words.size, int(chunk_size), offsets.tobytes() + b"".join(chunks))
+    # one join, one copy: `table + b"".join(chunks)` would hold the payload twice at its peak
+    return EncodedFloats(layout.name, words.size, int(chunk_size), b"".join([offsets.tobytes(), *chunks]))
 
 
 def decode_floats(encoded, out=None, *, workers=None):
