@@ -31,9 +31,8 @@ U64 = np.uint64
 RAW, CONSTANT, EXP_GOLOMB, RANS = 0, 1, 2, 3
 METHOD_NAMES = {RAW: "raw", CONSTANT: "constant", EXP_GOLOMB: "exp-golomb", RANS: "rans"}
 SEGMENT_HEADER = np.dtype([("method", "u1"), ("k", "u1"), ("center", "<u2"), ("nbytes", "<u4")])
-DEFAULT_CHUNK_BYTES = (
-    1 << 19
-)  # 512 KiB of original data a chunk: half the per-chunk overhead of 256 KiB, same ratio (measured)
+# 512 KiB of original data a chunk: half the per-chunk overhead of 256 KiB, the same ratio (measured)
+DEFAULT_CHUNK_BYTES = 1 << 19
 
 
 @dataclasses.dataclass(frozen=True)
