@@ -516,3 +516,14 @@ def test_hf_callback_with_transformers(tmp_path):
     from bslz.train.hf import BackSlashCallback
 
     _drive_callback(BackSlashCallback, tmp_path)
+
+
+@pytest.mark.small
+def test_fused_update_is_seen_by_autograd_as_in_place():
+    """A graph that saved the weight before the update refuses to backpropagate, as with torch's own
+    in-place operations (the fused kernel writes through numpy)."""
+    p = nn.Parameter(torch.full((64,), 0.5))
+    loss = (p * p).sum()  # saves p for the backward pass
+    BackSlash([p], 5.0, step=0.01).step()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()

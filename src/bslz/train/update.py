@@ -32,6 +32,9 @@ def apply_rate_step(params, nus, coefficient, eps, workspace=None):
             if scale == 0.0:
                 continue
             if p.device.type == "cpu" and p.dtype == torch.float32 and p.is_contiguous():
+                # written through numpy, which autograd does not see: count it as the in-place
+                # change it is, so that a graph still holding p refuses to backpropagate through it
+                torch.autograd.graph.increment_version(p)
                 flat = p.detach().view(-1).numpy()
                 fused += [
                     (flat, lo, min(flat.size, lo + FUSED_PIECE), nu - 1.0, scale)
