@@ -41,12 +41,13 @@ def reconstruct_index(k, quantizer, step):
 
 
 @njit_inline
-def _candidates(v, quantizer, step):
-    """The two indices of `quantizer` whose levels bracket v (branch-free, as above)."""
+def _candidates(c, quantizer):
+    """The two indices of `quantizer` whose levels bracket v, from c = v / step (branch-free, as
+    above). One division serves both quantizers: c / 2 is exactly v / (2 step) (halving commutes
+    with rounding away from the subnormal range)."""
     if quantizer == 0:  # a literal where inlined: folded
-        k = np.int64(math.floor(v / (2.0 * step)))
+        k = np.int64(math.floor(c * 0.5))
         return k, k + 1
-    c = v / step
     up = c >= 0
     # c >= 0: level 2m - 1 <= c < 2m + 1, candidates m, m + 1; c < 0: mirrored
     m = np.int64(math.floor((c + 1.0) / 2.0)) if up else np.int64(math.ceil((c - 1.0) / 2.0))
@@ -70,9 +71,9 @@ PRED_STATES, PRED_PARITIES = _predecessors(TRANSITIONS)
 
 
 @njit_inline
-def _candidate_of_parity(v, quantizer, step, parity):
-    """The one of the two indices of `quantizer` around v with k & 1 == parity."""
-    k1, k2 = _candidates(v, quantizer, step)
+def _candidate_of_parity(c, quantizer, parity):
+    """The one of the two indices of `quantizer` around v = c * step with k & 1 == parity."""
+    k1, k2 = _candidates(c, quantizer)
     return k1 if (k1 & 1) == parity else k2
 
 
@@ -89,9 +90,9 @@ assert UNROLLED_PREDECESSORS == tuple(
 
 
 @njit_inline
-def _errors(v, quantizer, step):
-    """Squared errors of `quantizer`'s two levels around v: (even index's, odd index's)."""
-    k1, k2 = _candidates(v, quantizer, step)
+def _errors(v, c, quantizer, step):
+    """Squared errors of `quantizer`'s two levels around v (c = v / step): (even index's, odd index's)."""
+    k1, k2 = _candidates(c, quantizer)
     d1 = v - reconstruct_index(k1, quantizer, step)
     d2 = v - reconstruct_index(k2, quantizer, step)
     e1, e2 = d1 * d1, d2 * d2
@@ -116,8 +117,9 @@ def _quantize_block(x, step, out, decisions):
     c0, c1, c2, c3, c4, c5, c6, c7 = 0.0, _INF, _INF, _INF, _INF, _INF, _INF, _INF
     for i in range(x.size):
         v = np.float64(x[i])
-        e00, e01 = _errors(v, 0, step)  # quantizer 0, index even / odd
-        e10, e11 = _errors(v, 1, step)
+        c = v / step
+        e00, e01 = _errors(v, c, 0, step)  # quantizer 0, index even / odd
+        e10, e11 = _errors(v, c, 1, step)
         n0, d0 = _select(c0 + e00, c1 + e01, 0)
         n1, d1 = _select(c2 + e10, c3 + e11, 1)
         n2, d2 = _select(c4 + e00, c5 + e01, 2)
@@ -136,7 +138,7 @@ def _quantize_block(x, step, out, decisions):
     for i in range(x.size - 1, -1, -1):
         which = (decisions[i] >> s) & 1
         prev = PRED_STATES[s, which]
-        out[i] = _candidate_of_parity(np.float64(x[i]), QUANTIZER[prev], step, PRED_PARITIES[s, which])
+        out[i] = _candidate_of_parity(np.float64(x[i]) / step, QUANTIZER[prev], PRED_PARITIES[s, which])
         s = prev
 
 
