@@ -70,3 +70,18 @@ def test_an_interval_it_cannot_land_in_gives_the_safe_side(accept, safe):
 def test_no_point_meets_the_target():
     with pytest.raises(InvalidArgumentError):
         _solve(lambda x: 1.0, 0.0, 1.0, (-0.1, 0.0))
+
+
+@pytest.mark.small
+def test_a_huge_step_quantizes_everything_to_zero():
+    """The --bits search costs its floor (every index zero) without quantizing: that is what the
+    trellis gives at steps of 4 max|w| and beyond."""
+    import numpy as np
+
+    from bslz.codec.dq import quantize_dq
+
+    rng = np.random.default_rng(3)
+    for x in (rng.laplace(0, 1.0, 5000), rng.normal(0, 0.01, 777), np.array([0.0, -3.0, 3.0])):
+        top = float(np.abs(x).max())
+        for factor in (4.0, 10.0, 1e6):
+            assert not quantize_dq(x, factor * top, block=64).any()

@@ -157,7 +157,10 @@ def _steps_for_bits(source, candidates, options, lossless_bits):
         values = tensor_values(source, info)
         max_abs = max(max_abs, float(np.abs(values).max()))
         sum_squares += signal_and_noise(values, values)[0]
-    if over_budget(math.log(4.0 * max_abs)) > 0:  # every index zero: the fewest bits a step can give
+    # the fewest bits a step can give: every index zero (what the trellis picks at steps of 4 max|w|
+    # and beyond, where level 0 is the nearest level of both quantizers), costed without quantizing
+    all_zero = fixed + sum(symbols_rate_bits(np.zeros(info.numel, dtype=np.int32)) for info in candidates)
+    if all_zero > budget:
         raise InvalidArgumentError(
             f"{options.bits} bits per parameter is below what this file costs with every quantized value at zero"
         )
