@@ -400,6 +400,19 @@ def test_only_lossless_files_keep_the_original_header(lossy_source, tmp_path):
     assert lossy.compressed_bytes < lossless.compressed_bytes and kept.compressed_bytes == lossless.compressed_bytes
 
 
+@pytest.mark.parametrize("target", [{}, {"step": 0.01}, {"snr": 25.0}, {"bits": 5.0}])
+def test_progress_covers_the_step_search(lossy_source, tmp_path, target):
+    """progress(done, total, name) only moves forward and ends at total; a bits / snr target's step
+    search reports too (the first part of the bar), so a long search does not look stuck."""
+    _, src = lossy_source
+    calls = []
+    bslz.compress_file(src, tmp_path / "m.bslz", progress=lambda *call: calls.append(call), **target)
+    done = [d for d, _, _ in calls]
+    assert done == sorted(done) and done[-1] == calls[-1][1] and len({t for _, t, _ in calls}) == 1
+    searching = [name for _, _, name in calls if name.endswith("[step search]")]
+    assert bool(searching) == bool({"snr", "bits"} & set(target))
+
+
 def test_training_hook_steps(tmp_path):
     tensors = lossy_tensors()
     steps = {"layer0.weight": 0.003, "layer2.weight": 0.02, "not.a.tensor": 1.0}

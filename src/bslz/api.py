@@ -14,7 +14,7 @@ from bslz.formats.container import ContainerReader, ContainerWriter, align, head
 from bslz.formats.dtypes import lookup, to_float32
 from bslz.formats.safetensors_io import build_header, layout_tensors, parse_header, read_safetensors
 from bslz.formats.tensor_codec import crc32, encode_lossless, encode_quantized
-from bslz.lossy import LossyOptions, is_float, plan_steps
+from bslz.lossy import SEARCH_PASSES, LossyOptions, is_float, plan_steps
 
 
 @dataclasses.dataclass
@@ -97,7 +97,8 @@ def compress_file(
     Lossless by default. At most one lossy target: `bits` (average bits per float parameter over
     the whole file), `snr` (dB, every quantized tensor), `step` (quantizer step). Float tensors
     smaller than `min_lossy_elements` (default 4096) or matching a glob in `exclude` stay lossless.
-    `progress(done_bytes, total_bytes, tensor_name)` is called after each tensor.
+    `progress(done, total_bytes, tensor_name)` is called after each tensor, and as a `bits` / `snr`
+    target's step search goes (it takes the first part of `done`, in proportion to its passes).
     """
     options = LossyOptions(bits, snr, step, tuple(exclude), min_lossy_elements or LossyOptions.min_elements)
     check_paths(src, dst, overwrite)
@@ -130,11 +131,21 @@ def compress_file(
         )
         return 8 * (align(header + 24) + payload)
 
-    steps = plan_steps(source, options, lossless_bits)
+    total = sum(t.nbytes for t in order)
+    # a step search runs first and quantizes the tensors a few times: it takes the first part of the
+    # progress (in proportion to its passes), the writing the rest
+    searched = SEARCH_PASSES.get(options.target, 0.0)
+    share = searched / (searched + 1.0)
+
+    def search_progress(fraction, name):
+        if progress is not None:
+            progress(int(share * total * fraction), total, f"{name} [step search]")
+
+    steps = plan_steps(source, options, lossless_bits, search_progress)
     report = CompressReport(
         os.fspath(src), os.fspath(dst), source.file_size, 0, [], sum(t.numel for t in order if is_float(t))
     )
-    total, done = sum(t.nbytes for t in order), 0
+    done = 0
     with atomic_output(dst) as f, Background() as background:
         writer = ContainerWriter(
             f,
@@ -159,7 +170,7 @@ def compress_file(
             )
             done += info.nbytes
             if progress is not None:
-                progress(done, total, info.name)
+                progress(int(share * total + (1.0 - share) * done), total, info.name)
         background.wait()
         writer.close()
     report.compressed_bytes = os.path.getsize(dst)
