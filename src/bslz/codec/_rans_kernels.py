@@ -12,6 +12,8 @@ followed by EG0(r), r more zero frequencies. The frequency of max_symbol is impl
 the others) and must be in [1, scale). Decoders return a status instead of raising (STATUS_*).
 """
 
+import math
+
 import numpy as np
 
 from bslz.codec._bits import finish_bits, peek64, put_bits
@@ -78,6 +80,48 @@ def histogram(symbols, hist):
     for s in range(MAX_ALPHABET):
         hist[s] += sub[0, s] + sub[1, s] + sub[2, s] + sub[3, s]
     return STATUS_OK
+
+
+@njit
+def _gain(c, f):
+    """Bits saved by raising a frequency f (count c) by one."""
+    return c * math.log2((f + 1) / f)
+
+
+@njit
+def _loss(c, f):
+    """Bits lost by lowering a frequency f by one; infinite at 1 (a present symbol keeps 1)."""
+    return c * math.log2(f / (f - 1)) if f > 1 else math.inf
+
+
+@njit
+def improve_frequencies(counts, freqs, scale):
+    """Greedy exchanges on `freqs` (int64, in place; the counts' proportional rounding) until they sum
+    to `scale` and no single +1 / -1 exchange lowers sum(counts * log2(scale / freqs))."""
+    n = counts.size
+    gain = np.empty(n)
+    loss = np.empty(n)
+    total = 0
+    for t in range(n):
+        gain[t] = _gain(counts[t], freqs[t])
+        loss[t] = _loss(counts[t], freqs[t])
+        total += freqs[t]
+    for _ in range(4 * scale + n):  # bound only: each move strictly lowers the cost
+        i = j = -1
+        if total <= scale:
+            i = np.int64(np.argmax(gain))
+        if total >= scale:
+            j = np.int64(np.argmin(loss))
+        if total == scale and gain[i] <= loss[j] + 1e-9:
+            break
+        if i >= 0:
+            freqs[i] += 1
+            total += 1
+            gain[i], loss[i] = _gain(counts[i], freqs[i]), _loss(counts[i], freqs[i])
+        if j >= 0:
+            freqs[j] -= 1
+            total -= 1
+            gain[j], loss[j] = _gain(counts[j], freqs[j]), _loss(counts[j], freqs[j])
 
 
 @njit

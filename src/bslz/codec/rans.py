@@ -48,31 +48,7 @@ def quantize_frequencies(hist, scale=K.SCALE):
         raise InvalidArgumentError(f"{idx.size} distinct symbols do not fit a scale of {scale}")
     c = hist[idx].astype(np.float64)
     f = np.maximum(1, np.floor(c * scale / c.sum() + 0.5)).astype(np.int64)
-
-    def gain_of(i):  # bits saved by f[i] + 1
-        return c[i] * np.log2((f[i] + 1) / f[i])
-
-    def loss_of(i):  # bits lost by f[i] - 1 (a present symbol keeps at least 1)
-        return np.where(f[i] > 1, c[i] * np.log2(f[i] / np.maximum(f[i] - 1, 1)), np.inf)
-
-    gain = gain_of(np.arange(idx.size))
-    loss = loss_of(np.arange(idx.size))
-    total = int(f.sum())
-    for _ in range(4 * scale + idx.size):  # bound only: each move strictly lowers the cost
-        if total < scale:
-            i, j = int(np.argmax(gain)), -1
-        elif total > scale:
-            i, j = -1, int(np.argmin(loss))
-        else:
-            i, j = int(np.argmax(gain)), int(np.argmin(loss))
-            if gain[i] <= loss[j] + 1e-9:
-                break
-        for t, step in ((i, 1), (j, -1)):
-            if t >= 0:
-                f[t] += step
-                total += step
-                gain[t] = gain_of(t)
-                loss[t] = loss_of(t)
+    K.improve_frequencies(c, f, scale)
     freqs = np.zeros(hist.size, dtype=np.uint32)
     freqs[idx] = f
     return freqs
