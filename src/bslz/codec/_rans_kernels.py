@@ -164,6 +164,17 @@ def table_bits(freqs, max_symbol, k):
 
 
 @njit
+def best_table_order(freqs, max_symbol):
+    """(k, bits): the order 0..MAX_ORDER whose frequency list is shortest (the first of equals)."""
+    best_k, best = 0, table_bits(freqs, max_symbol, 0)
+    for k in range(1, MAX_ORDER + 1):
+        bits = table_bits(freqs, max_symbol, k)
+        if bits < best:
+            best_k, best = k, bits
+    return best_k, best
+
+
+@njit
 def write_header(freqs, max_symbol, multi, k, words):
     """Write the header into zeroed `words`; returns its length in bits."""
     w, acc, filled = put_eg(words, 0, U64(0), U64(0), U64(max_symbol), U64(0))

@@ -89,9 +89,8 @@ def rans_table(hist):
         nbits = K.write_header(hist, max_symbol, False, 0, words)
         return RansTable(words_to_bytes(words, nbits).tobytes(), None, 0.0)
     freqs = quantize_frequencies(hist[: max_symbol + 1])
-    costs = [int(K.table_bits(freqs, max_symbol, k)) for k in range(K.MAX_ORDER + 1)]
-    k = int(np.argmin(costs))
-    words = np.zeros((costs[k] + 30) // 64 + 2, dtype=np.uint64)  # + EG0(max) + bit + 4 bits
+    k, bits = K.best_table_order(freqs, max_symbol)
+    words = np.zeros((int(bits) + 30) // 64 + 2, dtype=np.uint64)  # + EG0(max) + bit + 4 bits
     nbits = K.write_header(freqs, max_symbol, True, k, words)
     counts = hist[present].astype(np.float64)
     ideal = float((counts * np.log2(K.SCALE / freqs[present].astype(np.float64))).sum())
