@@ -6,18 +6,13 @@ next to the cost of quantising the frequencies. NUM_STATES states are interleave
 through state i % NUM_STATES, and all states share one word stream, so decoding runs
 NUM_STATES independent dependency chains at once.
 
-Header (bits, most significant first, zero-padded to a byte): EG0(max_symbol), one bit `multi`;
-when multi: 4 bits k, then for s = 0 .. max_symbol - 1 the frequency EGk(f); a zero frequency is
-followed by EG0(r), r more zero frequencies. The frequency of max_symbol is implicit (scale minus
-the others) and must be in [1, scale). Decoders return a status instead of raising (STATUS_*).
+The frequency table (histogram, quantization, the header that carries it) is in `_rans_table`.
+Decoders return a status instead of raising (STATUS_*).
 """
-
-import math
 
 import numpy as np
 
-from bslz.codec._bits import finish_bits, peek64, put_bits
-from bslz.codec._jit import bit_length, njit
+from bslz.codec._jit import njit
 
 U64 = np.uint64
 U32 = np.uint32
@@ -28,8 +23,6 @@ MAX_ALPHABET = 4096
 NUM_STATES = 4  # the unrolled coder loops are written out for exactly four
 STATE_LOW_BITS = 31  # states live in [2**31, 2**63): one 32-bit word in or out per symbol at most
 STATE_LOW = 1 << STATE_LOW_BITS
-MAX_ORDER = 13  # largest k a header may use: EG13 already spends 14 bits on any frequency
-MAX_EG_ZEROS = 14  # no header value needs more than 14 leading zeros (max_symbol < 2**12)
 
 STATUS_OK = 0
 STATUS_TRUNCATED = 1
@@ -46,221 +39,6 @@ _W32 = U64(32)
 _LO32 = U64(0xFFFFFFFF)
 # encoder: a state at or above freq << _XMAX_SHIFT would leave [LOW, 2**63) once encoded
 _XMAX_SHIFT = U64(STATE_LOW_BITS - SCALE_BITS + 32)
-
-
-@njit
-def histogram(symbols, hist):
-    """Count symbols into `hist` (size MAX_ALPHABET); returns a status (too large symbol)."""
-    # four sub-histograms: runs of one symbol would otherwise serialise on one counter
-    sub = np.zeros((4, MAX_ALPHABET), dtype=np.uint64)
-    top = U64(MAX_ALPHABET)
-    n = U64(symbols.size)
-    n4 = n - n % U64(4)
-    bad = False
-    i = U64(0)
-    while i < n4:
-        a = U64(symbols[i])
-        b = U64(symbols[i + U64(1)])
-        c = U64(symbols[i + U64(2)])
-        d = U64(symbols[i + U64(3)])
-        bad |= max(max(a, b), max(c, d)) >= top
-        if bad:
-            return STATUS_SYMBOL_TOO_LARGE
-        sub[0, a] += U64(1)
-        sub[1, b] += U64(1)
-        sub[2, c] += U64(1)
-        sub[3, d] += U64(1)
-        i += U64(4)
-    while i < n:
-        a = U64(symbols[i])
-        if a >= top:
-            return STATUS_SYMBOL_TOO_LARGE
-        sub[0, a] += U64(1)
-        i += U64(1)
-    for s in range(MAX_ALPHABET):
-        hist[s] += sub[0, s] + sub[1, s] + sub[2, s] + sub[3, s]
-    return STATUS_OK
-
-
-@njit
-def _gain(c, f):
-    """Bits saved by raising a frequency f (count c) by one."""
-    return c * math.log2((f + 1) / f)
-
-
-@njit
-def _loss(c, f):
-    """Bits lost by lowering a frequency f by one; infinite at 1 (a present symbol keeps 1)."""
-    return c * math.log2(f / (f - 1)) if f > 1 else math.inf
-
-
-@njit
-def improve_frequencies(counts, freqs, scale):
-    """Greedy exchanges on `freqs` (int64, in place; the counts' proportional rounding) until they sum
-    to `scale` and no single +1 / -1 exchange lowers sum(counts * log2(scale / freqs))."""
-    n = counts.size
-    gain = np.empty(n)
-    loss = np.empty(n)
-    total = 0
-    for t in range(n):
-        gain[t] = _gain(counts[t], freqs[t])
-        loss[t] = _loss(counts[t], freqs[t])
-        total += freqs[t]
-    for _ in range(4 * scale + n):  # bound only: each move strictly lowers the cost
-        i = j = -1
-        if total <= scale:
-            i = np.int64(np.argmax(gain))
-        if total >= scale:
-            j = np.int64(np.argmin(loss))
-        if total == scale and gain[i] <= loss[j] + 1e-9:
-            break
-        if i >= 0:
-            freqs[i] += 1
-            total += 1
-            gain[i], loss[i] = _gain(counts[i], freqs[i]), _loss(counts[i], freqs[i])
-        if j >= 0:
-            freqs[j] -= 1
-            total -= 1
-            gain[j], loss[j] = _gain(counts[j], freqs[j]), _loss(counts[j], freqs[j])
-
-
-@njit
-def eg_length(n, k):
-    """Bits of the order-k exp-Golomb codeword of n (both uint64)."""
-    return U64(2) * bit_length((n >> k) + U64(1)) - U64(1) + k
-
-
-@njit
-def put_eg(words, w, acc, filled, n, k):
-    v = n + (U64(1) << k)
-    return put_bits(words, w, acc, filled, v, U64(2) * bit_length(v) - U64(1) - k)
-
-
-@njit
-def zero_run_end(freqs, s, max_symbol):
-    """First index >= s with a non-zero frequency (max_symbol's frequency is never zero)."""
-    e = s
-    while e < max_symbol and freqs[e] == 0:
-        e += 1
-    return e
-
-
-@njit
-def table_bits(freqs, max_symbol, k):
-    """Bits the frequency list (after the 4-bit k) costs under order k."""
-    k = U64(k)
-    total = U64(0)
-    s = 0
-    while s < max_symbol:
-        f = U64(freqs[s])
-        total += eg_length(f, k)
-        if f == U64(0):
-            e = zero_run_end(freqs, s, max_symbol)
-            total += eg_length(U64(e - s - 1), U64(0))
-            s = e
-        else:
-            s += 1
-    return total
-
-
-@njit
-def best_table_order(freqs, max_symbol):
-    """(k, bits): the order 0..MAX_ORDER whose frequency list is shortest (the first of equals)."""
-    best_k, best = 0, table_bits(freqs, max_symbol, 0)
-    for k in range(1, MAX_ORDER + 1):
-        bits = table_bits(freqs, max_symbol, k)
-        if bits < best:
-            best_k, best = k, bits
-    return best_k, best
-
-
-@njit
-def write_header(freqs, max_symbol, multi, k, words):
-    """Write the header into zeroed `words`; returns its length in bits."""
-    w, acc, filled = put_eg(words, 0, U64(0), U64(0), U64(max_symbol), U64(0))
-    w, acc, filled = put_bits(words, w, acc, filled, U64(1 if multi else 0), U64(1))
-    if multi:
-        kk = U64(k)
-        w, acc, filled = put_bits(words, w, acc, filled, kk, U64(4))
-        s = 0
-        while s < max_symbol:
-            f = U64(freqs[s])
-            w, acc, filled = put_eg(words, w, acc, filled, f, kk)
-            if f == U64(0):
-                e = zero_run_end(freqs, s, max_symbol)
-                w, acc, filled = put_eg(words, w, acc, filled, U64(e - s - 1), U64(0))
-                s = e
-            else:
-                s += 1
-    return finish_bits(words, w, acc, filled, 0)[1]
-
-
-@njit
-def read_eg(words, pos, nbits, k):
-    """One order-k codeword at bit `pos` of a padded word array: (status, value, new pos)."""
-    window = peek64(words, pos)
-    zeros = U64(64) - bit_length(window)
-    if zeros > U64(MAX_EG_ZEROS):
-        # all zeros up to the end means the codeword was cut, not that it is too long
-        if pos + zeros >= nbits:
-            return STATUS_TRUNCATED, U64(0), pos
-        return STATUS_BAD_TABLE, U64(0), pos
-    length = U64(2) * zeros + U64(1) + k
-    if pos + length > nbits:
-        return STATUS_TRUNCATED, U64(0), pos
-    v = window >> (U64(64) - length)
-    return STATUS_OK, v - (U64(1) << k), pos + length
-
-
-@njit
-def read_header(words, nbits, freqs):
-    """Parse a header into `freqs` (size MAX_ALPHABET, zeroed).
-
-    Returns (status, max_symbol, multi, header bits). With multi the frequencies sum to SCALE,
-    every one is < SCALE and at least two are non-zero.
-    """
-    nbits = U64(nbits)
-    status, max_symbol, pos = read_eg(words, U64(0), nbits, U64(0))
-    if status != STATUS_OK:
-        return status, 0, False, pos
-    if max_symbol >= U64(MAX_ALPHABET):
-        return STATUS_BAD_TABLE, 0, False, pos
-    if pos + U64(1) > nbits:
-        return STATUS_TRUNCATED, 0, False, pos
-    multi = (peek64(words, pos) >> U64(63)) != U64(0)
-    pos += U64(1)
-    top = np.int64(max_symbol)
-    if not multi:
-        return STATUS_OK, top, False, pos
-    if top == 0 or pos + U64(4) > nbits:  # a lone symbol 0 cannot be multi
-        return (STATUS_BAD_TABLE if top == 0 else STATUS_TRUNCATED), 0, False, pos
-    k = peek64(words, pos) >> U64(60)
-    pos += U64(4)
-    if k > U64(MAX_ORDER):
-        return STATUS_BAD_TABLE, 0, False, pos
-    total = U64(0)
-    s = 0
-    while s < top:
-        status, f, pos = read_eg(words, pos, nbits, k)
-        if status != STATUS_OK:
-            return status, 0, False, pos
-        if f == U64(0):
-            status, r, pos = read_eg(words, pos, nbits, U64(0))
-            if status != STATUS_OK:
-                return status, 0, False, pos
-            if r >= U64(top - s):  # the run may not reach max_symbol
-                return STATUS_BAD_TABLE, 0, False, pos
-            s += 1 + np.int64(r)
-        else:
-            total += f
-            if total >= U64(SCALE):
-                return STATUS_BAD_TABLE, 0, False, pos
-            freqs[s] = f
-            s += 1
-    if total == U64(0):  # max_symbol alone would be a single-symbol stream
-        return STATUS_BAD_TABLE, 0, False, pos
-    freqs[top] = U64(SCALE) - total
-    return STATUS_OK, top, True, pos
 
 
 @njit

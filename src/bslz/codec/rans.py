@@ -2,7 +2,7 @@
 
 Exp-Golomb only suits geometric-looking histograms; this coder spends a small frequency table per
 stream instead and lands within a fraction of a percent of the order-0 entropy on 128K-symbol
-chunks. Stream layout (see `_rans_kernels` for the header bits):
+chunks. Stream layout (see `_rans_table` for the header bits):
 
     header (bytes, MSB-first bits, zero-padded) | payload: little-endian uint32 words
 
@@ -17,6 +17,7 @@ import operator
 import numpy as np
 
 from bslz.codec import _rans_kernels as K
+from bslz.codec import _rans_table as T
 from bslz.codec._bits import bytes_to_words, words_to_bytes
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
 
@@ -48,7 +49,7 @@ def quantize_frequencies(hist, scale=K.SCALE):
         raise InvalidArgumentError(f"{idx.size} distinct symbols do not fit a scale of {scale}")
     c = hist[idx].astype(np.float64)
     f = np.maximum(1, np.floor(c * scale / c.sum() + 0.5)).astype(np.int64)
-    K.improve_frequencies(c, f, scale)
+    T.improve_frequencies(c, f, scale)
     freqs = np.zeros(hist.size, dtype=np.uint32)
     freqs[idx] = f
     return freqs
@@ -58,7 +59,7 @@ def histogram(symbols):
     """Counts of each symbol of a 1-D uint8/uint16 array, as uint64 of size MAX_ALPHABET."""
     arr = _check_symbols(symbols)
     hist = np.zeros(MAX_ALPHABET, dtype=np.uint64)
-    if K.histogram(arr, hist) != K.STATUS_OK:
+    if T.histogram(arr, hist) != K.STATUS_OK:
         raise InvalidArgumentError(f"symbols must be < {MAX_ALPHABET}")
     return hist
 
@@ -86,12 +87,12 @@ def rans_table(hist):
     max_symbol = int(present[-1])
     if present.size == 1:
         words = np.zeros(2, dtype=np.uint64)
-        nbits = K.write_header(hist, max_symbol, False, 0, words)
+        nbits = T.write_header(hist, max_symbol, False, 0, words)
         return RansTable(words_to_bytes(words, nbits).tobytes(), None, 0.0)
     freqs = quantize_frequencies(hist[: max_symbol + 1])
-    k, bits = K.best_table_order(freqs, max_symbol)
+    k, bits = T.best_table_order(freqs, max_symbol)
     words = np.zeros((int(bits) + 30) // 64 + 2, dtype=np.uint64)  # + EG0(max) + bit + 4 bits
-    nbits = K.write_header(freqs, max_symbol, True, k, words)
+    nbits = T.write_header(freqs, max_symbol, True, k, words)
     counts = hist[present].astype(np.float64)
     ideal = float((counts * np.log2(K.SCALE / freqs[present].astype(np.float64))).sum())
     return RansTable(words_to_bytes(words, nbits).tobytes(), freqs, ideal)
@@ -163,10 +164,10 @@ def _read_header(data):
     """(max_symbol, multi, header bytes, frequencies) of the stream in `data`."""
     freqs = np.zeros(MAX_ALPHABET, dtype=np.uint32)
     prefix = data[:HEADER_PREFIX_BYTES]
-    status, max_symbol, multi, nbits = K.read_header(bytes_to_words(prefix), 8 * prefix.size, freqs)
+    status, max_symbol, multi, nbits = T.read_header(bytes_to_words(prefix), 8 * prefix.size, freqs)
     if status == K.STATUS_TRUNCATED and prefix.size < data.size:
         freqs[:] = 0
-        status, max_symbol, multi, nbits = K.read_header(bytes_to_words(data), 8 * data.size, freqs)
+        status, max_symbol, multi, nbits = T.read_header(bytes_to_words(data), 8 * data.size, freqs)
     if status != K.STATUS_OK:
         _raise_for(status, "header")
     nbits = int(nbits)
