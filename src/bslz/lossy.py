@@ -106,8 +106,8 @@ def plan_steps(source, options, lossless_bits=None, progress=None):
     by the training hook are uniform quantizer steps, as the training rate was computed for.
     `lossless_bits(exclude_names) -> bits` (needed for `bits`): the exact size of everything that is
     not quantized, header included, so that the whole file meets the target.
-    `progress(fraction, tensor_name)`: called as the search goes, fraction of SEARCH_PASSES done
-    (estimated: it stops short of 1 if the search takes more passes).
+    `progress(fraction, tensor_name)`: called as the search goes (`bits`: its fraction of three rounds
+    over the tensors, the usual count; `snr`: of the tensors).
     """
     if options.target is None:
         names = {info.name for info in source.tensors}
@@ -115,26 +115,29 @@ def plan_steps(source, options, lossless_bits=None, progress=None):
     candidates = lossy_candidates(source, options)
     if options.step is not None:
         return {info.name: float(options.step) for info in candidates}
-    tick = _SearchProgress(candidates, SEARCH_PASSES[options.target], progress)
-    if options.snr is not None:
+    if options.snr is not None:  # one search a tensor: done when its turn is
+        tick = _SearchProgress(candidates, 1, progress)
         steps = {}
         for info in candidates:
             steps[info.name] = dq_step_for_snr(tensor_values(source, info), options.snr)
-            tick(info, SEARCH_PASSES["snr"])
+            tick(info)
         return steps
-    return _steps_for_bits(source, candidates, options, lossless_bits, tick)
+    return _steps_for_bits(
+        source, candidates, options, lossless_bits, _SearchProgress(candidates, SEARCH_PASSES["bits"], progress)
+    )
 
 
 class _SearchProgress:
-    """Turns 'tensor done, this many passes over it' into progress(fraction, name) calls."""
+    """Turns 'one more tensor searched' into progress(fraction, name) calls, over `passes` rounds of
+    all the candidates (an estimate: the fraction stops short of 1 if there are more)."""
 
     def __init__(self, candidates, passes, progress):
         self.total = max(1, sum(info.numel for info in candidates)) * passes
         self.done = 0
         self.progress = progress
 
-    def __call__(self, info, passes=1.0):
-        self.done += info.numel * passes
+    def __call__(self, info):
+        self.done += info.numel
         if self.progress is not None:
             self.progress(min(self.done / self.total, 0.99), info.name)
 

@@ -154,16 +154,13 @@ def _eight_step_tables():
     indices (bit j: index j), the state after them (uint8) and the quantizer of each of the eight,
     one a byte (uint64, little-endian: index j at byte j). The decoder's state chain then takes one
     lookup per eight values instead of eight."""
-    next8 = np.empty((NUM_STATES, 256), dtype=np.uint8)
-    quantizers8 = np.empty((NUM_STATES, 256), dtype=np.uint64)
-    for start in range(NUM_STATES):
-        for parities in range(256):
-            state, spread = start, 0
-            for j in range(8):
-                spread |= int(QUANTIZER[state]) << (8 * j)
-                state = int(TRANSITIONS[state][(parities >> j) & 1])
-            next8[start, parities], quantizers8[start, parities] = state, spread
-    return next8, quantizers8
+    state = np.repeat(np.arange(NUM_STATES), 256).reshape(NUM_STATES, 256)  # every (start, parities)
+    parities = np.tile(np.arange(256), (NUM_STATES, 1))
+    quantizers8 = np.zeros((NUM_STATES, 256), dtype=np.uint64)
+    for j in range(8):  # all 2048 chains a step at a time (no Python loop over them at import)
+        quantizers8 |= QUANTIZER[state].astype(np.uint64) << np.uint64(8 * j)
+        state = TRANSITIONS[state, (parities >> j) & 1]
+    return state.astype(np.uint8), quantizers8
 
 
 NEXT8, QUANTIZERS8 = _eight_step_tables()

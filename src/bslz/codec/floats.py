@@ -244,8 +244,7 @@ def _decode_chunk(data, out, lo, hi, layout):
         payload = data[pos : pos + nbytes]
         pos += nbytes
         if method == RAW and shift is not None:  # the common tail: merged straight from its bits
-            if payload.size != (n * width + 7) // 8:
-                raise FormatError(f"{name}: raw segment of {payload.size} bytes for {n} values of {width} bits")
+            _check_raw_size(payload, n, width, name)
             if width == 8:
                 FK.merge_tail(out, lo, hi, U64(layout.bits - 1), U64(layout.low_bits), U64(shift), payload)
             else:
@@ -262,6 +261,11 @@ def _decode_chunk(data, out, lo, hi, layout):
         raise FormatError(f"float chunk has {data.size - pos} bytes after its last segment")
 
 
+def _check_raw_size(payload, n, width, name):
+    if payload.size != (n * width + 7) // 8:
+        raise FormatError(f"{name}: raw segment of {payload.size} bytes for {n} values of {width} bits")
+
+
 def _decode_segment(payload, method, k, center, width, piece, name):
     n = piece.size
     limit = (1 << width) - 1
@@ -270,8 +274,7 @@ def _decode_segment(payload, method, k, center, width, piece, name):
             raise FormatError(f"{name}: bad constant segment")
         piece[:] = center
     elif method == RAW:
-        if payload.size != (n * width + 7) // 8:
-            raise FormatError(f"{name}: raw segment of {payload.size} bytes for {n} values of {width} bits")
+        _check_raw_size(payload, n, width, name)
         if width == 8:
             piece[:] = payload
         else:

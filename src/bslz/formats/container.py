@@ -16,6 +16,7 @@ import numpy as np
 from bslz import __version__
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError, UnsupportedVersionError
 from bslz.formats.dtypes import lookup
+from bslz.formats.json_object import parse_json_object
 from bslz.formats.tensor_codec import CODINGS, crc32, decode_tensor
 
 MAGIC = b"\x89BSLZ\r\n\x1a"
@@ -154,7 +155,7 @@ class ContainerReader:
             header_bytes = f.read(header_len)
             self.version = (major, minor)
             self.file_size = size
-        header = _parse_json(self.path, header_bytes)
+        header = parse_json_object(self.path, header_bytes, "header")
         self.metadata = header.get("metadata")
         if self.metadata is not None and (
             not isinstance(self.metadata, dict) or not all(isinstance(v, str) for v in self.metadata.values())
@@ -267,16 +268,6 @@ def _numel(shape):
 
 def _is_uint(v):
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-
-def _parse_json(path, header_bytes):
-    try:
-        header = json.loads(header_bytes.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:  # ValueError: also an integer of over 4300 digits
-        raise FormatError(f"{path}: header is not valid UTF-8 JSON: {exc}") from None
-    if not isinstance(header, dict):
-        raise FormatError(f"{path}: header is not a JSON object")
-    return header
 
 
 def _source_header(path, source):

@@ -16,6 +16,7 @@ import numpy as np
 
 from bslz.errors import FormatError, TruncatedError
 from bslz.formats.dtypes import lookup
+from bslz.formats.json_object import parse_json_object
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the reference implementation's limit
 
@@ -74,12 +75,7 @@ def read_safetensors(path):
 def parse_header(path, header_bytes, data_size):
     """(tensors, metadata) of safetensors header bytes, validated against a data section of
     `data_size` bytes. `path` only names the file in error messages."""
-    try:
-        header = json.loads(header_bytes.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:  # ValueError: also an integer of over 4300 digits
-        raise FormatError(f"{path}: safetensors header is not UTF-8 JSON: {exc}") from None
-    if not isinstance(header, dict):
-        raise FormatError(f"{path}: safetensors header is not a JSON object")
+    header = parse_json_object(path, header_bytes, "safetensors header")
     metadata = header.pop("__metadata__", None)
     if metadata is not None and (
         not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values())

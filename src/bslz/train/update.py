@@ -10,10 +10,10 @@ nu is a constant in both (re-estimated between steps, never differentiated).
 
 import torch
 
-from bslz.codec._parallel import parallel_map
+from bslz.codec._parallel import parallel_map, split_range
 from bslz.train._rate_kernel import rate_step_range
 
-FUSED_PIECE = 1 << 20  # elements per work item of the fused kernel (a few per large tensor, for the threads)
+FUSED_PIECE = 1 << 20  # about this many elements a work item of the fused kernel (for the threads)
 
 
 def apply_rate_step(params, nus, coefficient, eps, workspace=None):
@@ -36,10 +36,8 @@ def apply_rate_step(params, nus, coefficient, eps, workspace=None):
                 # change it is, so that a graph still holding p refuses to backpropagate through it
                 torch.autograd.graph.increment_version(p)
                 flat = p.detach().view(-1).numpy()
-                fused += [
-                    (flat, lo, min(flat.size, lo + FUSED_PIECE), nu - 1.0, scale)
-                    for lo in range(0, flat.size, FUSED_PIECE)
-                ]
+                pieces = split_range(flat.size, -(-flat.size // FUSED_PIECE))
+                fused += [(flat, lo, hi, nu - 1.0, scale) for lo, hi in pieces]
             else:
                 _torch_rate_step(p, nu, scale, eps, workspace)
         floor = float(torch.finfo(torch.float32).tiny)
