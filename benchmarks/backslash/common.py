@@ -174,3 +174,13 @@ def magnitude_prune_(model, select_names, rate):
             p = params[n]
             p.masked_fill_(p.abs() <= thr, 0.0)
         return thr.item()
+
+
+def load_gpt_run():
+    """(results of gpt_pydoc.py as saved in results/gpt_pydoc.json, its args, its CharData split)."""
+    import json
+
+    with open(os.path.join(HERE, "results", "gpt_pydoc.json")) as f:
+        results = json.load(f)
+    args = results["args"]
+    return results, args, CharData(ctx=args["ctx"], seed=args["seed"])

@@ -20,7 +20,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import HERE, OUT, CharData, CharGPT, evaluate, set_threads  # noqa: E402
+from common import HERE, OUT, CharGPT, evaluate, load_gpt_run, set_threads  # noqa: E402
 
 import bslz.torch  # noqa: E402
 from bslz.train import BackSlash  # noqa: E402
@@ -58,10 +58,7 @@ def uniform_at_size(model, target_bytes, lo, hi, path, iters=14):
 def main():
     set_threads(1)
     t0 = time.perf_counter()
-    with open(os.path.join(HERE, "results", "gpt_pydoc.json")) as f:
-        g = json.load(f)
-    args = g["args"]
-    data = CharData(ctx=args["ctx"], seed=args["seed"])
+    g, args, data = load_gpt_run()
     runs = {r["lam"]: r for r in g["runs"]}
     m0 = model_from(args, data, torch.load(os.path.join(OUT, "gpt_0.pt"), weights_only=True))
     float0 = evaluate(m0, data)[0]

@@ -13,7 +13,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import HERE, OUT, CharData, evaluate, magnitude_prune_, set_threads  # noqa: E402
+from common import HERE, OUT, evaluate, load_gpt_run, magnitude_prune_, set_threads  # noqa: E402
 from equal_size import model_from  # noqa: E402
 
 from bslz.train import BackSlash  # noqa: E402
@@ -24,10 +24,7 @@ RATES = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9]
 def main():
     set_threads(1)
     t0 = time.perf_counter()
-    with open(os.path.join(HERE, "results", "gpt_pydoc.json")) as f:
-        g = json.load(f)
-    args = g["args"]
-    data = CharData(ctx=args["ctx"], seed=args["seed"])
+    g, args, data = load_gpt_run()
     runs = []
     for r in g["runs"]:
         lam = r["lam"]
