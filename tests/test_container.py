@@ -233,6 +233,21 @@ def test_decoded_checksum_mismatch(good, tmp_path):
     reader.close()
 
 
+def test_decompression_stops_at_a_decoded_checksum_mismatch_and_leaves_nothing(good, tmp_path):
+    """The decoded bytes' checksum is checked on the writing thread: its failure still ends the
+    run with the error, and no output (nor temporary file) is left."""
+    import bslz
+
+    def edit(h):
+        h["tensors"][len(h["tensors"]) // 2]["decoded_crc32"] ^= 1
+
+    src = tmp_path / "bad.bslz"
+    src.write_bytes(edited(good, edit))
+    with pytest.raises(FormatError, match="checksum"):
+        bslz.decompress_file(src, tmp_path / "out.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.bslz"]
+
+
 # ---- tiling ----------------------------------------------------------------------------------
 
 

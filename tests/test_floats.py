@@ -59,6 +59,18 @@ def test_pieces_tile_every_bit():
         assert pieces[0][1] <= 12  # the head fits the rANS alphabet
 
 
+@pytest.mark.small
+@given(data=st.data(), width=st.integers(1, 12))
+def test_raw_pieces_are_their_bits_back_to_back(data, width):
+    """The RAW method's payload, from a reference written with '0'/'1' strings (MSB first, the
+    last byte zero-padded), for the byte-group packer (width < 8) and the word packer alike."""
+    values = data.draw(hnp.arrays(np.uint16, st.integers(0, 40), elements=st.integers(0, (1 << width) - 1)))
+    bits = "".join(format(int(v), f"0{width}b") for v in values)
+    bits += "0" * (-len(bits) % 8)
+    expected = bytes(int(bits[i : i + 8], 2) for i in range(0, len(bits), 8))
+    assert floats._raw_bytes(values, width) == expected
+
+
 @pytest.mark.parametrize("dtype,layout", [(np.float16, "float16"), (np.float32, "float32"), (np.float64, "float64")])
 def test_gaussian_weights_compress_near_the_bound(dtype, layout):
     values = np.random.default_rng(0).standard_normal(200_000).astype(dtype) * dtype(0.05)

@@ -235,13 +235,20 @@ def decompress_file(src, dst, *, overwrite=False, progress=None):
             f.write(len(header).to_bytes(8, "little"))
             f.write(header)
             for e in reader.entries:
-                # the write overlaps the next tensor's decoding
-                background.submit(f.write, memoryview(reader.decode_raw(e["name"])))
+                # the checksum and the write overlap the next tensor's decoding; a failed checksum
+                # raises from the next submit or wait, and the partial output is removed
+                raw = reader.decode_raw(e["name"], check_decoded=False)
+                background.submit(_check_and_write, reader, e["name"], raw, f)
                 done += e["nbytes"]
                 if progress is not None:
                     progress(done, total, e["name"])
     finally:
         reader.close()
+
+
+def _check_and_write(reader, name, raw, f):
+    reader.check_decoded(name, raw)
+    f.write(memoryview(raw))
 
 
 def _check_source_header(reader, header, total):

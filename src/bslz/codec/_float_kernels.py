@@ -54,20 +54,23 @@ def merge_tail(words, lo, hi, sign_pos, low_bits, shift, piece):
 @njit
 def merge_packed_tail(words, lo, hi, sign_pos, low_bits, shift, width, packed):
     """`merge_tail` of a raw piece straight from its packed bytes (`width` < 8 bits a value, MSB
-    first), without unpacking it into an array: eight values are exactly `width` bytes."""
+    first), without unpacking it into an array: eight values are exactly `width` bytes, read as
+    one 8-byte big-endian window while a whole window lies inside `packed`."""
     sign_bit = U64(1) << low_bits
     mask = (U64(1) << width) - U64(1)
     chunk = words[lo:hi]
     n = chunk.size
-    groups = n // 8
     w = np.int64(width)
+    groups = min(n // 8, max(0, (packed.size - 8) // w + 1))
     for g in range(groups):
+        window = packed[g * w : g * w + 8]  # slices indexed from 0: the fixed-count loops unroll
         v = U64(0)
-        for b in range(w):
-            v = (v << U64(8)) | U64(packed[g * w + b])
+        for b in range(8):
+            v = (v << U64(8)) | U64(window[b])
+        out = chunk[8 * g : 8 * g + 8]
         for j in range(8):
-            tail = ((v >> (width * U64(7 - j))) & mask) << shift
-            chunk[8 * g + j] |= ((tail & sign_bit) << (sign_pos - low_bits)) | (tail & (sign_bit - U64(1)))
+            tail = ((v >> (U64(64) - width * U64(j + 1))) & mask) << shift
+            out[j] |= ((tail & sign_bit) << (sign_pos - low_bits)) | (tail & (sign_bit - U64(1)))
     for i in range(8 * groups, n):  # the last values: bit by bit position
         bit = U64(i) * width
         first = np.int64(bit >> U64(3))
@@ -87,6 +90,29 @@ def pack_bits(values, width, words):
     for i in range(values.size):
         w, acc, filled = put_bits(words, w, acc, filled, U64(values[i]), U64(width))
     return finish_bits(words, w, acc, filled, 0)[1]
+
+
+@njit
+def pack_bytes(values, width, out):
+    """`pack_bits` for `width` < 8 straight into bytes: out holds (values.size * width + 7) // 8
+    zeroed bytes. Eight values make exactly `width` bytes."""
+    w = np.int64(width)
+    groups = values.size // 8
+    for g in range(groups):
+        group = values[8 * g : 8 * g + 8]
+        v = U64(0)
+        for j in range(8):
+            v |= U64(group[j]) << (U64(64) - width * U64(j + 1))
+        dest = out[g * w : g * w + w]
+        for b in range(w):
+            dest[b] = (v >> U64(56 - 8 * b)) & U64(0xFF)
+    for i in range(8 * groups, values.size):  # the last values: at most two bytes each
+        bit = U64(i) * width
+        first = np.int64(bit >> U64(3))
+        v = U64(values[i]) << (U64(16) - (bit & U64(7)) - width)
+        out[first] |= (v >> U64(8)) & U64(0xFF)
+        if first + 1 < out.size:
+            out[first + 1] |= v & U64(0xFF)
 
 
 @njit

@@ -115,6 +115,10 @@ def _piece_values(words, lo, hi, layout, width, shift, out):
 def _raw_bytes(values, width):
     if width == 8:
         return values.astype(np.uint8).tobytes()
+    if width < 8:
+        out = np.zeros((values.size * width + 7) // 8, dtype=np.uint8)
+        FK.pack_bytes(values, width, out)
+        return out.tobytes()
     words = np.zeros((values.size * width) // 64 + 2, dtype=np.uint64)
     nbits = FK.pack_bits(values, width, words)
     return words_to_bytes(words, nbits).tobytes()

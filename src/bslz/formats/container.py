@@ -234,8 +234,10 @@ class ContainerReader:
             pos += n
         return out
 
-    def decode_raw(self, name):
-        """The tensor's raw bytes (uint8 array), after checking both checksums."""
+    def decode_raw(self, name, *, check_decoded=True):
+        """The tensor's raw bytes (uint8 array), after checking both checksums. With
+        `check_decoded=False` the caller must pass them to `check_decoded` before using them (a
+        writer does so on another thread, overlapping the next tensor's decoding)."""
         e = self.entry(name)
         payload = self.payload(e)
         if crc32(payload) != e["crc32"]:
@@ -243,9 +245,13 @@ class ContainerReader:
         raw = decode_tensor(e, payload, e["dtype"], e["numel"], e["nbytes"])
         if raw.size != e["nbytes"]:
             raise FormatError(f"{self.path}: tensor {name!r} decoded to {raw.size} bytes, expected {e['nbytes']}")
-        if crc32(raw) != e["decoded_crc32"]:
-            raise FormatError(f"{self.path}: tensor {name!r} decodes to bytes that fail their checksum")
+        if check_decoded:
+            self.check_decoded(name, raw)
         return raw
+
+    def check_decoded(self, name, raw):
+        if crc32(raw) != self.entry(name)["decoded_crc32"]:
+            raise FormatError(f"{self.path}: tensor {name!r} decodes to bytes that fail their checksum")
 
     def close(self):
         if self._fd is not None:
