@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from bslz.codec._parallel import map_tensors_in_order
 from bslz.codec.quantize import signal_and_noise
 from bslz.errors import FormatError, InvalidArgumentError
 from bslz.formats.atomic import atomic_output, check_paths
@@ -154,9 +155,13 @@ def compress_file(
             source_header=kept_header(steps),
             max_payload_bytes=max_payload_bytes,
         )
-        for info in order:
+
+        def encode(info):
             raw = source.tensor_bytes(info)
-            fields, payload, decoded_crc, step, signal, noise = _encode_tensor(info, raw, steps.get(info.name), options)
+            return raw, _encode_tensor(info, raw, steps.get(info.name), options)
+
+        for info, (raw, encoded) in map_tensors_in_order(encode, order, lambda info: info.numel):
+            fields, payload, decoded_crc, step, signal, noise = encoded
             # checksums and the write overlap the next tensor's encoding
             background.submit(_add_tensor, writer, info, fields, payload, raw, decoded_crc)
             if steps and is_float(info):  # the aggregate SNR counts every float tensor's signal
@@ -234,10 +239,12 @@ def decompress_file(src, dst, *, overwrite=False, progress=None):
         with atomic_output(dst) as f, Background() as background:
             f.write(len(header).to_bytes(8, "little"))
             f.write(header)
-            for e in reader.entries:
+            decoded = map_tensors_in_order(
+                lambda e: reader.decode_raw(e["name"], check_decoded=False), reader.entries, lambda e: e["numel"]
+            )
+            for e, raw in decoded:
                 # the checksum and the write overlap the next tensor's decoding; a failed checksum
                 # raises from the next submit or wait, and the partial output is removed
-                raw = reader.decode_raw(e["name"], check_decoded=False)
                 background.submit(_check_and_write, reader, e["name"], raw, f)
                 done += e["nbytes"]
                 if progress is not None:

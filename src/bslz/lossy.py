@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from bslz.codec._parallel import map_tensors_in_order
 from bslz.codec.dq import dequantize_dq, quantize_dq
 from bslz.codec.quantize import signal_and_noise
 from bslz.codec.rate import symbols_rate_bits
@@ -116,15 +117,24 @@ def plan_steps(source, options, lossless_bits=None, progress=None):
     if options.step is not None:
         return {info.name: float(options.step) for info in candidates}
     if options.snr is not None:  # one search a tensor: done when its turn is
-        tick = _SearchProgress(candidates, 1, progress)
-        steps = {}
-        for info in candidates:
-            steps[info.name] = dq_step_for_snr(tensor_values(source, info), options.snr)
-            tick(info)
-        return steps
+        found = _map_tensors(
+            lambda info: dq_step_for_snr(tensor_values(source, info), options.snr),
+            candidates,
+            _SearchProgress(candidates, 1, progress),
+        )
+        return {info.name: step for info, step in zip(candidates, found)}
     return _steps_for_bits(
         source, candidates, options, lossless_bits, _SearchProgress(candidates, SEARCH_PASSES["bits"], progress)
     )
+
+
+def _map_tensors(fn, infos, tick):
+    """[fn(info) for info in infos], small tensors side by side; tick(info) as each is done."""
+    results = []
+    for info, result in map_tensors_in_order(fn, infos, lambda info: info.numel):
+        results.append(result)
+        tick(info)
+    return results
 
 
 class _SearchProgress:
@@ -178,11 +188,10 @@ def _steps_for_bits(source, candidates, options, lossless_bits, tick):
 
     def over_budget(log_step):  # bits over the budget: falls as the step grows
         step = math.exp(log_step)
-        coded = 0
-        for info in candidates:
-            coded += symbols_rate_bits(quantize_dq(tensor_values(source, info), step))
-            tick(info)
-        return fixed + coded - budget
+        rates = _map_tensors(
+            lambda info: symbols_rate_bits(quantize_dq(tensor_values(source, info), step)), candidates, tick
+        )
+        return fixed + sum(rates) - budget
 
     max_abs, sum_squares = 0.0, 0.0
     for info in candidates:  # one pass over the tensors for both

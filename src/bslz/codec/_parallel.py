@@ -8,6 +8,9 @@ replaced numba's `prange` for decoding: inside a parallel region numba compiled 
 import concurrent.futures
 import functools
 import os
+import threading
+
+_local = threading.local()
 
 
 def default_workers():
@@ -16,15 +19,25 @@ def default_workers():
     return max(1, int(env)) if env and env.isdigit() else max(1, os.cpu_count() or 1)
 
 
+def _mark_pool_thread():
+    _local.in_pool = True
+
+
 @functools.cache
 def _pool(workers):
-    return concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bslz")
+    return concurrent.futures.ThreadPoolExecutor(
+        max_workers=workers, thread_name_prefix="bslz", initializer=_mark_pool_thread
+    )
 
 
 def parallel_map(fn, items, workers=None):
-    """`[fn(item) for item in items]`, run on up to `workers` threads; exceptions propagate."""
+    """`[fn(item) for item in items]`, run on up to `workers` threads; exceptions propagate.
+
+    Called from inside another parallel_map it runs inline: the outer map already keeps every core
+    busy (tensors side by side, each coded on one thread), and a pool thread waiting on the same
+    pool could deadlock it."""
     items = list(items)
-    workers = min(workers or default_workers(), len(items))
+    workers = 1 if getattr(_local, "in_pool", False) else min(workers or default_workers(), len(items))
     if workers <= 1:
         return [fn(item) for item in items]
     return list(_pool(workers).map(fn, items))
@@ -36,3 +49,28 @@ def split_range(n, parts, multiple=1):
     parts = max(1, min(parts, units))
     bounds = [min(n, multiple * ((units * i) // parts)) for i in range(parts + 1)]
     return [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
+
+
+# Tensors below this many elements are coded side by side, one thread each: alone, one splits into
+# too few chunks and trellis blocks to keep every core busy.
+SIDE_BY_SIDE_ELEMENTS = 1 << 20
+SIDE_BY_SIDE_BATCH_ELEMENTS = 1 << 23  # at most this many elements in flight at once (memory)
+
+
+def map_tensors_in_order(fn, items, numel):
+    """Yield (item, fn(item)) in the order of `items`: runs of small items (numel(item) below
+    SIDE_BY_SIDE_ELEMENTS) a batch at a time side by side, the others one at a time, each free to
+    use every core."""
+    batch, batch_elements = [], 0
+    for item in items:
+        n = numel(item)
+        if n < SIDE_BY_SIDE_ELEMENTS:
+            batch.append(item)
+            batch_elements += n
+            if batch_elements < SIDE_BY_SIDE_BATCH_ELEMENTS:
+                continue
+        yield from zip(batch, parallel_map(fn, batch))
+        batch, batch_elements = [], 0
+        if n >= SIDE_BY_SIDE_ELEMENTS:
+            yield item, fn(item)
+    yield from zip(batch, parallel_map(fn, batch))

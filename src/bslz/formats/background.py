@@ -1,8 +1,8 @@
 """A second thread for a file's checksums and writes, so that they overlap the encoding or decoding
 of the next tensor (the kernels and zlib's crc32 release the GIL).
 
-Decoding whole tensors ahead on more threads was tried and measured slower (each tensor already
-splits into chunks on every core): one write-behind thread is what pays.
+The coding itself spreads over every core: a large tensor by its chunks, small ones side by side
+(`bslz.codec._parallel.map_tensors_in_order`).
 """
 
 import concurrent.futures
