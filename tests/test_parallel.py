@@ -1,0 +1,62 @@
+import threading
+
+import pytest
+
+from bslz.codec import _parallel as P
+
+
+@pytest.mark.small
+def test_split_range_tiles_the_range_on_multiples():
+    for n in (0, 1, 7, 64, 1000):
+        for parts in (1, 2, 3, 8):
+            pieces = P.split_range(n, parts, multiple=4)
+            bounds = [0] + [hi for _, hi in pieces]
+            assert pieces == list(zip(bounds, bounds[1:])) and bounds[-1] == n
+            assert all(lo % 4 == 0 for lo, _ in pieces) and len(pieces) <= parts
+
+
+def test_map_tensors_in_order_keeps_the_order_and_batches_only_small_items():
+    """Small items run side by side, large ones alone on the calling thread, and every result comes
+    back in the order of the items, whatever order the threads finish in."""
+    small, large = P.SIDE_BY_SIDE_ELEMENTS - 1, P.SIDE_BY_SIDE_ELEMENTS
+    sizes = [small, 5, large, 3, small, 1, large, large, 7]
+    main = threading.get_ident()
+    ran_on = {}
+
+    def fn(i):
+        ran_on[i] = threading.get_ident()
+        return i * 10
+
+    out = list(P.map_tensors_in_order(fn, range(len(sizes)), lambda i: sizes[i]))
+    assert out == [(i, i * 10) for i in range(len(sizes))]
+    assert all(ran_on[i] == main for i, n in enumerate(sizes) if n >= P.SIDE_BY_SIDE_ELEMENTS)
+
+
+def test_a_batch_holds_a_bounded_number_of_elements():
+    n = P.SIDE_BY_SIDE_ELEMENTS // 2
+    count = 4 * P.SIDE_BY_SIDE_BATCH_ELEMENTS // n
+    in_flight, peak, lock = [0], [0], threading.Lock()
+    started = []
+
+    def fn(i):
+        with lock:
+            started.append(i)
+        return i
+
+    produced = []
+    for i, _ in P.map_tensors_in_order(fn, range(count), lambda i: n):
+        produced.append(i)
+        in_flight[0] = len(started) - len(produced)
+        peak[0] = max(peak[0], in_flight[0])
+    assert produced == list(range(count))
+    assert peak[0] * n < P.SIDE_BY_SIDE_BATCH_ELEMENTS  # never more than one batch ahead
+
+
+def test_a_parallel_map_inside_another_runs_inline():
+    """A pool thread that waited on the pool could deadlock it: nested maps run on the caller."""
+
+    def inner(_):
+        me = threading.get_ident()
+        return all(t == me for t in P.parallel_map(lambda _: threading.get_ident(), range(8)))
+
+    assert all(P.parallel_map(inner, range(8), workers=2))
