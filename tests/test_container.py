@@ -15,6 +15,7 @@ from bslz import FormatError, TruncatedError, UnsupportedVersionError
 from bslz.codec import streams
 from bslz.formats import tensor_codec
 from bslz.formats.container import ALIGN, MAGIC, MAX_HEADER_BYTES, PREFIX, ContainerReader, align
+from bslz.formats.dtypes import from_float32, lookup
 
 
 def make_tensors():
@@ -443,3 +444,20 @@ def test_dependent_quantization_index_beyond_the_limit(symbol):
     fields.update(coding="quantized", reconstruction="dq", step=0.01, dq_block=65536)
     with pytest.raises(FormatError, match="beyond"):
         tensor_codec.decode_tensor(fields, np.frombuffer(payload, np.uint8), "F32", 4, 16)
+
+
+@pytest.mark.parametrize("dtype", ["F32", "BF16"])
+@pytest.mark.parametrize("reconstruction", ["dq", "gg", "midpoint"])
+def test_chunk_by_chunk_decoding_gives_the_encoders_values(dtype, reconstruction, monkeypatch):
+    """rANS streams of several chunks decode chunk by chunk straight into values: the bytes the
+    encoder reconstructed, and those of the whole-stream path."""
+    numel = 3 * streams.DEFAULT_CHUNK_SIZE + 1234
+    x = np.random.default_rng(7).laplace(0, 0.02, numel).astype(np.float32)
+    raw = from_float32(x, lookup(dtype)).view(np.uint8)
+    fields, payload, decoded, _, _ = tensor_codec.encode_quantized(raw, dtype, 0.004, reconstruction=reconstruction)
+    assert fields["mode"] == "rans" and fields["chunk_size"] < numel
+    payload = np.frombuffer(payload, np.uint8)
+    by_chunk = tensor_codec.decode_tensor(fields, payload, dtype, numel, raw.size)
+    monkeypatch.setattr(tensor_codec, "_reconstructs_by_chunk", lambda plan, fields: False)
+    whole = tensor_codec.decode_tensor(fields, payload, dtype, numel, raw.size)
+    assert by_chunk.tobytes() == decoded.tobytes() == whole.tobytes()

@@ -218,12 +218,51 @@ def _pack_rans_chunks(arr, plan):
     return np.frombuffer(b"".join(c + bytes(-len(c) % 8) for c in coded), dtype=np.uint8)
 
 
+def _checked_payload(encoded):
+    """(plan, validated payload, chunk word starts) of an `EncodedStream`."""
+    plan = encoded.plan
+    validate_plan(plan)
+    starts = plan.chunk_word_starts()
+    payload = np.asarray(encoded.payload, dtype=np.uint8)
+    if payload.size != int(starts[-1]) * 8:
+        raise FormatError(f"stream payload is {payload.size} bytes, its chunk table says {int(starts[-1]) * 8}")
+    return plan, payload, starts
+
+
+def _decode_rans_chunk(payload, plan, starts, c, out):
+    """Decode chunk c of a rANS stream into `out` (uint8/uint16 of the chunk's size)."""
+    begin = int(starts[c]) * 8
+    decode_rans(payload[begin : begin + int(plan.chunk_bits[c]) // 8], out.size, out)
+
+
 def _decode_rans_chunks(payload, plan, starts, out):
     def decode_chunk(c):
         lo, hi = c * plan.chunk_size, min(plan.count, (c + 1) * plan.chunk_size)
-        begin = int(starts[c]) * 8
-        chunk = payload[begin : begin + int(plan.chunk_bits[c]) // 8]
-        out[lo:hi] = decode_rans(chunk, hi - lo, np.empty(hi - lo, np.uint16))
+        if out.dtype == np.uint16:
+            _decode_rans_chunk(payload, plan, starts, c, out[lo:hi])
+        else:
+            out[lo:hi] = _decode_rans_chunk_new(payload, plan, starts, c, hi - lo)
+
+    parallel_map(decode_chunk, range(plan.num_chunks))
+
+
+def _decode_rans_chunk_new(payload, plan, starts, c, n):
+    symbols = np.empty(n, np.uint16)
+    _decode_rans_chunk(payload, plan, starts, c, symbols)
+    return symbols
+
+
+def consume_rans_chunks(encoded, consume):
+    """Decode a "rans" stream chunk by chunk on all cores, calling consume(lo, hi, symbols) with
+    each chunk's symbols (uint16) on the thread that decoded them, so that a caller can turn them
+    into values while they are in cache, without an array of every symbol."""
+    plan, payload, starts = _checked_payload(encoded)
+    if plan.mode != "rans":
+        raise InvalidArgumentError(f"consume_rans_chunks needs a rans stream, got {plan.mode!r}")
+
+    def decode_chunk(c):
+        lo, hi = c * plan.chunk_size, min(plan.count, (c + 1) * plan.chunk_size)
+        consume(lo, hi, _decode_rans_chunk_new(payload, plan, starts, c, hi - lo))
 
     parallel_map(decode_chunk, range(plan.num_chunks))
 
@@ -237,12 +276,7 @@ def decode_stream(encoded, out=None, dtype=np.uint64):
     The output dtype may be uint16, uint32 or uint64: narrower is faster (fewer bytes stored); a
     symbol that does not fit raises FormatError rather than wrapping.
     """
-    plan = encoded.plan
-    validate_plan(plan)
-    starts = plan.chunk_word_starts()
-    payload = np.asarray(encoded.payload, dtype=np.uint8)
-    if payload.size != int(starts[-1]) * 8:
-        raise FormatError(f"stream payload is {payload.size} bytes, its chunk table says {int(starts[-1]) * 8}")
+    plan, payload, starts = _checked_payload(encoded)
     if out is None:
         out = np.empty(plan.count, dtype=dtype)
     if out.shape != (plan.count,) or out.dtype not in OUTPUT_DTYPES or not out.flags.c_contiguous:

@@ -190,6 +190,25 @@ def _reconstruct(symbols, fields, table, dtype):
 # ---- decoding ------------------------------------------------------------------------------
 
 
+def _reconstructs_by_chunk(plan, fields):
+    """A rANS stream whose chunks each hold whole trellis blocks (every encoder default) decodes
+    chunk by chunk into values: no array of every symbol, each chunk's symbols used in cache."""
+    if plan.mode != "rans" or plan.count == 0:
+        return False
+    return fields["reconstruction"] != "dq" or plan.chunk_size % fields["dq_block"] == 0
+
+
+def _decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes):
+    out = np.empty(nbytes, dtype=np.uint8)
+    words = out.view(dtype.word_dtype)
+
+    def consume(lo, hi, symbols):
+        words[lo:hi] = _reconstruct(symbols, fields, table, dtype).view(dtype.word_dtype)
+
+    streams.consume_rans_chunks(stream, consume)
+    return out
+
+
 def decode_tensor(fields, payload, dtype_name, numel, nbytes):
     """Raw bytes (uint8 array of `nbytes`) of a tensor from its header fields and payload."""
     coding = fields.get("coding")
@@ -231,9 +250,11 @@ def decode_tensor(fields, payload, dtype_name, numel, nbytes):
         if table is not None and not np.all(np.isfinite(table[0])):
             raise FormatError("reconstruction table holds NaN or infinity")
         stream = unpack_stream(fields, payload[table_bytes:], numel)
-        symbols = streams.decode_stream(stream, dtype=np.uint32)
-        del stream  # the payload's memory can go before the reconstruction's is taken
         with np.errstate(over="ignore", invalid="ignore"):  # a hostile step overflows the dtype: decoded_crc32 fails
+            if _reconstructs_by_chunk(stream.plan, fields) and nbytes == numel * dtype.itemsize:
+                return _decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes)
+            symbols = streams.decode_stream(stream, dtype=np.uint32)
+            del stream  # the payload's memory can go before the reconstruction's is taken
             return _reconstruct(symbols, fields, table, dtype)
     raise FormatError(f"unknown coding {coding!r}")
 
