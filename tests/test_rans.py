@@ -234,16 +234,35 @@ def test_decode_rejects_bad_arguments():
 
 @pytest.mark.small
 def test_encode_step_quotient_is_exact_at_the_extremes():
-    # the kernel divides through a float64 reciprocal and fixes up: check against integer divmod
+    # the kernel divides by multiplying with a reciprocal: check against integer divmod
     rng = np.random.default_rng(5)
-    for f in [1, 2, 3, 5, 7, 4097, 8191, 8192, SCALE - 1] + rng.integers(1, SCALE, 20).tolist():
+    freqs = np.array([1, 2, 3, 5, 7, 4097, 8191, 8192, SCALE - 1] + rng.integers(1, SCALE, 20).tolist(), np.uint32)
+    rcps, shifts = np.zeros(freqs.size, np.uint64), np.zeros(freqs.size, np.uint64)
+    kernels.reciprocals(freqs, rcps, shifts)
+    for f, rcp, shift in zip(freqs.tolist(), rcps, shifts):
         top = f << 49  # states at or above this spill a word first
         for x in [LOW, LOW + 1, top - 1, top - f, top - f - 1, top // 3, top, 2**63 - 1]:
             start = SCALE - f
-            got, spill, word = kernels.encode_step(np.uint64(x), np.uint64(f), 1.0 / f, np.uint64(start))
+            got, spill, word = kernels.encode_step(np.uint64(x), np.uint64(f), rcp, shift, np.uint64(start))
             y = x >> 32 if x >= top else x
             assert bool(spill) == (x >= top) and int(word) == x & 0xFFFFFFFF
             assert int(got) == (y // f << 14) + y % f + start
+
+
+@pytest.mark.small
+def test_reciprocals_divide_exactly():
+    """x // f == mulhi(x, rcp) >> shift for every frequency and states across [0, 2**63)."""
+    freqs = np.arange(2, SCALE + 1, dtype=np.uint32)
+    rcps, shifts = np.zeros(freqs.size, np.uint64), np.zeros(freqs.size, np.uint64)
+    kernels.reciprocals(freqs, rcps, shifts)
+    for f, rcp, shift in zip(
+        freqs.tolist()[::97] + [SCALE - 1, SCALE],
+        rcps[::97].tolist() + rcps[-2:].tolist(),
+        shifts[::97].tolist() + shifts[-2:].tolist(),
+    ):
+        assert rcp == -(-(1 << (63 + shift + 1)) // f) and shift + 1 == (f - 1).bit_length()
+        for x in (0, 1, f - 1, f, LOW, 2**62 + 12345, 2**63 - 1, (2**63 // f) * f, (2**63 // f) * f - 1):
+            assert ((x * rcp) >> (64 + shift)) == x // f
 
 
 # ---- frequency quantisation ----

@@ -113,9 +113,9 @@ def encode_rans(symbols, table=None):
     starts = np.zeros(freqs.size, dtype=np.uint32)
     np.cumsum(freqs[:-1], out=starts[1:])
     out = np.empty(arr.size + 2 * K.NUM_STATES, dtype=np.uint32)
-    with np.errstate(divide="ignore"):  # absent symbols: never looked up
-        inv_freqs = 1.0 / freqs.astype(np.float64)
-    first = K.encode_states(arr, freqs, inv_freqs, starts, out)
+    rcps, shifts = np.zeros(freqs.size, dtype=np.uint64), np.zeros(freqs.size, dtype=np.uint64)
+    K.reciprocals(freqs, rcps, shifts)
+    first = K.encode_states(arr, freqs, rcps, shifts, starts, out)
     return table.header + out[first:].astype("<u4").tobytes()
 
 
