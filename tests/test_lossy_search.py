@@ -1,13 +1,16 @@
-"""The step solver behind --bits and --snr (`bslz.lossy._solve`), on functions of known shape."""
+"""The step searches behind --bits and --snr (`bslz.lossy`): the solver, and the floor of --bits."""
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bslz.codec.rate import symbols_rate_bits
+from bslz.codec.streams import DEFAULT_CHUNK_SIZE
 from bslz.errors import InvalidArgumentError
-from bslz.lossy import _solve
+from bslz.lossy import ZERO_CHUNK_BITS, _solve
 
 
 def counted(fn):
@@ -85,3 +88,26 @@ def test_a_huge_step_quantizes_everything_to_zero():
         top = float(np.abs(x).max())
         for factor in (4.0, 10.0, 1e6):
             assert not quantize_dq(x, factor * top, block=64).any()
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("n", [64, 1000, DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_SIZE + 1, 3 * DEFAULT_CHUNK_SIZE + 5])
+def test_a_stream_of_zeros_costs_at_most_the_bound_a_chunk(n):
+    assert symbols_rate_bits(np.zeros(n, np.int32)) <= ZERO_CHUNK_BITS * -(-n // DEFAULT_CHUNK_SIZE)
+
+
+def test_a_budget_below_every_index_at_zero_is_refused(tmp_path):
+    """--bits under what the file costs with every quantized index zero: a clear error, no file;
+    just above it, a file within the budget."""
+    from safetensors.numpy import save_file
+
+    import bslz
+
+    x = np.random.default_rng(3).normal(0, 0.02, (300, 400)).astype(np.float32)
+    src = tmp_path / "m.safetensors"
+    save_file({"w": x}, str(src))
+    with pytest.raises(InvalidArgumentError, match="every quantized value at zero"):
+        bslz.compress_file(src, tmp_path / "m.bslz", bits=0.001)
+    assert not (tmp_path / "m.bslz").exists()
+    report = bslz.compress_file(src, tmp_path / "m.bslz", bits=0.05)
+    assert report.bits_per_float_param <= 0.05

@@ -19,6 +19,7 @@ from bslz.codec._parallel import map_tensors_in_order
 from bslz.codec.dq import dequantize_dq, quantize_dq
 from bslz.codec.quantize import signal_and_noise
 from bslz.codec.rate import symbols_rate_bits
+from bslz.codec.streams import CHUNK_TABLE_BITS, DEFAULT_CHUNK_SIZE, RANS_MIN_SYMBOLS
 from bslz.errors import InvalidArgumentError
 from bslz.formats.dtypes import lookup, to_float32
 
@@ -60,18 +61,24 @@ def is_float(info):
 
 
 def lossy_candidates(source, options):
-    """TensorInfo of the float tensors a lossy target applies to. Tensors holding NaN or infinity
-    stay lossless: a quantizer has no symbol for them, and losing them silently would be wrong."""
-    out = []
-    for info in source.tensors:
-        if not is_float(info) or info.numel < max(options.min_elements, 1):
-            continue
-        if any(fnmatch.fnmatchcase(info.name, pattern) for pattern in options.exclude):
-            continue
-        if not np.isfinite(tensor_values(source, info)).all():
-            continue
-        out.append(info)
-    return out
+    """{TensorInfo: (max |w|, sum w^2)} of the float tensors a lossy target applies to, in file
+    order. Tensors holding NaN or infinity stay lossless: a quantizer has no symbol for them, and
+    losing them silently would be wrong."""
+    named = [
+        info
+        for info in source.tensors
+        if is_float(info)
+        and info.numel >= max(options.min_elements, 1)
+        and not any(fnmatch.fnmatchcase(info.name, pattern) for pattern in options.exclude)
+    ]
+
+    def stats(info):
+        values = tensor_values(source, info)
+        top = max(float(values.max()), -float(values.min()))  # NaN propagates: one pass finds both
+        return top, signal_and_noise(values, values)[0]
+
+    found = map_tensors_in_order(stats, named, lambda info: info.numel)
+    return {info: (top, squares) for info, (top, squares) in found if math.isfinite(top)}
 
 
 def tensor_values(source, info):
@@ -113,7 +120,8 @@ def plan_steps(source, options, lossless_bits=None, progress=None):
     if options.target is None:
         names = {info.name for info in source.tensors}
         return {name: step for name, step in recorded_steps(source.metadata).items() if name in names}
-    candidates = lossy_candidates(source, options)
+    stats = lossy_candidates(source, options)
+    candidates = list(stats)
     if options.step is not None:
         return {info.name: float(options.step) for info in candidates}
     if options.snr is not None:  # one search a tensor: done when its turn is
@@ -124,7 +132,7 @@ def plan_steps(source, options, lossless_bits=None, progress=None):
         )
         return {info.name: step for info, step in zip(candidates, found)}
     return _steps_for_bits(
-        source, candidates, options, lossless_bits, _SearchProgress(candidates, SEARCH_PASSES["bits"], progress)
+        source, stats, options, lossless_bits, _SearchProgress(candidates, SEARCH_PASSES["bits"], progress)
     )
 
 
@@ -178,7 +186,9 @@ def dq_step_for_snr(values, snr_db):
     return math.exp(_solve(margin, guess, DB_PER_LOG_STEP, (0.0, SNR_TOLERANCE_DB)))
 
 
-def _steps_for_bits(source, candidates, options, lossless_bits, tick):
+def _steps_for_bits(source, stats, options, lossless_bits, tick):
+    """`stats`: `lossy_candidates`' {TensorInfo: (max |w|, sum w^2)}."""
+    candidates = list(stats)
     float_params = sum(info.numel for info in source.tensors if is_float(info))
     budget = options.bits * float_params
     fixed = lossless_bits({info.name for info in candidates})
@@ -193,15 +203,9 @@ def _steps_for_bits(source, candidates, options, lossless_bits, tick):
         )
         return fixed + sum(rates) - budget
 
-    max_abs, sum_squares = 0.0, 0.0
-    for info in candidates:  # one pass over the tensors for both
-        values = tensor_values(source, info)
-        max_abs = max(max_abs, float(np.abs(values).max()))
-        sum_squares += signal_and_noise(values, values)[0]
-    # the fewest bits a step can give: every index zero (what the trellis picks at steps of 4 max|w|
-    # and beyond, where level 0 is the nearest level of both quantizers), costed without quantizing
-    all_zero = fixed + sum(symbols_rate_bits(np.zeros(info.numel, dtype=np.int32)) for info in candidates)
-    if all_zero > budget:
+    max_abs = max(top for top, _ in stats.values())
+    sum_squares = sum(squares for _, squares in stats.values())
+    if _below_all_zero(budget, fixed, candidates):
         raise InvalidArgumentError(
             f"{options.bits} bits per parameter is below what this file costs with every quantized value at zero"
         )
@@ -211,6 +215,29 @@ def _steps_for_bits(source, candidates, options, lossless_bits, tick):
     guess = math.log(min(rms * 2.0 ** (1.05 - (budget - fixed) / quantized), 4.0 * max_abs))
     log_step = _solve(over_budget, guess, quantized * BITS_PER_LOG_STEP, (-BITS_TOLERANCE * quantized, 0.0))
     return {info.name: math.exp(log_step) for info in candidates}
+
+
+# a chunk of zeros as rANS: a one-byte header padded to a 64-bit word, and its chunk-table entry
+ZERO_CHUNK_BITS = 64 + CHUNK_TABLE_BITS
+
+
+def _below_all_zero(budget, fixed, candidates):
+    """Whether `budget` is below the fewest bits a step can give: every index zero (what the trellis
+    picks at steps of 4 max|w| and beyond, where level 0 is the nearest level of both quantizers).
+
+    A stream of zeros costs at most ZERO_CHUNK_BITS a chunk (one-symbol rANS tables): the exact
+    size, a pass over every tensor, is only computed when that bound does not settle it."""
+
+    def zeros_bits(info):
+        return symbols_rate_bits(np.zeros(info.numel, dtype=np.int32))
+
+    def bound(info):
+        return ZERO_CHUNK_BITS * -(-info.numel // DEFAULT_CHUNK_SIZE) if info.numel >= RANS_MIN_SYMBOLS else None
+
+    bounds = [bound(info) for info in candidates]
+    if None not in bounds and fixed + sum(bounds) <= budget:
+        return False
+    return fixed + sum(map(zeros_bits, candidates)) > budget
 
 
 def _solve(fall, x, slope, accept):
