@@ -461,3 +461,18 @@ def test_chunk_by_chunk_decoding_gives_the_encoders_values(dtype, reconstruction
     monkeypatch.setattr(tensor_codec, "_reconstructs_by_chunk", lambda plan, fields: False)
     whole = tensor_codec.decode_tensor(fields, payload, dtype, numel, raw.size)
     assert by_chunk.tobytes() == decoded.tobytes() == whole.tobytes()
+
+
+@pytest.mark.parametrize("reconstruction", ["dq", "midpoint"])
+def test_a_hostile_step_decodes_chunk_by_chunk_without_raising(reconstruction):
+    """A step near the float maximum overflows the values: no warning turned error on a decoding
+    thread (numpy's error state is per thread), just values that the decoded checksum then refuses."""
+    numel = 2 * streams.DEFAULT_CHUNK_SIZE + 99
+    x = np.random.default_rng(8).laplace(0, 0.02, numel).astype(np.float32)
+    fields, payload, _, _, _ = tensor_codec.encode_quantized(
+        x.view(np.uint8), "F32", 0.004, reconstruction=reconstruction
+    )
+    assert fields["mode"] == "rans"
+    fields["step"] = 3e38
+    out = tensor_codec.decode_tensor(fields, np.frombuffer(payload, np.uint8), "F32", numel, 4 * numel)
+    assert not np.isfinite(out.view(np.float32)).all()

@@ -241,12 +241,12 @@ def _decode_rans_chunks(payload, plan, starts, out):
         if out.dtype == np.uint16:
             _decode_rans_chunk(payload, plan, starts, c, out[lo:hi])
         else:
-            out[lo:hi] = _decode_rans_chunk_new(payload, plan, starts, c, hi - lo)
+            out[lo:hi] = _decoded_rans_chunk(payload, plan, starts, c, hi - lo)
 
     parallel_map(decode_chunk, range(plan.num_chunks))
 
 
-def _decode_rans_chunk_new(payload, plan, starts, c, n):
+def _decoded_rans_chunk(payload, plan, starts, c, n):
     symbols = np.empty(n, np.uint16)
     _decode_rans_chunk(payload, plan, starts, c, symbols)
     return symbols
@@ -262,7 +262,7 @@ def consume_rans_chunks(encoded, consume):
 
     def decode_chunk(c):
         lo, hi = c * plan.chunk_size, min(plan.count, (c + 1) * plan.chunk_size)
-        consume(lo, hi, _decode_rans_chunk_new(payload, plan, starts, c, hi - lo))
+        consume(lo, hi, _decoded_rans_chunk(payload, plan, starts, c, hi - lo))
 
     parallel_map(decode_chunk, range(plan.num_chunks))
 

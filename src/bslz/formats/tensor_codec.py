@@ -203,7 +203,8 @@ def _decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes):
     words = out.view(dtype.word_dtype)
 
     def consume(lo, hi, symbols):
-        words[lo:hi] = _reconstruct(symbols, fields, table, dtype).view(dtype.word_dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # numpy's error state is per thread: see decode_tensor
+            words[lo:hi] = _reconstruct(symbols, fields, table, dtype).view(dtype.word_dtype)
 
     streams.consume_rans_chunks(stream, consume)
     return out
