@@ -405,3 +405,23 @@ def test_minilm_tensors(tmp_path):
     assert abs(report["bits_per_float_param"] - 5) < 0.25
     assert report["aggregate_snr_db"] > 20
     assert bslz("verify", tmp_path / "lossy.bslz").exit_code == 0
+
+
+def test_verify_reports_every_corrupt_tensor_in_file_order(model, tmp_path):
+    """Tensors are checked side by side: each failure is still reported, in the file's order."""
+    from bslz.formats.container import ContainerReader
+
+    packed = tmp_path / "model.bslz"
+    assert bslz("compress", model, "-o", packed).exit_code == 0
+    reader = ContainerReader(packed)
+    entries, start = reader.entries, reader.data_start
+    reader.close()
+    data = bytearray(packed.read_bytes())
+    chosen = [entries[0], entries[len(entries) // 2], entries[-1]]
+    for e in chosen:
+        data[start + e["offset"] + e["length"] // 2] ^= 0x10
+    packed.write_bytes(bytes(data))
+    result = bslz("verify", packed)
+    assert result.exit_code == 1
+    reported = [line for line in result.stderr.splitlines() if "checksum" in line]
+    assert len(reported) == 3 and all(repr(e["name"]) in line for e, line in zip(chosen, reported))

@@ -4,6 +4,7 @@ import contextlib
 import os
 import shutil
 import sys
+from functools import partial
 
 import click
 
@@ -12,6 +13,7 @@ from bslz.api import compress_file, decompress_file
 from bslz.cli import output
 from bslz.cli.checkpoint import plan_compress, plan_decompress, run_plan
 from bslz.cli.paths import BSLZ_SUFFIX, compressed_name, decompressed_name
+from bslz.codec._parallel import map_tensors_in_order
 from bslz.errors import BslzError, FormatError
 from bslz.formats.container import ContainerReader
 
@@ -341,6 +343,15 @@ def info(file, as_json):
         click.echo("\n".join(output.info_lines(described)))
 
 
+def _decode_error(reader, entry):
+    """The FormatError decoding a tensor raises (a corrupt file), or None."""
+    try:
+        reader.decode_raw(entry["name"])
+    except FormatError as exc:
+        return exc
+    return None
+
+
 @main.command()
 @click.argument("file", type=click.Path())
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
@@ -361,11 +372,9 @@ def verify(file, quiet):
         reader = ContainerReader(path)
         try:
             bad = 0
-            for name in reader.keys():
-                try:
-                    reader.decode_raw(name)
-                except FormatError as exc:
-                    click.echo(f"bslz: error: {exc}", err=True)
+            for _, error in map_tensors_in_order(partial(_decode_error, reader), reader.entries, lambda e: e["numel"]):
+                if error is not None:
+                    click.echo(f"bslz: error: {error}", err=True)
                     bad += 1
             if not bad and not quiet:
                 click.echo(f"{path}: OK ({len(reader.entries)} tensors)")
