@@ -140,6 +140,14 @@ def test_every_dtype_round_trips_byte_identical(every_dtype_file, tmp_path):
     assert sha256(out) == sha256(src)
 
 
+def test_iter_tensors_yields_every_tensor_in_file_order(every_dtype_file):
+    tensors, _, packed, _ = every_dtype_file
+    with bslz.safe_open(packed, framework="pt") as f:
+        got = list(f.iter_tensors())
+        assert [name for name, _ in got] == f.keys()
+        assert all(same_bits(tensor, tensors[name]) for name, tensor in got)
+
+
 def test_every_dtype_safe_open_pt(every_dtype_file):
     tensors, _, packed, _ = every_dtype_file
     with bslz.safe_open(packed, framework="pt") as f:

@@ -295,6 +295,12 @@ class SafeOpen:
             raw = raw.copy()
         return as_tensor(raw, entry["dtype"], entry["shape"], self.framework)
 
+    def iter_tensors(self):
+        """Yield (name, tensor) for every tensor in file order, small ones decoded side by side."""
+        decoded = map_tensors_in_order(lambda e: self.get_tensor(e["name"]), self.reader.entries, lambda e: e["numel"])
+        for entry, tensor in decoded:
+            yield entry["name"], tensor
+
     def close(self):
         self.reader.close()
 

@@ -75,10 +75,10 @@ def load_state_dict(path_or_dir):
     state_dict = {}
     for file in files:
         with safe_open(file, framework="pt") as f:
-            for name in f.keys():
+            for name, tensor in f.iter_tensors():
                 if name in state_dict:
                     raise InvalidArgumentError(f"{file}: tensor {name!r} is also in another shard")
-                state_dict[name] = f.get_tensor(name)
+                state_dict[name] = tensor
     return state_dict
 
 

@@ -28,4 +28,4 @@ def save_file(tensors, filename, metadata=None, *, bits=None, snr=None, step=Non
 def load_file(filename, device="cpu"):
     """All tensors of a `.bslz` file as {name: torch.Tensor} on `device`."""
     with safe_open(filename, framework="pt") as f:
-        return {name: f.get_tensor(name).clone().to(device) for name in f.keys()}
+        return {name: tensor.clone().to(device) for name, tensor in f.iter_tensors()}
