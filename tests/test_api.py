@@ -453,11 +453,13 @@ def test_invalid_lossy_targets(lossy_source, tmp_path, kwargs):
     assert os.listdir(tmp_path) == []
 
 
-def test_lossy_keeps_non_finite_tensors_lossless(tmp_path):
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("target", [dict(snr=30), dict(bits=6), dict(step=0.01)])
+def test_lossy_keeps_non_finite_tensors_lossless(tmp_path, bad, target):
     w = torch.randn(5000)
-    w[17] = float("nan")
+    w[17] = bad
     v = torch.randn(5000)
-    report = bslz.torch.save_file({"w": w, "v": v}, tmp_path / "m.bslz", snr=30)
+    report = bslz.torch.save_file({"w": w, "v": v}, tmp_path / "m.bslz", **target)
     assert {t.name: t.coding for t in report.tensors} == {"w": "float", "v": "quantized"}
     assert same_bits(bslz.torch.load_file(tmp_path / "m.bslz")["w"], w)
 

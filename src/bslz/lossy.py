@@ -74,7 +74,7 @@ def lossy_candidates(source, options):
 
     def stats(info):
         values = tensor_values(source, info)
-        top = max(float(values.max()), -float(values.min()))  # NaN propagates: one pass finds both
+        top = max(float(values.max()), -float(values.min()))  # NaN or inf here: the tensor is not finite
         return top, signal_and_noise(values, values)[0]
 
     found = map_tensors_in_order(stats, named, lambda info: info.numel)
