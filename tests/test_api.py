@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -498,6 +499,24 @@ def test_concurrent_get_tensor(every_dtype_file):
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
             results = list(pool.map(lambda n: (n, f.get_tensor(n)), names))
     assert all(same_bits(got, tensors[name]) for name, got in results)
+
+
+def test_concurrent_first_reads_open_the_file_once(every_dtype_file):
+    """Threads that all start reading at once share one file descriptor, and close() releases it."""
+    tensors, _, packed, _ = every_dtype_file
+    fds = lambda: len(os.listdir("/proc/self/fd"))  # noqa: E731
+    for _ in range(20):
+        before = fds()
+        with bslz.safe_open(packed, framework="pt") as f:
+            barrier = threading.Barrier(8)
+
+            def first_read(name, f=f, barrier=barrier):
+                barrier.wait()  # all eight read for the first time at once
+                return f.get_tensor(name)
+
+            with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(first_read, sorted(tensors)[:8]))
+        assert fds() == before
 
 
 def test_tensors_outlive_the_handle(every_dtype_file):

@@ -10,6 +10,7 @@ one at the first 64-byte boundary after the previous one's end, and the file end
 import json
 import os
 import struct
+import threading
 
 import numpy as np
 
@@ -129,8 +130,8 @@ def header_bound(tensors, metadata, source_header, max_payload_bytes=2**64 - 1):
 
 
 class ContainerReader:
-    """A validated view of a `.bslz` file: the header is checked in full on open, payloads are
-    memory-mapped and decoded one tensor at a time, with their checksums checked."""
+    """A validated view of a `.bslz` file: the header is checked in full on open, payloads are read
+    and decoded one tensor at a time, with their checksums checked. Safe to share between threads."""
 
     def __init__(self, path, *, max_decoded_bytes=DEFAULT_MAX_DECODED_BYTES):
         self.path = os.fspath(path)
@@ -174,6 +175,7 @@ class ContainerReader:
             self.by_name[e["name"]] = e
         self._check_tiling(size - self.data_start)
         self._fd = None
+        self._fd_lock = threading.Lock()  # threads decoding side by side open the file once
 
     def _check_entry(self, e):
         if not isinstance(e, dict) or not _ENTRY_KEYS <= set(e):
@@ -223,12 +225,14 @@ class ContainerReader:
     def payload(self, entry):
         """A tensor's payload, read into memory of its own (positional reads: thread-safe, and no
         mapping that would keep the whole file's pages resident)."""
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
+        with self._fd_lock:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            fd = self._fd
         out = np.empty(entry["length"], dtype=np.uint8)
         view, pos, start = memoryview(out), 0, self.data_start + entry["offset"]
         while pos < out.size:
-            n = os.preadv(self._fd, [view[pos:]], start + pos)
+            n = os.preadv(fd, [view[pos:]], start + pos)
             if n == 0:
                 raise TruncatedError(f"{self.path}: file ends inside tensor {entry['name']!r}")
             pos += n
@@ -254,9 +258,10 @@ class ContainerReader:
             raise FormatError(f"{self.path}: tensor {name!r} decodes to bytes that fail their checksum")
 
     def close(self):
-        if self._fd is not None:
-            os.close(self._fd)
-        self._fd = None
+        with self._fd_lock:
+            if self._fd is not None:
+                os.close(self._fd)
+            self._fd = None
 
 
 def _numel(shape):
