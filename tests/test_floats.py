@@ -68,7 +68,7 @@ def test_raw_pieces_are_their_bits_back_to_back(data, width):
     bits = "".join(format(int(v), f"0{width}b") for v in values)
     bits += "0" * (-len(bits) % 8)
     expected = bytes(int(bits[i : i + 8], 2) for i in range(0, len(bits), 8))
-    assert floats._raw_bytes(values, width) == expected
+    assert bytes(floats._raw_bytes(values, width)) == expected
 
 
 @pytest.mark.parametrize("dtype,layout", [(np.float16, "float16"), (np.float32, "float32"), (np.float64, "float64")])

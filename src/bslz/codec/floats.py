@@ -113,15 +113,16 @@ def _piece_values(words, lo, hi, layout, width, shift, out):
 
 
 def _raw_bytes(values, width):
+    """The values' bits back to back, as a uint8 array (joined into the payload with no other copy)."""
     if width == 8:
-        return values.astype(np.uint8).tobytes()
+        return values.astype(np.uint8)
     if width < 8:
         out = np.zeros((values.size * width + 7) // 8, dtype=np.uint8)
         FK.pack_bytes(values, width, out)
-        return out.tobytes()
+        return out
     words = np.zeros((values.size * width) // 64 + 2, dtype=np.uint64)
     nbits = FK.pack_bits(values, width, words)
-    return words_to_bytes(words, nbits).tobytes()
+    return words_to_bytes(words, nbits)
 
 
 def _entropy_bytes(hist, n):
@@ -155,11 +156,12 @@ def encode_segment(values, width):
         mapped = np.empty(n, dtype=np.uint32)
         FK.zigzag_around(values, center, mapped)
         buf, _ = eg.encode(mapped, k)
-        return EXP_GOLOMB, k, center, buf.tobytes()
+        return EXP_GOLOMB, k, center, buf
     return RAW, 0, 0, _raw_bytes(values, width)
 
 
 def _encode_chunk(words, lo, hi, layout):
+    """The chunk's segments as a list of byte buffers (joined once, with every chunk's, by the caller)."""
     parts = []
     piece_buf = np.empty(hi - lo, dtype=np.uint16)
     for _, width, shift in layout.pieces():
@@ -169,7 +171,7 @@ def _encode_chunk(words, lo, hi, layout):
         header[0] = (method, k, center, len(payload))
         parts.append(header.tobytes())
         parts.append(payload)
-    return b"".join(parts)
+    return parts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,9 +198,10 @@ def encode_floats(values, layout, *, chunk_size=None, workers=None):
     bounds = [(lo, min(words.size, lo + chunk_size)) for lo in range(0, words.size, chunk_size)]
     chunks = parallel_map(lambda b: _encode_chunk(words, b[0], b[1], layout), bounds, workers)
     offsets = np.zeros(len(chunks) + 1, dtype="<u8")
-    np.cumsum([len(c) for c in chunks], out=offsets[1:])
-    # one join, one copy: `table + b"".join(chunks)` would hold the payload twice at its peak
-    return EncodedFloats(layout.name, words.size, int(chunk_size), b"".join([offsets.tobytes(), *chunks]))
+    np.cumsum([sum(len(part) for part in parts) for parts in chunks], out=offsets[1:])
+    # every segment copied once, here: joining per chunk first copied the payload twice
+    payload = b"".join([offsets.tobytes(), *(part for parts in chunks for part in parts)])
+    return EncodedFloats(layout.name, words.size, int(chunk_size), payload)
 
 
 def decode_floats(encoded, out=None, *, workers=None):

@@ -116,7 +116,8 @@ def encode_rans(symbols, table=None):
     rcps, shifts = np.zeros(freqs.size, dtype=np.uint64), np.zeros(freqs.size, dtype=np.uint64)
     K.reciprocals(freqs, rcps, shifts)
     first = K.encode_states(arr, freqs, rcps, shifts, starts, out)
-    return table.header + out[first:].astype("<u4").tobytes()
+    # one copy: the words are little-endian already on such machines (no astype copy), joined once
+    return b"".join((table.header, memoryview(out[first:].astype("<u4", copy=False))))
 
 
 def rans_size_bits(symbols):
