@@ -215,7 +215,7 @@ def _pack_rans_chunks(arr, plan):
         coded = parallel_map(lambda b: encode_rans(symbols[b[0] : b[1]]), bounds)
     if [8 * len(c) for c in coded] != plan.chunk_bits.tolist():
         raise InvalidArgumentError("plan does not match the values it is used with")
-    return np.frombuffer(b"".join(c + bytes(-len(c) % 8) for c in coded), dtype=np.uint8)
+    return np.frombuffer(b"".join(part for c in coded for part in (c, bytes(-len(c) % 8))), dtype=np.uint8)
 
 
 def _checked_payload(encoded):

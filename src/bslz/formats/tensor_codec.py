@@ -35,8 +35,8 @@ def crc32(data):
 # ---- exp-Golomb payloads -------------------------------------------------------------------
 
 
-def pack_stream(encoded):
-    """(header fields, payload bytes) of an `EncodedStream`."""
+def pack_stream(encoded, prefix=b""):
+    """(header fields, payload bytes) of an `EncodedStream`, after `prefix` (copied once, together)."""
     plan = encoded.plan
     side = plan.chunk_bits.astype("<u8").tobytes() + plan.orders.astype(np.uint8).tobytes()
     side += bytes(-len(side) % 8)
@@ -46,7 +46,7 @@ def pack_stream(encoded):
         "block_size": plan.block_size,
         "num_orders": len(plan.orders),
     }
-    return fields, side + encoded.payload.tobytes()
+    return fields, b"".join((prefix, side, memoryview(encoded.payload)))
 
 
 def unpack_stream(fields, payload, count):
@@ -149,8 +149,6 @@ def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None):
     symbols = signed_to_unsigned(symbols, narrow=True)
     if symbols.dtype.itemsize > 4:
         raise InvalidArgumentError("quantizer indices do not fit 32 bits")
-    stream_fields, payload = pack_stream(streams.encode_stream(symbols))
-    fields.update(stream_fields)
     prefix = b""
     if reconstruction == "gg":
         gg = fit_generalized_gaussian(values)
@@ -158,10 +156,12 @@ def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None):
         fields["levels"] = GG_LEVELS
         table, _ = reconstruction_table(step, dead_zone, "gg", gg, GG_LEVELS)
         prefix = table.astype("<f8").tobytes()
+    stream_fields, payload = pack_stream(streams.encode_stream(symbols), prefix)
+    fields.update(stream_fields)
     decoded = _reconstruct(symbols, fields, _table(fields, prefix), dtype)
     del symbols
     signal, noise = signal_and_noise(values, to_float32(decoded.view(dtype.word_dtype), dtype))
-    return fields, prefix + payload, decoded, signal, noise
+    return fields, payload, decoded, signal, noise
 
 
 def _table(fields, prefix):
