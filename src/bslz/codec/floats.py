@@ -179,7 +179,7 @@ class EncodedFloats:
     layout: str
     count: int
     chunk_size: int
-    payload: bytes
+    payload: bytes | np.ndarray  # bytes-like: the encoder makes a uint8 array
 
     def size_bits(self):
         return 8 * len(self.payload)
@@ -199,9 +199,24 @@ def encode_floats(values, layout, *, chunk_size=None, workers=None):
     chunks = parallel_map(lambda b: _encode_chunk(words, b[0], b[1], layout), bounds, workers)
     offsets = np.zeros(len(chunks) + 1, dtype="<u8")
     np.cumsum([sum(len(part) for part in parts) for parts in chunks], out=offsets[1:])
-    # every segment copied once, here: joining per chunk first copied the payload twice
-    payload = b"".join([offsets.tobytes(), *(part for parts in chunks for part in parts)])
-    return EncodedFloats(layout.name, words.size, int(chunk_size), payload)
+    return EncodedFloats(layout.name, words.size, int(chunk_size), _assemble(offsets, chunks))
+
+
+def _assemble(offsets, chunks):
+    """The payload (uint8 array): the chunk table, then every segment, each copied once; a chunk's
+    segments are let go once copied, so the payload is never held twice (a join would hold it all
+    twice at its end)."""
+    table = offsets.view(np.uint8)
+    payload = np.empty(table.size + int(offsets[-1]), dtype=np.uint8)
+    payload[: table.size] = table
+    pos = table.size
+    for c in range(len(chunks)):
+        for part in chunks[c]:
+            n = len(part)
+            payload[pos : pos + n] = np.frombuffer(part, dtype=np.uint8) if isinstance(part, bytes) else part
+            pos += n
+        chunks[c] = None
+    return payload
 
 
 def decode_floats(encoded, out=None, *, workers=None):
