@@ -18,7 +18,6 @@ within 0.5 % of the bound and at least ZipNN's ratio.
 import argparse
 import os
 import platform
-import time
 
 import numpy as np
 import zstandard
@@ -27,15 +26,7 @@ from bslz.codec import floats, streams
 from bslz.codec.expgolomb import signed_to_unsigned
 from bslz.codec.quantize import quantize
 from bslz.codec.step_search import step_for_snr
-
-
-def best_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+from timing import best_time
 
 
 def entropy_bits(symbols):
@@ -62,15 +53,15 @@ def measure_streams(tensors, repeats):
     stored_bits = sum(streams.stream_size_bits(u) for u in unsigned) / n  # mode "auto": what bslz stores
     # decode into the narrowest type that holds the symbols, as a caller knowing its quantizer would
     outs = [np.empty(u.size, dtype=np.uint16 if u.max(initial=0) < 1 << 16 else np.uint32) for u in unsigned]
-    t_enc = best_time(lambda: [streams.encode_stream(u, mode="eg") for u in unsigned], repeats)
-    t_dec = best_time(lambda: [streams.decode_stream(e, o) for e, o in zip(encoded, outs)], repeats)
+    t_enc, _ = best_time(lambda: [streams.encode_stream(u, mode="eg") for u in unsigned], repeats)
+    t_dec, _ = best_time(lambda: [streams.decode_stream(e, o) for e, o in zip(encoded, outs)], repeats)
     for u, o in zip(unsigned, outs):
         assert np.array_equal(u, o)
     raw = [symbol_bytes(t.reshape(-1)) for t in tensors]
     cctx, dctx = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
     packed = [cctx.compress(r) for r in raw]
-    t_zc = best_time(lambda: [cctx.compress(r) for r in raw], repeats)
-    t_zd = best_time(lambda: [dctx.decompress(p) for p in packed], repeats)
+    t_zc, _ = best_time(lambda: [cctx.compress(r) for r in raw], repeats)
+    t_zd, _ = best_time(lambda: [dctx.decompress(p) for p in packed], repeats)
     return dict(
         n=n,
         bits=sum(e.size_bits() for e in encoded) / n,
@@ -163,8 +154,8 @@ def float_table(state, repeats):
         words = [cast(t).reshape(-1) for t in tensors]
         nbytes = sum(w.nbytes for w in words)
         enc = [floats.encode_floats(w, layout) for w in words]
-        t_enc = best_time(lambda: [floats.encode_floats(w, layout) for w in words], repeats)
-        t_dec = best_time(lambda: [floats.decode_floats(e) for e in enc], repeats)
+        t_enc, _ = best_time(lambda: [floats.encode_floats(w, layout) for w in words], repeats)
+        t_dec, _ = best_time(lambda: [floats.decode_floats(e) for e in enc], repeats)
         for w, e in zip(words, enc):
             assert np.array_equal(floats.decode_floats(e), w)
         size = sum(len(e.payload) for e in enc)
@@ -172,8 +163,8 @@ def float_table(state, repeats):
         cctx, dctx = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
         raw = [w.tobytes() for w in words]
         zs = [cctx.compress(r) for r in raw]
-        t_zc = best_time(lambda: [cctx.compress(r) for r in raw], repeats)
-        t_zd = best_time(lambda: [dctx.decompress(z) for z in zs], repeats)
+        t_zc, _ = best_time(lambda: [cctx.compress(r) for r in raw], repeats)
+        t_zd, _ = best_time(lambda: [dctx.decompress(z) for z in zs], repeats)
         zipnn_cells = ["n/a"] * 3
         if zipnn is not None:
             zpn = zipnn.ZipNN(input_format="byte", bytearray_dtype=layout)
@@ -181,8 +172,8 @@ def float_table(state, repeats):
             rounds = iter([[bytes(bytearray(r)) for r in raw] for _ in range(repeats + 1)])
             zz = [zpn.compress(r) for r in next(rounds)]
             assert all(bytes(zpn.decompress(z)) == r for z, r in zip(zz, raw)), "ZipNN round trip failed"
-            t_nc = best_time(lambda: [zpn.compress(r) for r in next(rounds)], repeats)
-            t_nd = best_time(lambda: [zpn.decompress(z) for z in zz], repeats)
+            t_nc, _ = best_time(lambda: [zpn.compress(r) for r in next(rounds)], repeats)
+            t_nd, _ = best_time(lambda: [zpn.decompress(z) for z in zz], repeats)
             zipnn_cells = [
                 f"{nbytes / sum(len(z) for z in zz):.4f}",
                 f"{nbytes / t_nc / 1e6:.0f}",

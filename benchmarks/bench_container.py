@@ -36,21 +36,13 @@ import numpy as np
 import zstandard
 
 import bslz
+from timing import best_time
 
 # Peers (DESIGN.md, "Peers to measure against"), MiniLM
 ZIPNN_BEST_RATIO = {"F32": 1.221, "BF16": 1.504, "F16": 1.179}  # better of its two modes
 NNCODEC = [(4.936, 29.59), (6.380, 38.00), (7.978, 47.50)]  # (bits per float parameter, aggregate SNR dB)
 LOSSY_STEP = 1e-3
 MB = 1e6
-
-
-def best_time(fn, repeats):
-    best, result = math.inf, None
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
 
 
 def sha256(path):

@@ -9,23 +9,11 @@ for 4M Laplacian values and for MiniLM's float tensors of at least 4096 elements
 each at a step near 6 bits a parameter.
 """
 
-import math
-import time
-
 import numpy as np
 
 from bslz.codec.dq import dequantize_dq_symbols, quantize_dq
 from bslz.codec.expgolomb import signed_to_unsigned
-
-
-def best(fn, repeats=5):
-    fn()
-    t = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        t = min(t, time.perf_counter() - t0)
-    return t
+from timing import best_time
 
 
 def minilm_tensors():
@@ -41,9 +29,9 @@ def minilm_tensors():
 def row(name, tensors, step_of):
     n = sum(t.size for t in tensors)
     steps = [step_of(t) for t in tensors]
-    t_q = best(lambda: [quantize_dq(t, s) for t, s in zip(tensors, steps)])
+    t_q, _ = best_time(lambda: [quantize_dq(t, s) for t, s in zip(tensors, steps)], 5, warm_up=True)
     symbols = [signed_to_unsigned(quantize_dq(t, s), narrow=True) for t, s in zip(tensors, steps)]
-    t_d = best(lambda: [dequantize_dq_symbols(u, s) for u, s in zip(symbols, steps)])
+    t_d, _ = best_time(lambda: [dequantize_dq_symbols(u, s) for u, s in zip(symbols, steps)], 5, warm_up=True)
     print(f"| {name} | {n / 1e6:.1f} | {n / 1e6 / t_q:.1f} | {n / 1e6 / t_d:.0f} |")
 
 

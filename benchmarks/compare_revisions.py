@@ -20,21 +20,17 @@ import subprocess
 import sys
 import tempfile
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 CHILD = r"""
-import json, sys, time
+import json, sys
 import bslz
+from timing import best_time
 
 src, work = sys.argv[1], sys.argv[2]
 
 
 def best(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return best_time(fn, repeats, warm_up=True)[0]
 
 
 packed, lossy = f"{work}/ll.bslz", f"{work}/lossy.bslz"
@@ -86,7 +82,8 @@ def main():
                 for rev, tree in trees.items():
                     work = os.path.join(tmp, f"work-{r}")
                     os.makedirs(work, exist_ok=True)
-                    env = dict(os.environ, PYTHONPATH=os.path.join(tree, "src"))
+                    # the revision's bslz; this checkout's timing helper
+                    env = dict(os.environ, PYTHONPATH=os.pathsep.join((os.path.join(tree, "src"), HERE)))
                     cmd = [sys.executable, "-c", CHILD, src, work]
                     run = subprocess.run(cmd, env=env, capture_output=True, text=True)
                     if run.returncode:

@@ -229,42 +229,27 @@ def _checked_payload(encoded):
     return plan, payload, starts
 
 
-def _decode_rans_chunk(payload, plan, starts, c, out):
-    """Decode chunk c of a rANS stream into `out` (uint8/uint16 of the chunk's size)."""
-    begin = int(starts[c]) * 8
-    decode_rans(payload[begin : begin + int(plan.chunk_bits[c]) // 8], out.size, out)
+def _consume_rans_chunks(plan, payload, starts, consume):
+    """Decode every chunk of a checked rANS stream on all cores; consume(lo, hi, symbols) gets each
+    chunk's symbols (uint16) on the thread that decoded them."""
 
-
-def _decode_rans_chunks(payload, plan, starts, out):
     def decode_chunk(c):
         lo, hi = c * plan.chunk_size, min(plan.count, (c + 1) * plan.chunk_size)
-        if out.dtype == np.uint16:
-            _decode_rans_chunk(payload, plan, starts, c, out[lo:hi])
-        else:
-            out[lo:hi] = _decoded_rans_chunk(payload, plan, starts, c, hi - lo)
+        begin = int(starts[c]) * 8
+        chunk = payload[begin : begin + int(plan.chunk_bits[c]) // 8]
+        consume(lo, hi, decode_rans(chunk, hi - lo, np.empty(hi - lo, np.uint16)))
 
     parallel_map(decode_chunk, range(plan.num_chunks))
-
-
-def _decoded_rans_chunk(payload, plan, starts, c, n):
-    symbols = np.empty(n, np.uint16)
-    _decode_rans_chunk(payload, plan, starts, c, symbols)
-    return symbols
 
 
 def consume_rans_chunks(encoded, consume):
-    """Decode a "rans" stream chunk by chunk on all cores, calling consume(lo, hi, symbols) with
-    each chunk's symbols (uint16) on the thread that decoded them, so that a caller can turn them
-    into values while they are in cache, without an array of every symbol."""
+    """Decode a "rans" stream chunk by chunk, calling consume(lo, hi, symbols) with each chunk's
+    symbols (uint16) on the thread that decoded them, so that a caller can turn them into values
+    while they are in cache, without an array of every symbol."""
     plan, payload, starts = _checked_payload(encoded)
     if plan.mode != "rans":
         raise InvalidArgumentError(f"consume_rans_chunks needs a rans stream, got {plan.mode!r}")
-
-    def decode_chunk(c):
-        lo, hi = c * plan.chunk_size, min(plan.count, (c + 1) * plan.chunk_size)
-        consume(lo, hi, _decoded_rans_chunk(payload, plan, starts, c, hi - lo))
-
-    parallel_map(decode_chunk, range(plan.num_chunks))
+    _consume_rans_chunks(plan, payload, starts, consume)
 
 
 OUTPUT_DTYPES = (np.uint16, np.uint32, np.uint64)
@@ -282,7 +267,11 @@ def decode_stream(encoded, out=None, dtype=np.uint64):
     if out.shape != (plan.count,) or out.dtype not in OUTPUT_DTYPES or not out.flags.c_contiguous:
         raise InvalidArgumentError(f"out must be a contiguous uint16/32/64 array of shape ({plan.count},)")
     if plan.mode == "rans":  # symbols are below 4096: every output dtype holds them
-        _decode_rans_chunks(payload, plan, starts, out)
+
+        def store(lo, hi, symbols):
+            out[lo:hi] = symbols
+
+        _consume_rans_chunks(plan, payload, starts, store)
         return out
     max_symbol = U64(np.iinfo(out.dtype).max)
     words = bytes_to_words(payload)
