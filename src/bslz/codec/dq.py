@@ -106,11 +106,10 @@ def _trace_table():
     that byte: the predecessor state (bits 0-2), the parity of the value's index (bit 3) and the
     predecessor's quantizer (bit 4). One lookup per value on the backtrack's dependency chain."""
     trace = np.zeros((NUM_STATES, 256), dtype=np.uint8)
-    for s in range(NUM_STATES):
-        for byte in range(256):
-            which = (byte >> s) & 1
-            prev, parity = PRED_STATES[s, which], PRED_PARITIES[s, which]
-            trace[s, byte] = prev | parity << 3 | QUANTIZER[prev] << 4
+    for s in range(NUM_STATES):  # all 256 bytes at once (no Python loop over them at import)
+        which = (np.arange(256) >> s) & 1
+        prev, parity = PRED_STATES[s, which], PRED_PARITIES[s, which]
+        trace[s] = prev | parity << 3 | QUANTIZER[prev] << 4
     return trace
 
 
