@@ -15,7 +15,7 @@ from bslz import FormatError, TruncatedError, UnsupportedVersionError
 from bslz.codec import streams
 from bslz.formats import tensor_codec
 from bslz.formats.container import ALIGN, MAGIC, MAX_HEADER_BYTES, PREFIX, ContainerReader, align
-from bslz.formats.dtypes import from_float32, lookup
+from bslz.formats.dtypes import from_float32, lookup, to_float32
 
 
 def make_tensors():
@@ -461,6 +461,26 @@ def test_chunk_by_chunk_decoding_gives_the_encoders_values(dtype, reconstruction
     monkeypatch.setattr(tensor_codec, "_reconstructs_by_chunk", lambda plan, fields: False)
     whole = tensor_codec.decode_tensor(fields, payload, dtype, numel, raw.size)
     assert by_chunk.tobytes() == decoded.tobytes() == whole.tobytes()
+
+
+@pytest.mark.parametrize("dtype", ["F32", "BF16"])
+@pytest.mark.parametrize("reconstruction", ["dq", "gg"])
+def test_the_encoder_reconstructs_and_measures_piece_by_piece(dtype, reconstruction, monkeypatch):
+    """Pieces of whole trellis blocks, one a thread: the same bytes, signal and noise as one pass
+    over the whole tensor."""
+    monkeypatch.setattr(tensor_codec, "default_workers", lambda: 3)
+    numel = 3 * tensor_codec.RECONSTRUCT_PIECE + tensor_codec.DQ_BLOCK // 2 + 5  # a last piece of part of a block
+    x = np.random.default_rng(9).laplace(0, 0.02, numel).astype(np.float32)
+    raw = from_float32(x, lookup(dtype)).view(np.uint8)
+    fields, payload, decoded, signal, noise = tensor_codec.encode_quantized(
+        raw, dtype, 0.004, reconstruction=reconstruction
+    )
+    whole = tensor_codec.decode_tensor(fields, np.frombuffer(payload, np.uint8), dtype, numel, raw.size)
+    assert decoded.tobytes() == whole.tobytes()
+    values = to_float32(raw.view(lookup(dtype).word_dtype), lookup(dtype)).astype(np.float64)
+    values_hat = to_float32(decoded.view(lookup(dtype).word_dtype), lookup(dtype)).astype(np.float64)
+    assert signal == pytest.approx(np.sum(values**2), rel=1e-12)
+    assert noise == pytest.approx(np.sum((values - values_hat) ** 2), rel=1e-9) and noise > 0
 
 
 @pytest.mark.parametrize("reconstruction", ["dq", "midpoint"])

@@ -15,6 +15,7 @@ import zlib
 import numpy as np
 
 from bslz.codec import floats, streams
+from bslz.codec._parallel import default_workers, parallel_map, split_range
 from bslz.codec.dq import DEFAULT_BLOCK as DQ_DEFAULT_BLOCK
 from bslz.codec.dq import MAX_INDEX as DQ_MAX_INDEX
 from bslz.codec.dq import dequantize_dq_symbols, quantize_dq
@@ -158,10 +159,29 @@ def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None):
         prefix = table.astype("<f8").tobytes()
     stream_fields, payload = pack_stream(streams.encode_stream(symbols), prefix)
     fields.update(stream_fields)
-    decoded = _reconstruct(symbols, fields, _table(fields, prefix), dtype)
-    del symbols
-    signal, noise = signal_and_noise(values, to_float32(decoded.view(dtype.word_dtype), dtype))
+    decoded, signal, noise = _reconstruct_and_measure(symbols, fields, _table(fields, prefix), dtype, values)
     return fields, payload, decoded, signal, noise
+
+
+# pieces of at least this many values: fewer would cost more in threads than they save
+RECONSTRUCT_PIECE = 1 << 18
+
+
+def _reconstruct_and_measure(symbols, fields, table, dtype, values):
+    """(raw bytes of the reconstruction, signal, noise) a piece per thread: the reconstruction, its
+    rounding to the dtype and the error measured on it are one pass over each piece (whole trellis
+    blocks), rather than four serial passes over the tensor."""
+    decoded = np.empty(symbols.size * dtype.itemsize, dtype=np.uint8)
+    words = decoded.view(dtype.word_dtype)
+
+    def run(bounds):
+        lo, hi = bounds
+        words[lo:hi] = _reconstruct(symbols[lo:hi], fields, table, dtype).view(dtype.word_dtype)
+        return signal_and_noise(values[lo:hi], to_float32(words[lo:hi], dtype))
+
+    parts = max(1, min(default_workers(), symbols.size // RECONSTRUCT_PIECE))
+    pieces = parallel_map(run, split_range(symbols.size, parts, fields.get("dq_block", 1)))
+    return decoded, sum(p[0] for p in pieces), sum(p[1] for p in pieces)
 
 
 def _table(fields, prefix):
