@@ -230,3 +230,18 @@ def test_step_for_bits_edge_cases():
     assert ss.step_for_bits(np.zeros(10, dtype=np.float32), 1.0) == 1.0
     with pytest.raises(InvalidArgumentError):
         ss.step_for_bits(np.zeros(10, dtype=np.float32), 0.5)
+
+
+@given(hnp.arrays(np.float32, st.integers(0, 300), elements=st.floats(-(2.0**100), 2.0**100, width=32)))
+def test_max_abs_and_signal_in_one_pass(x):
+    top, signal = qz.max_abs_and_signal(x)
+    assert top == (float(np.max(np.abs(x))) if x.size else 0.0)
+    assert signal == pytest.approx(float(np.sum(x.astype(np.float64) ** 2)), rel=1e-12)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_max_abs_and_signal_flags_a_value_that_is_not_finite(bad):
+    x = np.array([0.5, bad, -2.0], dtype=np.float32)
+    assert qz.max_abs_and_signal(x)[0] == math.inf
+    big = np.array([1e200, -3.0])  # finite, though its square is not
+    assert qz.max_abs_and_signal(big)[0] == 1e200

@@ -17,7 +17,7 @@ import numpy as np
 
 from bslz.codec._parallel import map_tensors_in_order
 from bslz.codec.dq import dequantize_dq, quantize_dq
-from bslz.codec.quantize import signal_and_noise
+from bslz.codec.quantize import max_abs_and_signal, signal_and_noise
 from bslz.codec.rate import symbols_rate_bits
 from bslz.codec.streams import CHUNK_TABLE_BITS, DEFAULT_CHUNK_SIZE, RANS_MIN_SYMBOLS
 from bslz.errors import InvalidArgumentError
@@ -73,9 +73,7 @@ def lossy_candidates(source, options):
     ]
 
     def stats(info):
-        values = tensor_values(source, info)
-        top = max(float(values.max()), -float(values.min()))  # NaN or inf here: the tensor is not finite
-        return top, signal_and_noise(values, values)[0]
+        return max_abs_and_signal(tensor_values(source, info))  # max |w| inf: the tensor is not finite
 
     found = map_tensors_in_order(stats, named, lambda info: info.numel)
     return {info: (top, squares) for info, (top, squares) in found if math.isfinite(top)}
@@ -171,7 +169,7 @@ BITS_TOLERANCE = 5e-4  # --bits: the file within this many bits a quantized para
 def dq_step_for_snr(values, snr_db):
     """A dependent-quantization step whose SNR is at least `snr_db` and within SNR_TOLERANCE_DB of it
     (so within about 0.2 % of the largest such step)."""
-    signal = signal_and_noise(values, values)[0]
+    signal = max_abs_and_signal(values)[1]
     if signal == 0.0:
         return 1.0
 

@@ -257,6 +257,26 @@ def _signal_and_noise_kernel(x, y):
     return signal, noise
 
 
+@njit
+def _max_abs_and_signal_kernel(x):
+    top = 0.0
+    signal = 0.0
+    finite = True
+    for i in range(x.size):
+        a = np.float64(x[i])
+        signal += a * a
+        m = abs(a)
+        finite &= m <= 1.7976931348623157e308  # False for NaN and inf
+        top = max(top, m)
+    return top, signal, finite
+
+
+def max_abs_and_signal(x):
+    """(max |x|, sum x^2 in float64) in one pass; max |x| is inf if some x is NaN or infinite."""
+    top, signal, finite = _max_abs_and_signal_kernel(np.ascontiguousarray(x).reshape(-1))
+    return (top if finite else math.inf), signal
+
+
 def signal_and_noise(x, x_hat):
     """(sum x^2, sum (x - x_hat)^2) in float64 over two arrays of the same size, in one pass."""
     x, x_hat = np.ascontiguousarray(x).reshape(-1), np.ascontiguousarray(x_hat).reshape(-1)
