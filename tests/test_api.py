@@ -235,6 +235,8 @@ def test_numpy_save_load_round_trip(tmp_path_factory, specs):
         assert back[name].dtype == arr.dtype and back[name].shape == arr.shape
         assert back[name].tobytes() == arr.tobytes()
         back[name].reshape(-1)[:1] = 0  # load_file returns ordinary writable arrays
+    arrays = list(back.values())
+    assert not any(np.shares_memory(a, b) for i, a in enumerate(arrays) for b in arrays[i + 1 :])
     assert os.listdir(path.parent) == ["t.bslz"]  # the staging safetensors file is gone
 
 
@@ -247,6 +249,10 @@ def test_torch_save_load_bf16_fp8_exact(tmp_path):
     assert back.keys() == tensors.keys()
     for name, expected in tensors.items():
         assert same_bits(back[name], expected), name
+    pointers = [t.untyped_storage().data_ptr() for t in back.values() if t.numel()]
+    assert len(set(pointers)) == len(pointers)  # each tensor in memory of its own
+    for t in back.values():
+        t.view(-1)[:1] = 0  # and writable (no read-only memory map behind it)
     assert bslz.safe_open(path).metadata() == METADATA
     assert os.listdir(tmp_path) == ["t.bslz"]
 

@@ -29,8 +29,8 @@ def save_file(tensors, filename, metadata=None, *, bits=None, snr=None, step=Non
 
 def load_file(filename):
     """All tensors of a `.bslz` file as {name: np.ndarray} (each a fresh, writable array)."""
-    with safe_open(filename, framework="np") as f:
-        return {name: np.array(tensor, copy=True) for name, tensor in f.iter_tensors()}
+    with safe_open(filename, framework="np") as f:  # each tensor is decoded into memory of its own: no copy
+        return dict(f.iter_tensors())
 
 
 @contextlib.contextmanager

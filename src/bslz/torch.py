@@ -27,5 +27,5 @@ def save_file(tensors, filename, metadata=None, *, bits=None, snr=None, step=Non
 
 def load_file(filename, device="cpu"):
     """All tensors of a `.bslz` file as {name: torch.Tensor} on `device`."""
-    with safe_open(filename, framework="pt") as f:
-        return {name: tensor.clone().to(device) for name, tensor in f.iter_tensors()}
+    with safe_open(filename, framework="pt") as f:  # each tensor is decoded into memory of its own: no copy
+        return {name: tensor.to(device) for name, tensor in f.iter_tensors()}
