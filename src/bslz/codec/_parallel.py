@@ -16,7 +16,12 @@ _local = threading.local()
 def default_workers():
     """Threads to use: NUMBA_NUM_THREADS if set, else one per core."""
     env = os.environ.get("NUMBA_NUM_THREADS")
-    return max(1, int(env)) if env and env.isdigit() else max(1, os.cpu_count() or 1)
+    return max(1, int(env)) if env and env.isdigit() else _cores()
+
+
+@functools.cache
+def _cores():
+    return max(1, os.cpu_count() or 1)  # glibc reads a /sys file each time: ~20 us, called for every tensor
 
 
 def _mark_pool_thread():
