@@ -28,6 +28,7 @@ TRANSITIONS = np.array([[0, 4], [6, 0], [1, 7], [5, 1], [2, 6], [4, 2], [3, 5], 
 QUANTIZER = np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64)
 NUM_STATES = len(TRANSITIONS)
 DEFAULT_BLOCK = 1 << 16
+U64 = np.uint64
 MAX_INDEX = 2**30  # |k|: its se(v) mapping then fits uint32 with room
 _INF = 1e300
 
@@ -191,14 +192,6 @@ def _eight_step_tables():
 NEXT8, QUANTIZERS8 = _eight_step_tables()
 
 
-@njit_inline
-def _index(u):
-    """The signed index whose se(v) mapping is u (1 -> 1, 2 -> -1, ...), without a branch (the
-    parities are random: a branch would mispredict half the time)."""
-    ui = np.int64(u)
-    return ((ui + 1) >> 1) * (2 * (ui & 1) - 1)
-
-
 @njit
 def _dequantize_blocks(u, step, block, max_index, out, b_lo, b_hi):
     """Values of the indices whose se(v) mappings are u, in blocks b_lo..b_hi, the state restarting
@@ -207,7 +200,7 @@ def _dequantize_blocks(u, step, block, max_index, out, b_lo, b_hi):
     The state chain is the slow part (each state waits for the last): it runs on the parities
     alone, eight at a time, one table lookup per eight values; the loops around it have no chain
     and vectorize (a byte per value in and out of the chain: bit fields did not vectorize)."""
-    largest = 0  # max |index|: a max reduction vectorizes, an `ok &=` flag did not
+    largest = U64(0)  # max symbol: a max reduction vectorizes, an `ok &=` flag did not
     words = (block + 7) // 8
     parity = np.zeros(8 * words, dtype=np.uint8)  # k & 1 of each index of the block
     quantizer = np.zeros(8 * words, dtype=np.uint8)  # the quantizer each index was coded with
@@ -216,10 +209,9 @@ def _dequantize_blocks(u, step, block, max_index, out, b_lo, b_hi):
         # slices indexed from 0: an index known >= 0 lets the loops vectorize
         ub, ob = u[b * block : (b + 1) * block], out[b * block : (b + 1) * block]
         n = ub.size
-        for i in range(n):
-            k = _index(ub[i])
-            largest = max(largest, abs(k))
-            parity[i] = k & 1
+        for i in range(n):  # |index| = (u + 1) >> 1 grows with u, and its parity is the index's
+            largest = max(largest, U64(ub[i]))
+            parity[i] = ((U64(ub[i]) + U64(1)) >> U64(1)) & U64(1)
         s = 0
         for g in range(n // 8):
             byte = gather_byte_bits(parity8[g])  # the eight parities, index j at bit j
@@ -229,8 +221,15 @@ def _dequantize_blocks(u, step, block, max_index, out, b_lo, b_hi):
             quantizer[i] = QUANTIZER[s]
             s = TRANSITIONS[s, parity[i]]
         for i in range(n):
-            ob[i] = reconstruct_index(_index(ub[i]), np.int64(quantizer[i]), step)
-    return largest <= max_index
+            ob[i] = np.float64(_level(np.int64(ub[i]), np.int64(quantizer[i]))) * step
+    return (largest + U64(1)) >> U64(1) <= U64(max_index)
+
+
+@njit_inline
+def _level(u, quantizer):
+    """2k - quantizer * sgn k (see `reconstruct_index`) of the index k whose se(v) mapping is u,
+    straight from u: k = (u + 1) / 2 for u odd, -u / 2 for u even (2x faster than through k)."""
+    return (u + 1 - quantizer) if u & 1 else (quantizer * (u > 0) - u)
 
 
 def _max_abs(x):
