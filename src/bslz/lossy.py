@@ -100,9 +100,9 @@ def recorded_steps(metadata):
     return {str(k): float(v) for k, v in steps.items()}
 
 
-# The step searches quantize the tensors about this many times (then the writer once more): the
-# share of a progress bar they take. Measured: --bits 2-3 evaluations, --snr 1-2 a tensor.
-SEARCH_PASSES = {"bits": 3.0, "snr": 1.5}
+# The --bits search quantizes the tensors about this many times (then the writer once more): the
+# share of a progress bar it takes. Measured: 2-3 evaluations. (--snr searches as it writes.)
+SEARCH_PASSES = {"bits": 3.0}
 
 
 def plan_steps(source, options, lossless_bits=None, progress=None):
@@ -112,8 +112,12 @@ def plan_steps(source, options, lossless_bits=None, progress=None):
     by the training hook are uniform quantizer steps, as the training rate was computed for.
     `lossless_bits(exclude_names) -> bits` (needed for `bits`): the exact size of everything that is
     not quantized, header included, so that the whole file meets the target.
-    `progress(fraction, tensor_name)`: called as the search goes (`bits`: its fraction of three rounds
-    over the tensors, the usual count; `snr`: of the tensors).
+    `progress(fraction, tensor_name)`: called as the `bits` search goes (its fraction of three
+    rounds over the tensors, the usual count).
+
+    For `snr` the step of each tensor is a first guess: the writer searches from it
+    (`dq_quantize_for_snr`) and codes the indices of the step it finds, rather than quantizing
+    every tensor once more after a search pass.
     """
     if options.target is None:
         names = {info.name for info in source.tensors}
@@ -122,13 +126,8 @@ def plan_steps(source, options, lossless_bits=None, progress=None):
     candidates = list(stats)
     if options.step is not None:
         return {info.name: float(options.step) for info in candidates}
-    if options.snr is not None:  # one search a tensor: done when its turn is
-        found = _map_tensors(
-            lambda info: dq_step_for_snr(tensor_values(source, info), options.snr),
-            candidates,
-            _SearchProgress(candidates, 1, progress),
-        )
-        return {info.name: step for info, step in zip(candidates, found)}
+    if options.snr is not None:
+        return {info.name: snr_guess_step(squares, info.numel, options.snr) for info, (_, squares) in stats.items()}
     return _steps_for_bits(
         source, stats, options, lossless_bits, _SearchProgress(candidates, SEARCH_PASSES["bits"], progress)
     )
@@ -166,22 +165,37 @@ SNR_TOLERANCE_DB = 0.02  # --snr: each tensor within this much above the target
 BITS_TOLERANCE = 5e-4  # --bits: the file within this many bits a quantized parameter below the budget
 
 
-def dq_step_for_snr(values, snr_db):
-    """A dependent-quantization step whose SNR is at least `snr_db` and within SNR_TOLERANCE_DB of it
-    (so within about 0.2 % of the largest such step)."""
-    signal = max_abs_and_signal(values)[1]
+def snr_guess_step(signal, numel, snr_db):
+    """The dependent-quantization step expected to give `snr_db` on `numel` values of energy
+    `signal`: rounding with step D leaves noise D^2 / 12, and the trellis at lattice step D / 1.76
+    matches it (measured on MiniLM's tensors: within 0.03 dB, the search's first try then usually
+    lands). 1.0 for an all-zero tensor."""
     if signal == 0.0:
         return 1.0
+    return math.sqrt(12.0 * signal / numel / 10.0 ** (snr_db / 10.0)) / 1.76
+
+
+def dq_quantize_for_snr(values, snr_db, guess=None):
+    """(step, indices): a dependent-quantization step whose SNR is at least `snr_db` and within
+    SNR_TOLERANCE_DB of it (so within about 0.2 % of the largest such step), searched from
+    `guess` (default `snr_guess_step`), and the trellis indices at that step (None for an all-zero
+    tensor, or when the search ended on a step it had left behind)."""
+    signal = max_abs_and_signal(values)[1]
+    if signal == 0.0:
+        return 1.0, None
+    last = {}  # the latest quantization only: one tensor's indices held at a time
 
     def margin(log_step):  # SNR above the target, in dB: falls as the step grows
         step = math.exp(log_step)
-        noise = signal_and_noise(values, dequantize_dq(quantize_dq(values, step), step))[1]
+        indices = quantize_dq(values, step)
+        noise = signal_and_noise(values, dequantize_dq(indices, step))[1]
+        last.clear()
+        last[log_step] = indices
         return math.inf if noise == 0.0 else 10.0 * math.log10(signal / noise) - snr_db
 
-    # rounding with step D leaves noise D^2 / 12; the trellis at lattice step D / 1.76 matches it
-    # (measured on MiniLM's tensors: within 0.03 dB, the solver's first try then usually lands)
-    guess = math.log(math.sqrt(12.0 * signal / values.size / 10.0 ** (snr_db / 10.0)) / 1.76)
-    return math.exp(_solve(margin, guess, DB_PER_LOG_STEP, (0.0, SNR_TOLERANCE_DB)))
+    guess = guess if guess is not None else snr_guess_step(signal, values.size, snr_db)
+    log_step = _solve(margin, math.log(guess), DB_PER_LOG_STEP, (0.0, SNR_TOLERANCE_DB))
+    return math.exp(log_step), last.get(log_step)
 
 
 def _steps_for_bits(source, stats, options, lossless_bits, tick):

@@ -121,7 +121,7 @@ def reconstruction_overhead_bits(numel):
     return 64 * (GG_LEVELS + 1) if default_reconstruction(numel) == "gg" else 0
 
 
-def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None):
+def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None, indices=None):
     """(fields, payload, reconstructed raw bytes, signal, noise) of a float tensor quantized with
     `step`; signal = sum w^2 and noise = sum (w - w_hat)^2 over the values in their own dtype.
 
@@ -130,12 +130,14 @@ def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None):
     (default: "gg" for tensors large enough to pay for its table). With "gg" the payload starts
     with the table of reconstruction magnitudes (levels + 1 little-endian float64), so decoding is
     plain arithmetic, identical on every machine, rather than special functions of (nu, beta).
+    `indices`: with "dq", the trellis indices of the values at `step` if the caller has them
+    already (a step search), so that they are not computed again.
     """
     dtype = lookup(dtype_name)
     values = to_float32(raw.view(dtype.word_dtype), dtype)
     reconstruction = reconstruction or default_reconstruction(values.size)
     if reconstruction == "dq":
-        symbols = quantize_dq(values, step).reshape(-1)
+        symbols = (quantize_dq(values, step) if indices is None else indices).reshape(-1)
         fields = {"coding": "quantized", "reconstruction": "dq", "step": float(step), "dq_block": DQ_BLOCK}
         fields["gg"] = [float(v) for v in fit_generalized_gaussian(values)]  # informative: `bslz info` shows nu
     else:
