@@ -4,7 +4,10 @@ Focused cases; exhaustive hardening (every bit flipped, fuzzing) lives elsewhere
 """
 
 import json
+import os
 import struct
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -496,3 +499,24 @@ def test_a_hostile_step_decodes_chunk_by_chunk_without_raising(reconstruction):
     fields["step"] = 3e38
     out = tensor_codec.decode_tensor(fields, np.frombuffer(payload, np.uint8), "F32", numel, 4 * numel)
     assert not np.isfinite(out.view(np.float32)).all()
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 4096, 1_000_003])
+def test_the_checksum_is_zlibs_crc32(size):
+    """Whichever library computes it (zlib-ng when installed), the checksum is zlib's CRC-32:
+    files written with one are read with the other."""
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8)
+    assert tensor_codec.crc32(data) == zlib.crc32(data.tobytes())
+    assert tensor_codec.crc32(data.view(np.uint8)[::-1].copy()) == zlib.crc32(data[::-1].tobytes())
+
+
+def test_the_checksum_falls_back_to_zlib_without_zlib_ng():
+    code = (
+        "import sys; sys.modules['zlib_ng'] = None\n"  # makes `import zlib_ng...` raise ImportError
+        "import zlib\n"
+        "from bslz.formats import tensor_codec\n"
+        "assert tensor_codec._crc32 is zlib.crc32\n"
+        "assert tensor_codec.crc32(b'bslz') == zlib.crc32(b'bslz')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)

@@ -1,5 +1,5 @@
 """A second thread for a file's checksums and writes, so that they overlap the encoding or decoding
-of the next tensor (the kernels and zlib's crc32 release the GIL).
+of the next tensor (the kernels and the CRC-32 release the GIL).
 
 The coding itself spreads over every core: a large tensor by its chunks, small ones side by side
 (`bslz.codec._parallel.map_tensors_in_order`).
