@@ -153,3 +153,32 @@ def test_random_payloads_never_crash(payload, count, layout):
 def test_bad_arguments(call):
     with pytest.raises(InvalidArgumentError):
         call()
+
+
+@pytest.mark.small
+@given(
+    width=st.integers(1, 12),
+    counts=st.lists(st.integers(0, 10**6), min_size=1, max_size=60),
+    offset=st.integers(0, 4095),
+)
+def test_segment_costs_match_the_histogram_computed_the_long_way(width, counts, offset):
+    """center = the most frequent value (first of equals); k and bits = the cheapest exp-Golomb
+    code of se(v - center) (first of equals); entropy = the order-0 entropy."""
+    from bslz.codec import _float_kernels as FK
+
+    size = 1 << width
+    hist = np.zeros(4096, dtype=np.uint64)
+    for i, c in enumerate(counts):
+        hist[(offset + 37 * i) % size] += c
+    if not hist.any():
+        hist[offset % size] = 1
+    center, k, bits, entropy = FK.segment_costs(hist, width, eg.MAX_ORDER)
+    h = hist[:size]
+    assert center == int(np.argmax(h))
+    v = np.arange(size)
+    mapped = np.zeros(2 << width, dtype=np.uint64)
+    mapped[np.where(v > center, 2 * (v - center) - 1, 2 * (center - v))] = h
+    costs = eg.order_costs(histogram=mapped)
+    assert k == int(np.argmin(costs)) and bits == costs[k]
+    c = h[h > 0].astype(np.float64)
+    assert entropy == pytest.approx(float(-(c * np.log2(c / c.sum())).sum()), rel=1e-12, abs=1e-9)

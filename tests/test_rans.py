@@ -10,11 +10,12 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from bslz.codec import _rans_kernels as kernels
+from bslz.codec import _rans_table as table_kernels
 from bslz.codec.rans import (
     decode_rans,
     encode_rans,
@@ -363,3 +364,18 @@ def test_gaussian_exponents_within_half_a_percent_of_entropy():
 def test_order0_entropy():
     assert order0_entropy_bits(np.array([1, 1, 2, 2], np.uint8)) == 4.0
     assert order0_entropy_bits(np.zeros(0, np.uint8)) == 0.0
+
+
+@pytest.mark.small
+@given(st.lists(st.integers(0, 10**7), min_size=2, max_size=300))
+def test_quantization_starts_from_the_proportional_rounding(counts):
+    """The kernel rounds as numpy would (the same start, so the same table as earlier versions wrote)."""
+    hist = np.array(counts, dtype=np.uint64)
+    assume(np.count_nonzero(hist) >= 1)
+    idx = np.flatnonzero(hist)
+    c = hist[idx].astype(np.float64)
+    f = np.maximum(1, np.floor(c * kernels.SCALE / c.sum() + 0.5)).astype(np.int64)
+    table_kernels.improve_frequencies(c, f, kernels.SCALE)
+    expected = np.zeros(hist.size, dtype=np.uint32)
+    expected[idx] = f
+    assert np.array_equal(quantize_frequencies(hist), expected)

@@ -133,21 +133,16 @@ def _entropy_bytes(hist, n):
 def encode_segment(values, width):
     """(method, k, center, payload bytes) of the smallest coding of one piece's values."""
     n = values.size
-    hist = histogram(values)[: 1 << width]
-    center = int(np.argmax(hist))
+    hist = histogram(values)
+    # EG costs come from the histogram: se(v - center) only permutes it
+    center, k, eg_bits, entropy_bits = FK.segment_costs(hist, width, eg.MAX_ORDER)
     if hist[center] == n:
         return CONSTANT, 0, center, b""
     raw_size = (n * width + 7) // 8
-    # EG costs come from the histogram: se(v - center) only permutes it
-    mapped_hist = np.zeros(2 << width, dtype=np.int64)
-    v = np.arange(hist.size)
-    mapped_hist[np.where(v > center, 2 * (v - center) - 1, 2 * (center - v))] = hist
-    costs = eg.order_costs(histogram=mapped_hist)
-    k = int(np.argmin(costs))
-    eg_size = (int(costs[k]) + 7) // 8
+    eg_size = (int(eg_bits) + 7) // 8
     best_size = min(raw_size, eg_size)
-    if _entropy_bytes(hist, n) < best_size:  # rANS never beats the order-0 entropy: try it only if it may win
-        table = rans_table(hist)
+    if entropy_bits / 8 < best_size:  # rANS never beats the order-0 entropy: try it only if it may win
+        table = rans_table(hist[: 1 << width])
         if table.min_bytes() < best_size:  # nor its own table plus the cost of its frequencies
             coded = encode_rans(values, table)
             if len(coded) < best_size:

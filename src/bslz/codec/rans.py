@@ -44,14 +44,11 @@ def quantize_frequencies(hist, scale=K.SCALE):
     helps is optimal: round proportionally, then move units greedily until no move pays.
     """
     hist = np.asarray(hist)
-    idx = np.flatnonzero(hist)
-    if idx.size > scale:
-        raise InvalidArgumentError(f"{idx.size} distinct symbols do not fit a scale of {scale}")
-    c = hist[idx].astype(np.float64)
-    f = np.maximum(1, np.floor(c * scale / c.sum() + 0.5)).astype(np.int64)
-    T.improve_frequencies(c, f, scale)
+    present = np.count_nonzero(hist)
+    if present > scale:
+        raise InvalidArgumentError(f"{present} distinct symbols do not fit a scale of {scale}")
     freqs = np.zeros(hist.size, dtype=np.uint32)
-    freqs[idx] = f
+    T.quantize_counts(hist, scale, freqs)
     return freqs
 
 
@@ -89,12 +86,11 @@ def rans_table(hist):
         words = np.zeros(2, dtype=np.uint64)
         nbits = T.write_header(hist, max_symbol, False, 0, words)
         return RansTable(words_to_bytes(words, nbits).tobytes(), None, 0.0)
-    freqs = quantize_frequencies(hist[: max_symbol + 1])
+    freqs = np.zeros(max_symbol + 1, dtype=np.uint32)
+    ideal = T.quantize_counts(hist[: max_symbol + 1], K.SCALE, freqs)  # present.size <= MAX_ALPHABET = SCALE / 4
     k, bits = T.best_table_order(freqs, max_symbol)
     words = np.zeros((int(bits) + 30) // 64 + 2, dtype=np.uint64)  # + EG0(max) + bit + 4 bits
     nbits = T.write_header(freqs, max_symbol, True, k, words)
-    counts = hist[present].astype(np.float64)
-    ideal = float((counts * np.log2(K.SCALE / freqs[present].astype(np.float64))).sum())
     return RansTable(words_to_bytes(words, nbits).tobytes(), freqs, ideal)
 
 
