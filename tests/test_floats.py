@@ -172,7 +172,8 @@ def test_segment_costs_match_the_histogram_computed_the_long_way(width, counts, 
         hist[(offset + 37 * i) % size] += c
     if not hist.any():
         hist[offset % size] = 1
-    center, k, bits, entropy = FK.segment_costs(hist, width, eg.MAX_ORDER)
+    center, k, bits, entropy, distinct = FK.segment_costs(hist, width, eg.MAX_ORDER)
+    assert distinct == np.count_nonzero(hist)
     h = hist[:size]
     assert center == int(np.argmax(h))
     v = np.arange(size)
@@ -182,3 +183,17 @@ def test_segment_costs_match_the_histogram_computed_the_long_way(width, counts, 
     assert k == int(np.argmin(costs)) and bits == costs[k]
     c = h[h > 0].astype(np.float64)
     assert entropy == pytest.approx(float(-(c * np.log2(c / c.sum())).sum()), rel=1e-12, abs=1e-9)
+
+
+@pytest.mark.small
+@given(st.integers(0, 2**32 - 1), st.integers(2, 600), st.integers(1, 12))
+def test_rans_never_beats_the_bound_that_lets_a_segment_skip_it(seed, n, width):
+    """encode_segment tries rANS only below the order-0 entropy plus one bit a distinct value plus
+    five: no rANS stream is smaller."""
+    from bslz.codec import _float_kernels as FK
+    from bslz.codec.rans import histogram
+
+    rng = np.random.default_rng(seed)
+    values = np.minimum(rng.geometric(rng.uniform(0.05, 0.9), n) - 1, (1 << width) - 1).astype(np.uint16)
+    _, _, _, entropy, distinct = FK.segment_costs(histogram(values), width, eg.MAX_ORDER)
+    assert (entropy + distinct + 5) / 8 <= len(encode_rans(values)) + 1e-9

@@ -15,11 +15,12 @@ def test_split_range_tiles_the_range_on_multiples():
             assert all(lo % 4 == 0 for lo, _ in pieces) and len(pieces) <= parts
 
 
-def test_map_tensors_in_order_keeps_the_order_and_batches_only_small_items():
-    """Small items run side by side, large ones alone on the calling thread, and every result comes
-    back in the order of the items, whatever order the threads finish in."""
-    small, large = P.SIDE_BY_SIDE_ELEMENTS - 1, P.SIDE_BY_SIDE_ELEMENTS
-    sizes = [small, 5, large, 3, small, 1, large, large, 7]
+def test_map_tensors_in_order_keeps_the_order_and_batches_only_small_items(monkeypatch):
+    """Small items run side by side on the pool, tiny ones and large ones on the calling thread,
+    and every result comes back in the order of the items, whatever order the threads finish in."""
+    monkeypatch.setattr(P, "default_workers", lambda: 2)
+    small, large, tiny = P.SIDE_BY_SIDE_ELEMENTS - 1, P.SIDE_BY_SIDE_ELEMENTS, P.TINY_ELEMENTS - 1
+    sizes = [small, 5, large, P.TINY_ELEMENTS, small, 1, large, large, 7, tiny, small]
     main = threading.get_ident()
     ran_on = {}
 
@@ -29,7 +30,25 @@ def test_map_tensors_in_order_keeps_the_order_and_batches_only_small_items():
 
     out = list(P.map_tensors_in_order(fn, range(len(sizes)), lambda i: sizes[i]))
     assert out == [(i, i * 10) for i in range(len(sizes))]
-    assert all(ran_on[i] == main for i, n in enumerate(sizes) if n >= P.SIDE_BY_SIDE_ELEMENTS)
+    on_main = {i for i in ran_on if ran_on[i] == main}
+    assert on_main == {i for i, n in enumerate(sizes) if n >= P.SIDE_BY_SIDE_ELEMENTS or n < P.TINY_ELEMENTS}
+
+
+def test_an_error_in_a_batch_propagates_after_the_others_finish(monkeypatch):
+    monkeypatch.setattr(P, "default_workers", lambda: 2)
+    finished = []
+
+    def fn(i):
+        if i == 1:
+            raise ValueError("tensor 1")
+        finished.append(i)
+        return i
+
+    sizes = [P.TINY_ELEMENTS, 5, P.TINY_ELEMENTS, 3]
+    with pytest.raises(ValueError, match="tensor 1"):
+        list(P.map_tensors_in_order(fn, range(4), lambda i: sizes[i]))
+    assert 3 not in finished  # the tiny ones after the error are not run; the pooled ones ran or were cancelled
+    assert set(finished) <= {0, 2}
 
 
 def test_a_batch_holds_a_bounded_number_of_elements():

@@ -162,7 +162,7 @@ def unzigzag_around(values, center, limit, out):
 
 @njit
 def segment_costs(hist, width, max_order):
-    """(center, k, exp-Golomb bits, order-0 entropy in bits) of a piece from the histogram of its
+    """(center, k, exp-Golomb bits, order-0 entropy in bits, distinct values) of a piece from the histogram of its
     values (all below 2**width): center is the most frequent value (the first of equals), k the
     order up to `max_order` whose code of se(v - center) is shortest (the first of equals), over
     the orders up to the bit length of the largest mapped value (no larger one can be shorter).
@@ -177,8 +177,10 @@ def segment_costs(hist, width, max_order):
     mapped = np.zeros(2 << width, dtype=np.uint64)
     top = 0
     entropy = 0.0
+    distinct = 0
     for v in range(size):
         if hist[v] > 0:
+            distinct += 1
             d = v - center
             u = 2 * d - 1 if d > 0 else -2 * d
             mapped[u] = hist[v]
@@ -190,4 +192,4 @@ def segment_costs(hist, width, max_order):
     for j in range(1, costs.size):
         if costs[j] < costs[k]:
             k = j
-    return center, k, costs[k], entropy
+    return center, k, costs[k], entropy, distinct

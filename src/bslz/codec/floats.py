@@ -135,13 +135,15 @@ def encode_segment(values, width):
     n = values.size
     hist = histogram(values)
     # EG costs come from the histogram: se(v - center) only permutes it
-    center, k, eg_bits, entropy_bits = FK.segment_costs(hist, width, eg.MAX_ORDER)
+    center, k, eg_bits, entropy_bits, distinct = FK.segment_costs(hist, width, eg.MAX_ORDER)
     if hist[center] == n:
         return CONSTANT, 0, center, b""
     raw_size = (n * width + 7) // 8
     eg_size = (int(eg_bits) + 7) // 8
     best_size = min(raw_size, eg_size)
-    if entropy_bits / 8 < best_size:  # rANS never beats the order-0 entropy: try it only if it may win
+    # rANS never beats the order-0 entropy plus its table, which spends at least a bit on each
+    # distinct value and 5 more: try it only if it may win (small pieces of many values never do)
+    if (entropy_bits + distinct + 5) / 8 < best_size:
         table = rans_table(hist[: 1 << width])
         if table.min_bytes() < best_size:  # nor its own table plus the cost of its frequencies
             coded = encode_rans(values, table)
