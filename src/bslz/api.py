@@ -163,7 +163,9 @@ def compress_file(
         for info, (raw, encoded) in map_tensors_in_order(encode, order, lambda info: info.numel):
             fields, payload, decoded_crc, step, signal, noise = encoded
             # checksums and the write overlap the next tensor's encoding
-            background.submit(_add_tensor, writer, info, fields, payload, raw, decoded_crc)
+            background.submit(
+                _add_tensor, writer, info, fields, payload, raw, decoded_crc, nbytes=raw.nbytes + _nbytes(payload)
+            )
             if steps and is_float(info):  # the aggregate SNR counts every float tensor's signal
                 report.signal += signal if step is not None else _signal(raw, info.dtype)
                 report.noise += noise
@@ -255,7 +257,7 @@ def decompress_file(src, dst, *, overwrite=False, progress=None):
             for e, raw in decoded:
                 # the checksum and the write overlap the next tensor's decoding; a failed checksum
                 # raises from the next submit or wait, and the partial output is removed
-                background.submit(_check_and_write, reader, e["name"], raw, f)
+                background.submit(_check_and_write, reader, e["name"], raw, f, nbytes=raw.nbytes)
                 del raw  # the writing thread's alone now (see compress_file)
                 done += e["nbytes"]
                 if progress is not None:
