@@ -471,8 +471,8 @@ def test_chunk_by_chunk_decoding_gives_the_encoders_values(dtype, reconstruction
 def test_the_encoder_reconstructs_and_measures_piece_by_piece(dtype, reconstruction, monkeypatch):
     """Pieces of whole trellis blocks, one a thread: the same bytes, signal and noise as one pass
     over the whole tensor."""
-    monkeypatch.setattr(tensor_codec, "default_workers", lambda: 3)
-    numel = 3 * tensor_codec.RECONSTRUCT_PIECE + tensor_codec.DQ_BLOCK // 2 + 5  # a last piece of part of a block
+    monkeypatch.setattr(tensor_codec, "RECONSTRUCT_PIECE", 2 * tensor_codec.DQ_BLOCK)
+    numel = 6 * tensor_codec.DQ_BLOCK + tensor_codec.DQ_BLOCK // 2 + 5  # a last piece of part of a block
     x = np.random.default_rng(9).laplace(0, 0.02, numel).astype(np.float32)
     raw = from_float32(x, lookup(dtype)).view(np.uint8)
     fields, payload, decoded, signal, noise = tensor_codec.encode_quantized(

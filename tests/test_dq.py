@@ -186,3 +186,14 @@ def test_gather_byte_bits_and_eight_step_tables():
                 state = int(dq.TRANSITIONS[state][(parities >> j) & 1])
             assert dq.NEXT8[start, parities] == state
             assert list(int(dq.QUANTIZERS8[start, parities]).to_bytes(8, "little")) == quantizers
+
+
+@pytest.mark.parametrize("size", [1, 1000, 3 * 4096 + 17])
+def test_squared_error_piece_by_piece_is_the_whole_arrays_sum(size):
+    """Summed in the same order as over the whole reconstruction: the very same float64."""
+    from bslz.codec.quantize import signal_and_noise
+
+    x = np.random.default_rng(size).laplace(0, 0.02, size).astype(np.float32)
+    k = dq.quantize_dq(x, 0.003, block=1024)
+    whole = signal_and_noise(x, dq.dequantize_dq(k, 0.003, block=1024))[1]
+    assert dq.squared_error_dq(x, k, 0.003, block=1024, piece_blocks=2) == whole

@@ -209,3 +209,20 @@ def test_signed_to_unsigned_narrow():
     with_min = np.append(values, np.int32(-(2**31)))
     assert eg.signed_to_unsigned(with_min, narrow=True).dtype == np.uint64
     assert eg.signed_to_unsigned(values.astype(np.int8), narrow=True).dtype == np.uint16
+
+
+@pytest.mark.small
+def test_signed_to_unsigned_in_place():
+    """in_place: int32 input mapped into its own memory, the same values; otherwise a new array."""
+    values = np.array([0, 1, -1, 2**31 - 1, -(2**31) + 1, 12345, -7], dtype=np.int32)
+    expected = eg.signed_to_unsigned(values, narrow=True)
+    work = values.copy()
+    mapped = eg.signed_to_unsigned(work, narrow=True, in_place=True)
+    assert mapped.dtype == np.uint32 and np.shares_memory(mapped, work)
+    np.testing.assert_array_equal(mapped, expected)
+    with_min = np.append(values, np.int32(-(2**31)))  # 2**32 does not fit: a new uint64 array
+    assert not np.shares_memory(eg.signed_to_unsigned(with_min, narrow=True, in_place=True), with_min)
+    read_only = values.copy()
+    read_only.flags.writeable = False
+    np.testing.assert_array_equal(eg.signed_to_unsigned(read_only, narrow=True, in_place=True), expected)
+    np.testing.assert_array_equal(read_only, values)

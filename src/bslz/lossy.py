@@ -16,8 +16,8 @@ import math
 import numpy as np
 
 from bslz.codec._parallel import map_tensors_in_order
-from bslz.codec.dq import dequantize_dq, quantize_dq
-from bslz.codec.quantize import max_abs_and_signal, signal_and_noise
+from bslz.codec.dq import quantize_dq, squared_error_dq
+from bslz.codec.quantize import max_abs_and_signal
 from bslz.codec.rate import symbols_rate_bits
 from bslz.codec.streams import CHUNK_TABLE_BITS, DEFAULT_CHUNK_SIZE, RANS_MIN_SYMBOLS
 from bslz.errors import InvalidArgumentError
@@ -183,14 +183,13 @@ def dq_quantize_for_snr(values, snr_db, guess=None):
     signal = max_abs_and_signal(values)[1]
     if signal == 0.0:
         return 1.0, None
-    last = {}  # the latest quantization only: one tensor's indices held at a time
+    last = {}  # the latest quantization only: one array of indices held at a time
 
     def margin(log_step):  # SNR above the target, in dB: falls as the step grows
         step = math.exp(log_step)
-        indices = quantize_dq(values, step)
-        noise = signal_and_noise(values, dequantize_dq(indices, step))[1]
         last.clear()
-        last[log_step] = indices
+        last[log_step] = indices = quantize_dq(values, step)
+        noise = squared_error_dq(values, indices, step)
         return math.inf if noise == 0.0 else 10.0 * math.log10(signal / noise) - snr_db
 
     guess = guess if guess is not None else snr_guess_step(signal, values.size, snr_db)

@@ -292,6 +292,24 @@ def dequantize_dq(indices, step, block=DEFAULT_BLOCK, dtype=np.float32):
     return out.reshape(np.shape(indices))
 
 
+@njit
+def _add_squared_error(x, y, total):
+    for i in range(x.size):
+        d = np.float64(x[i]) - np.float64(y[i])
+        total += d * d
+    return total
+
+
+def squared_error_dq(values, indices, step, block=DEFAULT_BLOCK, piece_blocks=16):
+    """sum (values - dequantize_dq(indices, step))^2 in float64, summed in the same order as over the
+    whole arrays, but reconstructed `piece_blocks` blocks at a time: no tensor-sized array held."""
+    x, k = np.ascontiguousarray(values).reshape(-1), np.ascontiguousarray(indices).reshape(-1)
+    total, piece = 0.0, block * piece_blocks
+    for lo in range(0, k.size, piece):
+        total = _add_squared_error(x[lo : lo + piece], dequantize_dq(k[lo : lo + piece], step, block), total)
+    return total
+
+
 def dequantize_dq_symbols(symbols, step, block=DEFAULT_BLOCK, dtype=np.float32):
     """`dequantize_dq` of the indices whose se(v) mappings are `symbols` (unsigned), in one pass;
     None if an index passes MAX_INDEX (the caller reports the corrupt stream)."""

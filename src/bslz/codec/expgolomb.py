@@ -176,11 +176,13 @@ def best_order(values=None, *, histogram=None):
     return int(np.argmin(order_costs(values, histogram=histogram)))
 
 
-def signed_to_unsigned(values, narrow=False):
+def signed_to_unsigned(values, narrow=False, in_place=False):
     """The se(v) mapping of H.264: v > 0 -> 2v - 1, v <= 0 -> -2v.
 
     Output is the unsigned dtype twice as wide (uint64 for int32 and int64 input); with `narrow`,
-    int32 input whose mapped values fit gives uint32 (quantizer indices: half the memory).
+    int32 input whose mapped values fit gives uint32 (quantizer indices: half the memory), and
+    with `in_place` too it is written over the input (a contiguous int32 array) and returned as a
+    uint32 view of it: no second array of a tensor's size.
     """
     arr = np.asarray(values)
     if arr.dtype.kind == "u":
@@ -192,7 +194,10 @@ def signed_to_unsigned(values, narrow=False):
         out_dtype = np.uint32  # 2v - 1 <= 2**32 - 3 and -2v <= 2**32 - 2
     if arr.dtype.itemsize == 8 and arr.size and (arr.max() > MAX_VALUE // 2 or arr.min() < -(MAX_VALUE // 2)):
         raise InvalidArgumentError("signed values must lie within ±2**61")
-    out = np.empty(arr.shape, dtype=out_dtype)
+    if in_place and out_dtype == np.uint32 and arr.dtype == np.int32 and arr.flags.c_contiguous and arr.flags.writeable:
+        out = arr.view(np.uint32)  # each value is read before its place is written
+    else:
+        out = np.empty(arr.shape, dtype=out_dtype)
     K.zigzag(np.ascontiguousarray(arr).reshape(-1), out.reshape(-1))
     return out
 

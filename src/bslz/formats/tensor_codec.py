@@ -18,7 +18,7 @@ except ImportError:  # a platform without its wheel
     from zlib import crc32 as _crc32
 
 from bslz.codec import floats, streams
-from bslz.codec._parallel import default_workers, parallel_map, split_range
+from bslz.codec._parallel import parallel_map, split_range
 from bslz.codec.dq import DEFAULT_BLOCK as DQ_DEFAULT_BLOCK
 from bslz.codec.dq import MAX_INDEX as DQ_MAX_INDEX
 from bslz.codec.dq import dequantize_dq_symbols, quantize_dq
@@ -135,7 +135,8 @@ def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None, 
     with the table of reconstruction magnitudes (levels + 1 little-endian float64), so decoding is
     plain arithmetic, identical on every machine, rather than special functions of (nu, beta).
     `indices`: with "dq", the trellis indices of the values at `step` if the caller has them
-    already (a step search), so that they are not computed again.
+    already (a step search), so that they are not computed again; they are mapped to symbols in
+    place (the array is used up).
     """
     dtype = lookup(dtype_name)
     values = to_float32(raw.view(dtype.word_dtype), dtype)
@@ -153,7 +154,7 @@ def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None, 
             "dead_zone": float(dead_zone),
         }
     # int32 indices above -2**31 (both quantizers): se(v) fits 32 bits, as the decoder reads it back
-    symbols = signed_to_unsigned(symbols, narrow=True)
+    symbols = signed_to_unsigned(symbols, narrow=True, in_place=True)  # the indices are ours to overwrite
     if symbols.dtype.itemsize > 4:
         raise InvalidArgumentError("quantizer indices do not fit 32 bits")
     prefix = b""
@@ -169,8 +170,9 @@ def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None, 
     return fields, payload, decoded, signal, noise
 
 
-# pieces of at least this many values: fewer would cost more in threads than they save
-RECONSTRUCT_PIECE = 1 << 18
+# pieces of about this many values: fewer would cost more in threads than they save, and each
+# piece's temporaries (a few times its size) are all that is held besides the result
+RECONSTRUCT_PIECE = 1 << 20
 
 
 def _reconstruct_and_measure(symbols, fields, table, dtype, values):
@@ -185,7 +187,7 @@ def _reconstruct_and_measure(symbols, fields, table, dtype, values):
         words[lo:hi] = _reconstruct(symbols[lo:hi], fields, table, dtype).view(dtype.word_dtype)
         return signal_and_noise(values[lo:hi], to_float32(words[lo:hi], dtype))
 
-    parts = max(1, min(default_workers(), symbols.size // RECONSTRUCT_PIECE))
+    parts = max(1, symbols.size // RECONSTRUCT_PIECE)
     pieces = parallel_map(run, split_range(symbols.size, parts, fields.get("dq_block", 1)))
     return decoded, sum(p[0] for p in pieces), sum(p[1] for p in pieces)
 
