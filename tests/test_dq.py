@@ -189,11 +189,14 @@ def test_gather_byte_bits_and_eight_step_tables():
 
 
 @pytest.mark.parametrize("size", [1, 1000, 3 * 4096 + 17])
-def test_squared_error_piece_by_piece_is_the_whole_arrays_sum(size):
-    """Summed in the same order as over the whole reconstruction: the very same float64."""
+def test_symbols_and_their_squared_error_piece_by_piece(size):
+    """quantize_dq_symbols: the se(v) symbols of quantize_dq's indices; the squared error summed a
+    piece at a time in the same order as over the whole reconstruction: the very same float64."""
     from bslz.codec.quantize import signal_and_noise
 
     x = np.random.default_rng(size).laplace(0, 0.02, size).astype(np.float32)
     k = dq.quantize_dq(x, 0.003, block=1024)
     whole = signal_and_noise(x, dq.dequantize_dq(k, 0.003, block=1024))[1]
-    assert dq.squared_error_dq(x, k, 0.003, block=1024, piece_blocks=2) == whole
+    symbols = dq.quantize_dq_symbols(x, 0.003, block=1024)
+    assert np.array_equal(symbols, signed_to_unsigned(k, narrow=True)) and symbols.dtype == np.uint32
+    assert dq.squared_error_dq(x, symbols, 0.003, block=1024, piece_blocks=2) == whole

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bslz.codec.dq import dequantize_dq, quantize_dq
+from bslz.codec.expgolomb import signed_to_unsigned
 from bslz.codec.rate import symbols_rate_bits
 from bslz.codec.streams import DEFAULT_CHUNK_SIZE
 from bslz.errors import InvalidArgumentError
@@ -118,13 +119,14 @@ def test_a_budget_below_every_index_at_zero_is_refused(tmp_path):
 @pytest.mark.parametrize("guess_factor", [None, 1.0, 0.3, 3.0])
 def test_the_snr_search_gives_its_step_and_the_indices_at_it(guess_factor):
     """Whatever the first guess, the step lands within the tolerance above the target, and the
-    indices returned are the trellis's at that step (the writer codes them as they are)."""
+    symbols returned are those of the trellis's indices at that step (the writer codes them as they are)."""
     values = np.random.default_rng(3).laplace(0, 0.02, 50_000).astype(np.float32)
     target = 30.0
     signal = float(np.sum(values.astype(np.float64) ** 2))
     guess = None if guess_factor is None else guess_factor * snr_guess_step(signal, values.size, target)
-    step, indices = dq_quantize_for_snr(values, target, guess)
-    assert indices is not None and np.array_equal(indices, quantize_dq(values, step))
+    step, symbols = dq_quantize_for_snr(values, target, guess)
+    indices = quantize_dq(values, step)
+    assert symbols is not None and np.array_equal(symbols, signed_to_unsigned(indices, narrow=True))
     noise = float(np.sum((values.astype(np.float64) - dequantize_dq(indices, step, dtype=np.float64)) ** 2))
     assert 0.0 <= 10 * math.log10(signal / noise) - target <= SNR_TOLERANCE_DB + 1e-9
 
@@ -134,12 +136,11 @@ def test_the_snr_search_on_zeros_needs_no_step():
     assert snr_guess_step(0.0, 100, 30.0) == 1.0
 
 
-def test_encoding_given_indices_is_encoding_without_them():
+def test_encoding_given_symbols_is_encoding_without_them():
     values = np.random.default_rng(4).laplace(0, 0.02, 70_000).astype(np.float32)
     raw = values.view(np.uint8)
-    given_indices = tensor_codec.encode_quantized(
-        raw, "F32", 0.004, reconstruction="dq", indices=quantize_dq(values, 0.004)
-    )
+    symbols = signed_to_unsigned(quantize_dq(values, 0.004), narrow=True)
+    given = tensor_codec.encode_quantized(raw, "F32", 0.004, reconstruction="dq", symbols=symbols)
     computed = tensor_codec.encode_quantized(raw, "F32", 0.004, reconstruction="dq")
-    assert given_indices[0] == computed[0] and bytes(given_indices[1]) == bytes(computed[1])
-    assert given_indices[2].tobytes() == computed[2].tobytes() and given_indices[3:] == computed[3:]
+    assert given[0] == computed[0] and bytes(given[1]) == bytes(computed[1])
+    assert given[2].tobytes() == computed[2].tobytes() and given[3:] == computed[3:]

@@ -203,20 +203,20 @@ def _encode_tensor(info, raw, step, options):
     if step is None:
         fields, payload = encode_lossless(raw, info.dtype, info.shape)
         return fields, payload, None, None, 0.0, 0.0
-    indices = None
-    if options.snr is not None:  # `step` is a first guess: search from it, and code the indices found
+    symbols = None
+    if options.snr is not None:  # `step` is a first guess: search from it, and code the symbols found
         dtype = lookup(info.dtype)
-        step, indices = dq_quantize_for_snr(to_float32(raw.view(dtype.word_dtype), dtype), options.snr, step)
+        step, symbols = dq_quantize_for_snr(to_float32(raw.view(dtype.word_dtype), dtype), options.snr, step)
     for _ in range(20):  # rounding to bf16 / f16 / fp8 adds noise the step search did not see
         # targets use dependent quantization; recorded training steps the uniform quantizer they were planned for
         reconstruction = "dq" if options.target is not None else None
         fields, payload, decoded, signal, noise = encode_quantized(
-            raw, info.dtype, step, reconstruction=reconstruction, indices=indices
+            raw, info.dtype, step, reconstruction=reconstruction, symbols=symbols
         )
         if options.snr is None or noise == 0 or signal <= 0 or 10 * math.log10(signal / noise) >= options.snr:
             break
         step *= 0.95
-        indices = None
+        symbols = None
     return fields, payload, crc32(decoded), step, signal, noise
 
 

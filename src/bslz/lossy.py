@@ -16,10 +16,10 @@ import math
 import numpy as np
 
 from bslz.codec._parallel import map_tensors_in_order
-from bslz.codec.dq import quantize_dq, squared_error_dq
+from bslz.codec.dq import quantize_dq_symbols, squared_error_dq
 from bslz.codec.quantize import max_abs_and_signal
 from bslz.codec.rate import symbols_rate_bits
-from bslz.codec.streams import CHUNK_TABLE_BITS, DEFAULT_CHUNK_SIZE, RANS_MIN_SYMBOLS
+from bslz.codec.streams import CHUNK_TABLE_BITS, DEFAULT_CHUNK_SIZE, RANS_MIN_SYMBOLS, stream_size_bits
 from bslz.errors import InvalidArgumentError
 from bslz.formats.dtypes import lookup, to_float32
 
@@ -176,20 +176,21 @@ def snr_guess_step(signal, numel, snr_db):
 
 
 def dq_quantize_for_snr(values, snr_db, guess=None):
-    """(step, indices): a dependent-quantization step whose SNR is at least `snr_db` and within
+    """(step, symbols): a dependent-quantization step whose SNR is at least `snr_db` and within
     SNR_TOLERANCE_DB of it (so within about 0.2 % of the largest such step), searched from
-    `guess` (default `snr_guess_step`), and the trellis indices at that step (None for an all-zero
-    tensor, or when the search ended on a step it had left behind)."""
+    `guess` (default `snr_guess_step`), and the se(v) symbols of the trellis indices at that step
+    (`quantize_dq_symbols`; None for an all-zero tensor, or when the search ended on a step it
+    had left behind)."""
     signal = max_abs_and_signal(values)[1]
     if signal == 0.0:
         return 1.0, None
-    last = {}  # the latest quantization only: one array of indices held at a time
+    last = {}  # the latest quantization only: one array of symbols held at a time
 
     def margin(log_step):  # SNR above the target, in dB: falls as the step grows
         step = math.exp(log_step)
         last.clear()
-        last[log_step] = indices = quantize_dq(values, step)
-        noise = squared_error_dq(values, indices, step)
+        last[log_step] = symbols = quantize_dq_symbols(values, step)
+        noise = squared_error_dq(values, symbols, step)
         return math.inf if noise == 0.0 else 10.0 * math.log10(signal / noise) - snr_db
 
     guess = guess if guess is not None else snr_guess_step(signal, values.size, snr_db)
@@ -210,7 +211,7 @@ def _steps_for_bits(source, stats, options, lossless_bits, tick):
     def over_budget(log_step):  # bits over the budget: falls as the step grows
         step = math.exp(log_step)
         rates = _map_tensors(
-            lambda info: symbols_rate_bits(quantize_dq(tensor_values(source, info), step)), candidates, tick
+            lambda info: stream_size_bits(quantize_dq_symbols(tensor_values(source, info), step)), candidates, tick
         )
         return fixed + sum(rates) - budget
 

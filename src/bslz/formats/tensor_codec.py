@@ -21,7 +21,7 @@ from bslz.codec import floats, streams
 from bslz.codec._parallel import parallel_map, split_range
 from bslz.codec.dq import DEFAULT_BLOCK as DQ_DEFAULT_BLOCK
 from bslz.codec.dq import MAX_INDEX as DQ_MAX_INDEX
-from bslz.codec.dq import dequantize_dq_symbols, quantize_dq
+from bslz.codec.dq import dequantize_dq_symbols, quantize_dq_symbols
 from bslz.codec.expgolomb import MAX_VALUE, signed_to_unsigned, unsigned_to_signed
 from bslz.codec.gg import fit_generalized_gaussian
 from bslz.codec.quantize import dequantize_with_table, quantize, reconstruction_table, signal_and_noise
@@ -125,7 +125,7 @@ def reconstruction_overhead_bits(numel):
     return 64 * (GG_LEVELS + 1) if default_reconstruction(numel) == "gg" else 0
 
 
-def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None, indices=None):
+def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None, symbols=None):
     """(fields, payload, reconstructed raw bytes, signal, noise) of a float tensor quantized with
     `step`; signal = sum w^2 and noise = sum (w - w_hat)^2 over the values in their own dtype.
 
@@ -134,29 +134,28 @@ def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None, 
     (default: "gg" for tensors large enough to pay for its table). With "gg" the payload starts
     with the table of reconstruction magnitudes (levels + 1 little-endian float64), so decoding is
     plain arithmetic, identical on every machine, rather than special functions of (nu, beta).
-    `indices`: with "dq", the trellis indices of the values at `step` if the caller has them
-    already (a step search), so that they are not computed again; they are mapped to symbols in
-    place (the array is used up).
+    `symbols`: with "dq", the `quantize_dq_symbols` of the values at `step` if the caller has them
+    already (a step search), so that they are not computed again.
     """
     dtype = lookup(dtype_name)
     values = to_float32(raw.view(dtype.word_dtype), dtype)
     reconstruction = reconstruction or default_reconstruction(values.size)
-    if reconstruction == "dq":
-        symbols = (quantize_dq(values, step) if indices is None else indices).reshape(-1)
+    if reconstruction == "dq":  # indices within ±2**30: their se(v) symbols fit uint32
+        symbols = quantize_dq_symbols(values, step) if symbols is None else symbols.reshape(-1)
         fields = {"coding": "quantized", "reconstruction": "dq", "step": float(step), "dq_block": DQ_BLOCK}
         fields["gg"] = [float(v) for v in fit_generalized_gaussian(values)]  # informative: `bslz info` shows nu
     else:
-        symbols = quantize(values, step, dead_zone).reshape(-1)
         fields = {
             "coding": "quantized",
             "reconstruction": reconstruction,
             "step": float(step),
             "dead_zone": float(dead_zone),
         }
-    # int32 indices above -2**31 (both quantizers): se(v) fits 32 bits, as the decoder reads it back
-    symbols = signed_to_unsigned(symbols, narrow=True, in_place=True)  # the indices are ours to overwrite
-    if symbols.dtype.itemsize > 4:
-        raise InvalidArgumentError("quantizer indices do not fit 32 bits")
+        # int32 indices above -2**31: se(v) fits 32 bits, as the decoder reads it back; the indices
+        # are ours to overwrite
+        symbols = signed_to_unsigned(quantize(values, step, dead_zone).reshape(-1), narrow=True, in_place=True)
+        if symbols.dtype.itemsize > 4:
+            raise InvalidArgumentError("quantizer indices do not fit 32 bits")
     prefix = b""
     if reconstruction == "gg":
         gg = fit_generalized_gaussian(values)
