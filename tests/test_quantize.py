@@ -245,3 +245,14 @@ def test_max_abs_and_signal_flags_a_value_that_is_not_finite(bad):
     assert qz.max_abs_and_signal(x)[0] == math.inf
     big = np.array([1e200, -3.0])  # finite, though its square is not
     assert qz.max_abs_and_signal(big)[0] == 1e200
+
+
+def test_max_abs_and_signal_a_piece_at_a_time_is_the_same():
+    from bslz.formats.dtypes import from_float32, lookup, to_float32
+
+    bf16 = lookup("BF16")
+    words = from_float32(np.random.default_rng(5).laplace(0, 0.02, 10_007).astype(np.float32), bf16)
+    whole = qz.max_abs_and_signal(to_float32(words, bf16))
+    assert qz.max_abs_and_signal(words, widen=lambda piece: to_float32(piece, bf16), piece=1000) == whole
+    words[7777] = 0x7FC0  # a NaN in a later piece
+    assert qz.max_abs_and_signal(words, widen=lambda piece: to_float32(piece, bf16), piece=1000)[0] == math.inf

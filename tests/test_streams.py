@@ -76,7 +76,7 @@ def test_block_orders_beat_one_order_on_non_stationary_data():
 def test_block_order_is_exact_per_block():
     rng = np.random.default_rng(5)
     arr = rng.geometric(0.01, 64).astype(np.uint16)
-    plan = streams._plans_eg(arr, 64, 16)[1]
+    plan = streams._plans_eg(arr, 64, 16, int(arr.max()))[1]
     for b in range(4):
         block = arr[16 * b : 16 * (b + 1)].tolist()
         costs = [len(eg_encode(block, k)) for k in range(33)]
@@ -177,3 +177,12 @@ def test_narrow_output_types_never_wrap(mode):
     small = np.minimum(arr, 65535).astype(np.uint16)
     decoded = streams.decode_stream(streams.encode_stream(small, mode=mode), dtype=np.uint16)
     np.testing.assert_array_equal(decoded, small)
+
+
+@pytest.mark.small
+@given(hnp.arrays(np.uint32, st.integers(0, 200), elements=st.integers(0, 5)))
+def test_max_and_zeros_in_one_pass(arr):
+    from bslz.codec._expgolomb_kernels import max_and_zeros
+
+    top, zeros = max_and_zeros(arr)
+    assert top == (int(arr.max()) if arr.size else 0) and zeros == arr.size - np.count_nonzero(arr)

@@ -72,8 +72,10 @@ def lossy_candidates(source, options):
         and not any(fnmatch.fnmatchcase(info.name, pattern) for pattern in options.exclude)
     ]
 
-    def stats(info):
-        return max_abs_and_signal(tensor_values(source, info))  # max |w| inf: the tensor is not finite
+    def stats(info):  # max |w| inf: the tensor is not finite
+        dtype = lookup(info.dtype)
+        words = source.tensor_bytes(info).view(dtype.word_dtype)
+        return max_abs_and_signal(words, widen=lambda piece: to_float32(piece, dtype))
 
     found = map_tensors_in_order(stats, named, lambda info: info.numel)
     return {info: (top, squares) for info, (top, squares) in found if math.isfinite(top)}

@@ -90,6 +90,18 @@ def order_costs_direct(values, max_order):
 
 
 @njit
+def max_and_zeros(values):
+    """(largest value, number of zeros) in one pass."""
+    m = U64(0)
+    zeros = 0
+    for i in range(values.size):
+        v = U64(values[i])
+        m = max(m, v)
+        zeros += v == U64(0)
+    return m, zeros
+
+
+@njit
 def max_value(values):
     m = U64(0)
     for i in range(values.size):

@@ -258,10 +258,8 @@ def _signal_and_noise_kernel(x, y):
 
 
 @njit
-def _max_abs_and_signal_kernel(x):
-    top = 0.0
-    signal = 0.0
-    finite = True
+def _max_abs_and_signal_kernel(x, top, signal, finite):
+    """The running (max |x|, sum x^2, all finite) carried on over x."""
     for i in range(x.size):
         a = np.float64(x[i])
         signal += a * a
@@ -271,9 +269,18 @@ def _max_abs_and_signal_kernel(x):
     return top, signal, finite
 
 
-def max_abs_and_signal(x):
-    """(max |x|, sum x^2 in float64) in one pass; max |x| is inf if some x is NaN or infinite."""
-    top, signal, finite = _max_abs_and_signal_kernel(np.ascontiguousarray(x).reshape(-1))
+def max_abs_and_signal(x, widen=None, piece=1 << 16):
+    """(max |x|, sum x^2 in float64) in one pass; max |x| is inf if some x is NaN or infinite.
+
+    With `widen` (a function of a slice of x giving its float values), x is taken `piece` values at
+    a time through it: no widened copy of a whole tensor (bf16 words: 4 bytes a value each time)."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    top, signal, finite = 0.0, 0.0, True
+    if widen is None:
+        top, signal, finite = _max_abs_and_signal_kernel(flat, top, signal, finite)
+    else:  # the same sums in the same order
+        for lo in range(0, flat.size, piece):
+            top, signal, finite = _max_abs_and_signal_kernel(widen(flat[lo : lo + piece]), top, signal, finite)
     return (top if finite else math.inf), signal
 
 

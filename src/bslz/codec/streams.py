@@ -104,21 +104,22 @@ def plan_stream(values, *, mode="auto", chunk_size=DEFAULT_CHUNK_SIZE, block_siz
     if mode not in ("auto",) + MODES:
         raise InvalidArgumentError(f"mode must be 'auto', 'eg', 'zero_run' or 'rans', got {mode!r}")
     candidates = []
+    top, zeros = K.max_and_zeros(arr)  # one pass for what every planner needs
+    top = int(top)
     if mode in ("auto", "eg"):
-        candidates.extend(_plans_eg(arr, chunk_size, block_size))
+        candidates.extend(_plans_eg(arr, chunk_size, block_size, top))
     if mode in ("auto", "zero_run"):
-        plan = _plan_zero_run(arr, chunk_size, block_size, required=mode == "zero_run")
+        plan = _plan_zero_run(arr, chunk_size, block_size, top, zeros, required=mode == "zero_run")
         if plan is not None:
             candidates.append(plan)
     if mode in ("auto", "rans"):
-        plan = _plan_rans(arr, chunk_size, block_size, required=mode == "rans")
+        plan = _plan_rans(arr, chunk_size, block_size, top, required=mode == "rans")
         if plan is not None:
             candidates.append(plan)
     return min(candidates, key=StreamPlan.size_bits)
 
 
-def _plan_rans(arr, chunk_size, block_size, required):
-    top = int(K.max_value(arr)) if arr.size else 0
+def _plan_rans(arr, chunk_size, block_size, top, required):
     if top >= MAX_ALPHABET or (not required and arr.size < RANS_MIN_SYMBOLS):
         if required:
             raise InvalidArgumentError(f"rans mode takes symbols below {MAX_ALPHABET}, got {top}")
@@ -135,21 +136,21 @@ def stream_size_bits(values, **kwargs):
     return plan_stream(values, **kwargs).size_bits()
 
 
-def _block_costs(arr, block_size):
-    """Bits of every block under every order up to the bit length of the largest symbol (no larger
-    order can be best), computed on all cores."""
+def _block_costs(arr, block_size, top):
+    """Bits of every block under every order up to the bit length of the largest symbol `top` (no
+    larger order can be best), computed on all cores."""
     from bslz.codec.expgolomb import MAX_ORDER
 
-    top = int(K.max_value(arr)) if arr.size else 0
     nblocks = -(-arr.size // block_size)
     costs = np.zeros((nblocks, min(MAX_ORDER, top.bit_length()) + 1), dtype=np.uint64)
     parallel_map(lambda b: K.block_costs(arr, block_size, costs, *b), split_range(nblocks, default_workers()))
     return costs
 
 
-def _plans_eg(arr, chunk_size, block_size):
-    """The one-order plan, and the order-per-block plan when there is more than one block."""
-    costs = _block_costs(arr, block_size)
+def _plans_eg(arr, chunk_size, block_size, top):
+    """The one-order plan, and the order-per-block plan when there is more than one block (`top`:
+    the largest symbol)."""
+    costs = _block_costs(arr, block_size, top)
     per_chunk = chunk_size // block_size
     starts = np.arange(0, len(costs), per_chunk)
 
@@ -165,12 +166,11 @@ def _plans_eg(arr, chunk_size, block_size):
     return [single, StreamPlan("eg", arr.size, chunk_size, block_size, orders.astype(np.uint8), chunk_sums(block_bits))]
 
 
-def _plan_zero_run(arr, chunk_size, block_size, required):
+def _plan_zero_run(arr, chunk_size, block_size, top, zeros, required):
     from bslz.codec.expgolomb import MAX_ORDER
 
-    if not required and (arr.size == 0 or arr.size - np.count_nonzero(arr) < ZERO_RUN_MIN_ZERO_SHARE * arr.size):
+    if not required and (arr.size == 0 or zeros < ZERO_RUN_MIN_ZERO_SHARE * arr.size):
         return None
-    top = int(K.max_value(arr)) if arr.size else 0
     nchunks = -(-arr.size // chunk_size)
     # runs are at most a chunk long; no order above the bit length of the largest symbol can be best
     run_costs = np.zeros((nchunks, min(MAX_ORDER, chunk_size.bit_length()) + 1), dtype=np.uint64)
