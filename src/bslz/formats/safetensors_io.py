@@ -10,6 +10,7 @@ data; offsets are relative to the data start and must tile it with no gap or ove
 import dataclasses
 import json
 import math
+import mmap
 import os
 
 import numpy as np
@@ -48,10 +49,23 @@ class SafetensorsFile:
     file_size: int
 
     def tensor_bytes(self, info):
-        """The raw bytes of one tensor, memory-mapped read-only (uint8 array)."""
+        """The raw bytes of one tensor, memory-mapped read-only (uint8 array; unmapped once no array
+        refers to it)."""
         if info.nbytes == 0:
             return np.zeros(0, dtype=np.uint8)
-        return np.memmap(self.path, dtype=np.uint8, mode="r", offset=self.data_start + info.begin, shape=(info.nbytes,))
+        return map_read_only(self.path, self.data_start + info.begin, info.nbytes)
+
+
+def map_read_only(path, offset, length):
+    """`length` bytes of a file from `offset`, memory-mapped read-only, as a uint8 array (a plain
+    mmap under np.frombuffer: np.memmap took ~40 us a tensor, mostly Python)."""
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        mapped = mmap.mmap(fd, offset + length - start, access=mmap.ACCESS_READ, offset=start)
+    finally:
+        os.close(fd)  # the mapping keeps the file
+    return np.frombuffer(mapped, dtype=np.uint8, count=length, offset=offset - start)
 
 
 def read_safetensors(path):
