@@ -520,3 +520,28 @@ def test_the_checksum_falls_back_to_zlib_without_zlib_ng():
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_safetensors_tensors_are_read_only_maps_of_the_right_bytes(tmp_path):
+    """Each tensor comes back as a read-only view of its bytes in the file, at any offset (not a
+    multiple of the page size), and the mapping goes when the array does."""
+    import gc
+
+    import safetensors.numpy
+
+    from bslz.formats.safetensors_io import read_safetensors
+
+    tensors = {f"t{i}": np.arange(i * 7 + 3, dtype=np.float32) * (i + 1) for i in range(20)}
+    path = tmp_path / "m.safetensors"
+    safetensors.numpy.save_file(tensors, str(path))
+    source = read_safetensors(path)
+    for info in source.tensors:
+        raw = source.tensor_bytes(info)
+        assert raw.tobytes() == tensors[info.name].tobytes() and not raw.flags.writeable
+        with pytest.raises(ValueError):
+            raw[:1] = 0
+    del raw
+    gc.collect()
+    if os.path.exists("/proc/self/maps"):  # Linux: no mapping of the file is left
+        with open("/proc/self/maps") as maps:
+            assert str(path) not in maps.read()
