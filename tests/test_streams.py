@@ -186,3 +186,35 @@ def test_max_and_zeros_in_one_pass(arr):
 
     top, zeros = max_and_zeros(arr)
     assert top == (int(arr.max()) if arr.size else 0) and zeros == arr.size - np.count_nonzero(arr)
+
+
+@given(
+    scales=st.lists(st.integers(0, 30), min_size=1, max_size=9),
+    seed=st.integers(0, 2**32 - 1),
+    huge=st.booleans(),
+)
+def test_every_order_decodes_exactly_in_lanes_and_alone(scales, seed, huge):
+    """Chunks of different scales (orders 0 to ~30, so some lanes take codewords from the window and
+    others the table, codewords longer than a window among them) decode to what was coded, four
+    chunks in lockstep or one by one; into too narrow an output, an error."""
+    rng = np.random.default_rng(seed)
+    parts = [rng.geometric(1.0 / (2.0**s + 1), 64).astype(np.uint64) - 1 for s in scales]
+    arr = np.concatenate(parts)
+    if huge:  # a few codewords of over 64 bits
+        arr[rng.integers(0, arr.size, 3)] = rng.integers(2**40, 2**60, 3, dtype=np.uint64)
+    enc = streams.encode_stream(arr, mode="eg", **SIZES)
+    np.testing.assert_array_equal(streams.decode_stream(enc), arr)
+    if arr.max() > 2**32 - 1:
+        with pytest.raises(FormatError, match="larger than its output type"):
+            streams.decode_stream(enc, dtype=np.uint32)
+    for c in range(enc.plan.num_chunks):  # and each chunk is the standard EG stream of its symbols
+        lo, hi = c * 64, min(arr.size, (c + 1) * 64)
+        starts = enc.plan.chunk_word_starts()
+        chunk_bits = bits_of(enc.payload[int(starts[c]) * 8 : int(starts[c + 1]) * 8], int(enc.plan.chunk_bits[c]))
+        pos = 0
+        for b in range(lo, hi, enc.plan.block_size if len(enc.plan.orders) > 1 else hi - lo):
+            k = int(enc.plan.orders[b // enc.plan.block_size]) if len(enc.plan.orders) > 1 else int(enc.plan.orders[0])
+            end = min(hi, b + enc.plan.block_size) if len(enc.plan.orders) > 1 else hi
+            got, used = eg_decode(chunk_bits[pos:], end - b, k)
+            assert got == arr[b:end].tolist()
+            pos += used
