@@ -226,3 +226,13 @@ def test_signed_to_unsigned_in_place():
     read_only.flags.writeable = False
     np.testing.assert_array_equal(eg.signed_to_unsigned(read_only, narrow=True, in_place=True), expected)
     np.testing.assert_array_equal(read_only, values)
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("k", [0, 3, 4, 8, 20])
+@pytest.mark.parametrize("buf", [b"\x00", b"\x00" * 8, b"\x00" * 5 + b"\xff" * 3])
+def test_windows_of_zeros_are_truncated_not_wrapped(k, buf):
+    """A window holding no 1 (the codeword runs past the buffer) is an error in every path, with
+    no arithmetic wrapping (warnings are errors here, also without the JIT)."""
+    with pytest.raises(FormatError):
+        eg.decode(buf, 4, k)

@@ -94,7 +94,8 @@ def window_codeword(cur, used, k, max_symbol):
     zeros = U64(64) - bit_length(cur)
     z = min(zeros, U64(31))  # shift amounts stay below 64 whatever the window holds
     nb = z + k + U64(1)
-    sym = ((cur << z) >> (U64(64) - nb)) - (U64(1) << k)
+    top = (cur << z) >> (U64(64) - nb)  # 2**k + symbol when the codeword's 1 lies in the window
+    sym = top - min(top, U64(1) << k)  # (else it is slow anyway: no wrap-around, even in plain Python)
     length = z + nb
     return (zeros > U64(31)) | (length > U64(64) - used) | (sym > max_symbol), sym, length
 
