@@ -118,7 +118,7 @@ def plan_steps(source, options, lossless_bits=None, progress=None):
     rounds over the tensors, the usual count).
 
     For `snr` the step of each tensor is a first guess: the writer searches from it
-    (`dq_quantize_for_snr`) and codes the indices of the step it finds, rather than quantizing
+    (`dq_quantize_for_snr`) and codes the symbols of the step it finds, rather than quantizing
     every tensor once more after a search pass.
     """
     if options.target is None:
