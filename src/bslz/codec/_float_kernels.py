@@ -12,7 +12,7 @@ import numpy as np
 
 from bslz.codec._bits import finish_bits, peek64, put_bits
 from bslz.codec._expgolomb_kernels import order_costs_from_histogram
-from bslz.codec._jit import bit_length, njit
+from bslz.codec._jit import bit_length, njit, njit_inline
 
 U64 = np.uint64
 
@@ -44,21 +44,19 @@ def merge_head(words, lo, hi, low_bits, piece):
         chunk[i] |= U64(piece[i]) << low_bits
 
 
-@njit
-def merge_tail(words, lo, hi, sign_pos, low_bits, shift, piece):
-    """OR a tail piece back into words[lo:hi], its sign bit moved back to the word's top."""
-    sign_bit = U64(1) << low_bits
-    chunk = words[lo:hi]
-    for i in range(chunk.size):
-        tail = U64(piece[i]) << shift
-        chunk[i] |= ((tail & sign_bit) << (sign_pos - low_bits)) | (tail & (sign_bit - U64(1)))
-
-
-@njit
+@njit_inline
 def _tail_bits(tail, sign_pos, low_bits):
     """A word's bits from its tail value (sign << low_bits | low mantissa bits)."""
     sign_bit = U64(1) << low_bits
     return ((tail & sign_bit) << (sign_pos - low_bits)) | (tail & (sign_bit - U64(1)))
+
+
+@njit
+def merge_tail(words, lo, hi, sign_pos, low_bits, shift, piece):
+    """OR a tail piece back into words[lo:hi], its sign bit moved back to the word's top."""
+    chunk = words[lo:hi]
+    for i in range(chunk.size):
+        chunk[i] |= _tail_bits(U64(piece[i]) << shift, sign_pos, low_bits)
 
 
 @njit

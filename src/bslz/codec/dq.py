@@ -23,6 +23,7 @@ from bslz.codec._expgolomb_kernels import zigzag
 from bslz.codec._jit import gather_byte_bits, njit, njit_inline
 from bslz.codec._parallel import default_workers, parallel_map, split_range
 from bslz.codec.expgolomb import signed_to_unsigned
+from bslz.codec.quantize import signal_and_noise
 from bslz.errors import InvalidArgumentError
 
 TRANSITIONS = np.array([[0, 4], [6, 0], [1, 7], [5, 1], [2, 6], [4, 2], [3, 5], [7, 3]], dtype=np.int64)
@@ -260,31 +261,29 @@ def _check(x, step, block):
 
 def quantize_dq(x, step, block=DEFAULT_BLOCK):
     """Trellis-quantized indices of x (int32, same shape) for lattice step `step`."""
-    flat, step, block = _check(x, step, block)
-    out = np.empty(flat.size, dtype=np.int32)  # |index| <= MAX_INDEX, checked above
-    nblocks = -(-flat.size // block)
-    parallel_map(
-        lambda b: _quantize_blocks(flat, step, block, out, *b),
-        split_range(nblocks, default_workers()),
-    )
-    return out.reshape(np.shape(x))
+    return _trellis(x, step, block, as_symbols=False).reshape(np.shape(x))
 
 
 def quantize_dq_symbols(x, step, block=DEFAULT_BLOCK):
     """The se(v) symbols (uint32, flat) of `quantize_dq(x, step, block)`: what a stream codes. Each
     thread maps the indices it found in place, right after finding them (a separate pass over the
     tensor took 0.5 ns a value, on one thread)."""
+    return _trellis(x, step, block, as_symbols=True).view(np.uint32)
+
+
+def _trellis(x, step, block, as_symbols):
+    """The flat int32 indices of x, their se(v) symbols in their place if `as_symbols`."""
     flat, step, block = _check(x, step, block)
     indices = np.empty(flat.size, dtype=np.int32)  # |index| <= MAX_INDEX: se(v) < 2**31 fits uint32
-    symbols = indices.view(np.uint32)
 
     def run(blocks):
         _quantize_blocks(flat, step, block, indices, *blocks)
-        lo, hi = blocks[0] * block, min(flat.size, blocks[1] * block)
-        zigzag(indices[lo:hi], symbols[lo:hi])  # each value read before its place is written
+        if as_symbols:
+            lo, hi = blocks[0] * block, min(flat.size, blocks[1] * block)
+            zigzag(indices[lo:hi], indices[lo:hi].view(np.uint32))  # each value read before its place is written
 
     parallel_map(run, split_range(-(-flat.size // block), default_workers()))
-    return symbols
+    return indices
 
 
 def _block_ranges(size, block):
@@ -310,22 +309,15 @@ def dequantize_dq(indices, step, block=DEFAULT_BLOCK, dtype=np.float32):
     return out.reshape(np.shape(indices))
 
 
-@njit
-def _add_squared_error(x, y, total):
-    for i in range(x.size):
-        d = np.float64(x[i]) - np.float64(y[i])
-        total += d * d
-    return total
-
-
 def squared_error_dq(values, symbols, step, block=DEFAULT_BLOCK, piece_blocks=16):
     """sum (values - dequantize_dq_symbols(symbols, step))^2 in float64, summed in the same order as
     over the whole arrays, but reconstructed `piece_blocks` blocks at a time: no tensor-sized array."""
     x, u = np.ascontiguousarray(values).reshape(-1), np.ascontiguousarray(symbols).reshape(-1)
-    total, piece = 0.0, block * piece_blocks
+    signal, noise, piece = 0.0, 0.0, block * piece_blocks
     for lo in range(0, u.size, piece):
-        total = _add_squared_error(x[lo : lo + piece], dequantize_dq_symbols(u[lo : lo + piece], step, block), total)
-    return total
+        y = dequantize_dq_symbols(u[lo : lo + piece], step, block)
+        signal, noise = signal_and_noise(x[lo : lo + piece], y, signal, noise)
+    return noise
 
 
 def dequantize_dq_symbols(symbols, step, block=DEFAULT_BLOCK, dtype=np.float32):

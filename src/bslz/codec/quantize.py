@@ -246,9 +246,8 @@ def dequantize_with_table(symbols, step, table, beyond_offset, dtype=np.float32)
 
 
 @njit
-def _signal_and_noise_kernel(x, y):
-    signal = 0.0
-    noise = 0.0
+def _signal_and_noise_kernel(x, y, signal, noise):
+    """The running (sum x^2, sum (x - y)^2) carried on over x and y."""
     for i in range(x.size):
         a = np.float64(x[i])
         d = a - np.float64(y[i])
@@ -284,12 +283,13 @@ def max_abs_and_signal(x, widen=None, piece=1 << 16):
     return (top if finite else math.inf), signal
 
 
-def signal_and_noise(x, x_hat):
-    """(sum x^2, sum (x - x_hat)^2) in float64 over two arrays of the same size, in one pass."""
+def signal_and_noise(x, x_hat, signal=0.0, noise=0.0):
+    """(sum x^2, sum (x - x_hat)^2) in float64 over two arrays of the same size, in one pass; added
+    onto running sums `signal` and `noise` if given (in the same order as over the arrays joined)."""
     x, x_hat = np.ascontiguousarray(x).reshape(-1), np.ascontiguousarray(x_hat).reshape(-1)
     if x.size != x_hat.size:
         raise InvalidArgumentError(f"arrays of {x.size} and {x_hat.size} elements")
-    return _signal_and_noise_kernel(x, x_hat)
+    return _signal_and_noise_kernel(x, x_hat, float(signal), float(noise))
 
 
 def squared_error(x, step, dead_zone=0.5, reconstruction="midpoint", gg_params=None, levels=DEFAULT_GG_LEVELS):
