@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 
 from bslz.codec._jit import njit
+from bslz.errors import InvalidArgumentError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,21 +96,32 @@ def to_float32(raw_words, dtype):
     return raw_words.view(dtype.numpy_dtype).astype(np.float64 if dtype.name == "F64" else np.float32, copy=False)
 
 
-def from_float32(values, dtype):
-    """Raw bit patterns of `values` rounded to a float DType (round to nearest even)."""
+def from_float32(values, dtype, out=None):
+    """Raw bit patterns of `values` rounded to a float DType (round to nearest even); written into
+    `out` (contiguous words of the dtype, as many as values) when given, and returned."""
+    if out is not None and (out.dtype != dtype.word_dtype or out.size != np.size(values) or not out.flags.c_contiguous):
+        raise InvalidArgumentError(f"out must be {np.size(values)} contiguous {dtype.word_dtype} words")
     if dtype.name == "BF16":
         bits = np.ascontiguousarray(values, dtype=np.float32).reshape(-1).view(np.uint32)
-        out = np.empty(bits.size, dtype=np.uint16)
-        _round_to_bfloat16(bits, out)
-        return out.reshape(np.shape(values))
+        words = np.empty(bits.size, dtype=np.uint16) if out is None else out.reshape(-1)
+        _round_to_bfloat16(bits, words)
+        return words.reshape(np.shape(values))
     if dtype.name in ("F8_E4M3", "F8_E5M2"):
         import torch
 
         torch_dtype = torch.float8_e4m3fn if dtype.name == "F8_E4M3" else torch.float8_e5m2
-        return (
+        words = (
             torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(torch_dtype).view(torch.uint8).numpy()
         )
-    return np.ascontiguousarray(values).astype(dtype.numpy_dtype, copy=False).view(dtype.word_dtype)
+    elif out is not None:  # numpy's cast, as astype would make it, straight into place
+        out.view(dtype.numpy_dtype).reshape(np.shape(values))[...] = values
+        return out.reshape(np.shape(values))
+    else:
+        return np.ascontiguousarray(values).astype(dtype.numpy_dtype, copy=False).view(dtype.word_dtype)
+    if out is None:
+        return words
+    out.reshape(-1)[:] = words.reshape(-1)
+    return out.reshape(np.shape(values))
 
 
 @njit

@@ -183,7 +183,7 @@ def _reconstruct_and_measure(symbols, fields, table, dtype, values):
 
     def run(bounds):
         lo, hi = bounds
-        words[lo:hi] = _reconstruct(symbols[lo:hi], fields, table, dtype).view(dtype.word_dtype)
+        _reconstruct(symbols[lo:hi], fields, table, dtype, out=words[lo:hi])
         return signal_and_noise(values[lo:hi], to_float32(words[lo:hi], dtype))
 
     parts = max(1, symbols.size // RECONSTRUCT_PIECE)
@@ -202,16 +202,23 @@ def _table(fields, prefix):
     return np.frombuffer(prefix, dtype="<f8").astype(np.float64), beyond_offset
 
 
-def _reconstruct(symbols, fields, table, dtype):
-    """Raw bytes of the tensor from its decoded se(v) symbols (uint32)."""
+def _reconstruct(symbols, fields, table, dtype, out=None):
+    """Raw bytes of the tensor from its decoded se(v) symbols (uint32), written into `out` (the
+    dtype's words, one a symbol) when given: no copy of a chunk's values, and for F32 / F64 under
+    dependent quantization no array of values at all."""
     compute = np.float64 if dtype.name == "F64" else np.float32
     if fields["reconstruction"] == "dq":
-        values = dequantize_dq_symbols(symbols, fields["step"], fields["dq_block"], compute)
+        direct = out is not None and dtype.numpy_dtype == compute  # the values are the words
+        values = dequantize_dq_symbols(
+            symbols, fields["step"], fields["dq_block"], compute, out=out.view(compute) if direct else None
+        )
         if values is None:
             raise FormatError(f"dependent quantization index beyond {DQ_MAX_INDEX}")
+        if direct:
+            return out.view(np.uint8)
     else:
         values = dequantize_with_table(unsigned_to_signed(symbols, np.int32), fields["step"], *table, compute)
-    return from_float32(values.reshape(-1), dtype).view(np.uint8)
+    return from_float32(values.reshape(-1), dtype, out=out).view(np.uint8)
 
 
 # ---- decoding ------------------------------------------------------------------------------
@@ -231,7 +238,7 @@ def _decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes):
 
     def consume(lo, hi, symbols):
         with np.errstate(over="ignore", invalid="ignore"):  # numpy's error state is per thread: see decode_tensor
-            words[lo:hi] = _reconstruct(symbols, fields, table, dtype).view(dtype.word_dtype)
+            _reconstruct(symbols, fields, table, dtype, out=words[lo:hi])
 
     streams.consume_rans_chunks(stream, consume)
     return out
