@@ -449,7 +449,7 @@ def test_dependent_quantization_index_beyond_the_limit(symbol):
         tensor_codec.decode_tensor(fields, np.frombuffer(payload, np.uint8), "F32", 4, 16)
 
 
-@pytest.mark.parametrize("dtype", ["F32", "BF16"])
+@pytest.mark.parametrize("dtype", ["F32", "BF16", "F16", "F64"])
 @pytest.mark.parametrize("reconstruction", ["dq", "gg", "midpoint"])
 def test_chunk_by_chunk_decoding_gives_the_encoders_values(dtype, reconstruction, monkeypatch):
     """rANS streams of several chunks decode chunk by chunk straight into values: the bytes the

@@ -116,6 +116,19 @@ def test_decoding_from_symbols_is_dequantize_of_the_signed_indices(k, block):
 
 
 @pytest.mark.small
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_decoding_from_symbols_into_a_given_array(dtype):
+    symbols = signed_to_unsigned(np.arange(-40, 41, dtype=np.int32)).astype(np.uint32)
+    out = np.full(symbols.size, np.nan, dtype=dtype)
+    assert dq.dequantize_dq_symbols(symbols, 0.37, 16, dtype, out=out) is out
+    np.testing.assert_array_equal(out, dq.dequantize_dq_symbols(symbols, 0.37, 16, dtype))
+    wrong_dtype, wrong_size = np.empty(symbols.size, np.float16), np.empty(symbols.size + 1, dtype)
+    for bad in (wrong_dtype, wrong_size, np.empty(2 * symbols.size, dtype)[::2]):
+        with pytest.raises(InvalidArgumentError):
+            dq.dequantize_dq_symbols(symbols, 0.37, 16, dtype, out=bad)
+
+
+@pytest.mark.small
 @pytest.mark.parametrize("k", [2**30 + 1, -(2**30) - 1, 2**31])
 def test_decoding_from_symbols_refuses_indices_beyond_the_limit(k):
     symbols = np.array([3, signed_to_unsigned(np.array([k]))[0], 0], dtype=np.uint32)

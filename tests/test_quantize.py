@@ -256,3 +256,18 @@ def test_max_abs_and_signal_a_piece_at_a_time_is_the_same():
     assert qz.max_abs_and_signal(words, widen=lambda piece: to_float32(piece, bf16), piece=1000) == whole
     words[7777] = 0x7FC0  # a NaN in a later piece
     assert qz.max_abs_and_signal(words, widen=lambda piece: to_float32(piece, bf16), piece=1000)[0] == math.inf
+
+
+@pytest.mark.parametrize("name", ["BF16", "F16", "F32", "F64", "F8_E4M3", "F8_E5M2"])
+def test_rounding_to_a_dtype_into_a_given_array(name):
+    """from_float32(values, dtype, out=words) writes the words from_float32 returns, into `out`."""
+    from bslz.formats.dtypes import from_float32, lookup
+
+    dtype = lookup(name)
+    values = np.random.default_rng(3).laplace(0, 0.5, (3, 337)).astype(np.float32)
+    out = np.zeros(values.size, dtype=dtype.word_dtype)
+    got = from_float32(values, dtype, out=out)
+    assert np.shares_memory(got, out) and got.shape == values.shape
+    np.testing.assert_array_equal(out, from_float32(values, dtype).reshape(-1))
+    with pytest.raises(InvalidArgumentError):
+        from_float32(values, dtype, out=np.zeros(values.size - 1, dtype=dtype.word_dtype))
