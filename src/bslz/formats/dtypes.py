@@ -113,14 +113,13 @@ def from_float32(values, dtype, out=None):
         words = (
             torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(torch_dtype).view(torch.uint8).numpy()
         )
-    elif out is not None:  # numpy's cast, as astype would make it, straight into place
-        out.view(dtype.numpy_dtype).reshape(np.shape(values))[...] = values
+        if out is None:
+            return words
+        out.reshape(-1)[:] = words.reshape(-1)
         return out.reshape(np.shape(values))
-    else:
-        return np.ascontiguousarray(values).astype(dtype.numpy_dtype, copy=False).view(dtype.word_dtype)
     if out is None:
-        return words
-    out.reshape(-1)[:] = words.reshape(-1)
+        return np.ascontiguousarray(values).astype(dtype.numpy_dtype, copy=False).view(dtype.word_dtype)
+    out.view(dtype.numpy_dtype).reshape(np.shape(values))[...] = values  # numpy's cast, as astype's, in place
     return out.reshape(np.shape(values))
 
 
