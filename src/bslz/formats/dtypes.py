@@ -99,13 +99,14 @@ def to_float32(raw_words, dtype):
 def from_float32(values, dtype, out=None):
     """Raw bit patterns of `values` rounded to a float DType (round to nearest even); written into
     `out` (contiguous words of the dtype, as many as values) when given, and returned."""
+    shape = np.shape(values)
     if out is not None and (out.dtype != dtype.word_dtype or out.size != np.size(values) or not out.flags.c_contiguous):
         raise InvalidArgumentError(f"out must be {np.size(values)} contiguous {dtype.word_dtype} words")
     if dtype.name == "BF16":
         bits = np.ascontiguousarray(values, dtype=np.float32).reshape(-1).view(np.uint32)
         words = np.empty(bits.size, dtype=np.uint16) if out is None else out.reshape(-1)
         _round_to_bfloat16(bits, words)
-        return words.reshape(np.shape(values))
+        return words.reshape(shape)
     if dtype.name in ("F8_E4M3", "F8_E5M2"):
         import torch
 
@@ -116,11 +117,11 @@ def from_float32(values, dtype, out=None):
         if out is None:
             return words
         out.reshape(-1)[:] = words.reshape(-1)
-        return out.reshape(np.shape(values))
+        return out.reshape(shape)
     if out is None:
         return np.ascontiguousarray(values).astype(dtype.numpy_dtype, copy=False).view(dtype.word_dtype)
-    out.view(dtype.numpy_dtype).reshape(np.shape(values))[...] = values  # numpy's cast, as astype's, in place
-    return out.reshape(np.shape(values))
+    out.view(dtype.numpy_dtype).reshape(shape)[...] = values  # numpy's cast, as astype's, in place
+    return out.reshape(shape)
 
 
 @njit
