@@ -137,7 +137,8 @@ def test_decoding_from_symbols_refuses_indices_beyond_the_limit(k):
 
 @pytest.mark.small
 def test_viterbi_matches_a_table_driven_search():
-    """The unrolled add-compare-select step against a plain search over TRANSITIONS (same tie rule)."""
+    """The vector add-compare-select step and the four-quarter walk back against a plain search over
+    TRANSITIONS (same tie rule); blocks of 1000 and 4096 are long enough for the quartered walk."""
     rng = np.random.default_rng(7)
     x = np.concatenate([rng.laplace(0, 1.0, 3000), np.round(rng.normal(0, 3, 1000)) * 0.25, np.zeros(50)])
     for step, block in ((0.25, 1000), (0.1, 64), (1.0, 4096)):
@@ -181,6 +182,52 @@ def _around(v, q, step):
     c = v / step
     m = math.floor((c + 1) / 2) if c >= 0 else math.ceil((c - 1) / 2)
     return (m, m + 1) if c >= 0 else (m, m - 1)
+
+
+@pytest.mark.small
+def test_add_compare_select_against_the_predecessor_tables():
+    """Each state's new cost is the cheaper of its two predecessors' (costs plus the error of the
+    predecessor's quantizer at the parity that leads here), the second only if strictly cheaper;
+    decision bit j set when state j took its second. Ties included (integer errors)."""
+    rng = np.random.default_rng(3)
+    n = 200
+    errors = rng.integers(0, 4, (4, dq._SUB_BLOCK)).astype(np.float64)
+    costs = rng.integers(0, 6, 8).astype(np.float64)
+    expected_costs, expected = costs.copy(), []
+    for i in range(n):
+        new, byte = np.empty(8), 0
+        for j in range(8):
+            paths = [
+                expected_costs[s] + errors[2 * dq.QUANTIZER[s] + p, i]
+                for s, p in zip(dq.PRED_STATES[j], dq.PRED_PARITIES[j])
+            ]
+            new[j] = min(paths)
+            byte |= int(paths[1] < paths[0]) << j
+        expected_costs = new
+        expected.append(byte)
+    decisions = np.zeros(n + 5, dtype=np.uint8)
+    dq._add_compare_select(costs, errors, decisions, 5, n)
+    assert decisions[5:].tolist() == expected and decisions[:5].tolist() == [0] * 5
+    np.testing.assert_array_equal(costs, expected_costs)
+    with pytest.raises(ValueError):  # never past the arrays it is given
+        dq._add_compare_select(costs, errors, decisions, 6, n)
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("warm_up", [1, 3, 128])
+def test_quartered_walk_back_is_the_sequential_one(warm_up):
+    """Random decisions (paths that need not meet soon) and a short warm-up: the quarters whose
+    guessed state is wrong are redone, and the walk equals the one-chain walk bit for bit."""
+    rng = np.random.default_rng(warm_up)
+    redone = 0
+    for n in (4 * warm_up - 1, 4 * warm_up, 1000, 4099):
+        decisions = rng.integers(0, 256, n).astype(np.uint8)
+        for end_state in range(dq.NUM_STATES):
+            expected, trace = np.empty(n, np.uint8), np.empty(n, np.uint8)
+            dq._trace_segment(decisions, expected, end_state, 0, n)
+            redone += dq._trace_back(decisions, trace, end_state, warm_up)
+            np.testing.assert_array_equal(trace, expected)
+    assert (redone > 0) == (warm_up < 128)  # the redo path is exercised, and rare with the default
 
 
 @pytest.mark.small

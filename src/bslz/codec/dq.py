@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from bslz.codec._dq_acs import make_add_compare_select
 from bslz.codec._expgolomb_kernels import zigzag
 from bslz.codec._jit import gather_byte_bits, njit, njit_inline
 from bslz.codec._parallel import default_workers, parallel_map, split_range
@@ -74,16 +75,8 @@ def _predecessors(transitions):
 PRED_STATES, PRED_PARITIES = _predecessors(TRANSITIONS)
 
 
-# The add-compare-select step below is written out for this table (8 scalar costs in registers:
-# a loop over table arrays ran 3x slower, measured). Each new state's two
-# predecessors (state, parity of k), lower state first, as `_predecessors` derives them:
-UNROLLED_PREDECESSORS = (
-    ((0, 0), (1, 1)), ((2, 0), (3, 1)), ((4, 0), (5, 1)), ((6, 0), (7, 1)),
-    ((0, 1), (5, 0)), ((3, 0), (6, 1)), ((1, 0), (4, 1)), ((2, 1), (7, 0)),
-)  # fmt: skip
-assert UNROLLED_PREDECESSORS == tuple(
-    tuple(zip(map(int, s), map(int, p))) for s, p in zip(PRED_STATES, PRED_PARITIES)
-), "the unrolled Viterbi step no longer matches TRANSITIONS"
+# The add-compare-select step of the search, as vector code (`_dq_acs`)
+_add_compare_select = make_add_compare_select(PRED_STATES, PRED_PARITIES, QUANTIZER)
 
 
 @njit_inline
@@ -95,13 +88,6 @@ def _errors(v, c, quantizer, step):
     e1, e2 = d1 * d1, d2 * d2
     odd = (k1 & 1) == 1
     return e2 if odd else e1, e1 if odd else e2
-
-
-@njit_inline
-def _select(a, b, bit):
-    """(min(a, b), decision bit): b only if strictly cheaper (ties keep the lower state)."""
-    later = b < a
-    return (b if later else a), np.uint8(later) << np.uint8(bit)
 
 
 def _trace_table():
@@ -121,64 +107,122 @@ _SUB_BLOCK = 512  # values whose candidate errors are computed ahead of the sear
 
 
 @njit
-def _quantize_block(x, step, out, decisions, errors):
+def _quantize_block(x, step, out, decisions, trace, errors, costs):
     """Viterbi search over the values x (one block); writes their indices to out.
 
     Three passes, so that only the add-compare-select runs on the dependency chain (one loop doing
     everything ran 3x slower, measured): per sub-block, the squared errors of the four candidate
     levels (two per quantizer, one of each parity; this loop vectorizes), then each state takes the
     cheaper of its two predecessors (decisions[i]: one bit per state, 1 for the second
-    predecessor). Then a walk back through TRACE, then the indices, no chain left.
+    predecessor; `_dq_acs`). Then the walk back (`_trace_back`: trace[i], the TRACE entry of each
+    step back), then the indices, no chain left.
 
-    Tried and dropped: eight blocks in lockstep, one a SIMD lane (the blocks are independent), so
-    that each add-compare-select serves eight values: numba's LLVM left the lane loop scalar
-    (vaddsd, not vaddpd) and it ran 12.7-15 ns a value against this one's 6.9."""
-    c0, c1, c2, c3, c4, c5, c6, c7 = 0.0, _INF, _INF, _INF, _INF, _INF, _INF, _INF
+    4.5 ns a value on one thread (MiniLM-like data), 6.7 with a scalar add-compare-select and a
+    sequential walk back. Tried and dropped: eight blocks in lockstep, one a SIMD lane (the blocks
+    are independent): numba's LLVM left the lane loop scalar (vaddsd, not vaddpd), 12.7-15 ns."""
+    costs[:] = _INF
+    costs[0] = 0.0
     for lo in range(0, x.size, _SUB_BLOCK):
-        xs, ds = x[lo : lo + _SUB_BLOCK], decisions[lo : lo + _SUB_BLOCK]
+        xs = x[lo : lo + _SUB_BLOCK]
         for i in range(xs.size):
             v = np.float64(xs[i])
             c = v / step
             errors[0, i], errors[1, i] = _errors(v, c, 0, step)  # quantizer 0, index even / odd
             errors[2, i], errors[3, i] = _errors(v, c, 1, step)
-        for i in range(xs.size):
-            e00, e01, e10, e11 = errors[0, i], errors[1, i], errors[2, i], errors[3, i]
-            n0, d0 = _select(c0 + e00, c1 + e01, 0)
-            n1, d1 = _select(c2 + e10, c3 + e11, 1)
-            n2, d2 = _select(c4 + e00, c5 + e01, 2)
-            n3, d3 = _select(c6 + e10, c7 + e11, 3)
-            n4, d4 = _select(c0 + e01, c5 + e00, 4)
-            n5, d5 = _select(c3 + e10, c6 + e11, 5)
-            n6, d6 = _select(c1 + e00, c4 + e01, 6)
-            n7, d7 = _select(c2 + e11, c7 + e10, 7)
-            ds[i] = d0 | d1 | d2 | d3 | d4 | d5 | d6 | d7
-            c0, c1, c2, c3, c4, c5, c6, c7 = n0, n1, n2, n3, n4, n5, n6, n7
-    costs = (c0, c1, c2, c3, c4, c5, c6, c7)
+        _add_compare_select(costs, errors, decisions, lo, xs.size)
     s = 0
     for t in range(1, NUM_STATES):
         if costs[t] < costs[s]:
             s = t
-    for i in range(x.size - 1, -1, -1):  # decisions[i] becomes the TRACE entry of the step back
-        step_back = TRACE[s, decisions[i]]
-        decisions[i] = step_back
-        s = step_back & 7
+    _trace_back(decisions[: x.size], trace, s, TRACE_WARM_UP)
     for i in range(x.size):
         c = np.float64(x[i]) / step
         a0, b0 = _candidates(c, 0)  # each quantizer's two candidates; the path picks one quantizer
         a1, b1 = _candidates(c, 1)  # and the parity of the index, which picks one of the two
-        q1 = (decisions[i] >> 4) & 1
-        parity = np.int64((decisions[i] >> 3) & 1)
+        q1 = (trace[i] >> 4) & 1
+        parity = np.int64((trace[i] >> 3) & 1)
         k1 = a1 if q1 else a0
         k2 = b1 if q1 else b0
         out[i] = k1 if (k1 & 1) == parity else k2
 
 
+# Paths traced back from any two states meet within a few dozen values in practice (measured: every
+# block of MiniLM-like data, at every step tried, within 128); a guess that had not met is redone.
+TRACE_WARM_UP = 128
+
+
+@njit
+def _trace_segment(decisions, trace, s, lo, hi):
+    """trace[i] for values hi - 1 down to lo, from s, the state after value hi - 1; returns the state
+    before value lo."""
+    for i in range(hi - 1, lo - 1, -1):
+        step_back = TRACE[s, decisions[i]]
+        trace[i] = step_back
+        s = step_back & 7
+    return s
+
+
+@njit
+def _trace_back(decisions, trace, s, warm_up):
+    """trace[i] = the step back at value i of the path that ends in state s (`_trace_table`); the
+    number of quarters redone (for the tests).
+
+    Each step back waits for the last (a table lookup, ~7 cycles), so the block is traced as four
+    quarters at once: the top one from s, each lower one from the state reached by tracing
+    `warm_up` values above it from state 0. Once the exact state entering a quarter is known, a
+    quarter whose guess differs is traced again from it: the result is the sequential walk's, bit
+    for bit. 1.8 -> 0.6 ns a value (one thread)."""
+    n = decisions.size
+    q = n // 4
+    if q < warm_up or warm_up < 1:
+        _trace_segment(decisions, trace, s, 0, n)
+        return 0
+    g1 = g2 = g3 = 0  # guessed states after values 3q - 1, 2q - 1 and q - 1
+    for j in range(warm_up):
+        g1 = TRACE[g1, decisions[3 * q + warm_up - 1 - j]] & 7
+        g2 = TRACE[g2, decisions[2 * q + warm_up - 1 - j]] & 7
+        g3 = TRACE[g3, decisions[q + warm_up - 1 - j]] & 7
+    s0, s1, s2, s3 = s, g1, g2, g3
+    for j in range(q):  # the top quarter's q highest values, and the three lower quarters
+        i = n - 1 - j
+        step_back = TRACE[s0, decisions[i]]
+        trace[i] = step_back
+        s0 = step_back & 7
+        i = 3 * q - 1 - j
+        step_back = TRACE[s1, decisions[i]]
+        trace[i] = step_back
+        s1 = step_back & 7
+        i = 2 * q - 1 - j
+        step_back = TRACE[s2, decisions[i]]
+        trace[i] = step_back
+        s2 = step_back & 7
+        i = q - 1 - j
+        step_back = TRACE[s3, decisions[i]]
+        trace[i] = step_back
+        s3 = step_back & 7
+    s0 = _trace_segment(decisions, trace, s0, 3 * q, n - q)  # the top quarter's n % 4 extra values
+    redone = 0
+    if s0 != g1:
+        s1 = _trace_segment(decisions, trace, s0, 2 * q, 3 * q)
+        redone += 1
+    if s1 != g2:
+        s2 = _trace_segment(decisions, trace, s1, q, 2 * q)
+        redone += 1
+    if s2 != g3:
+        _trace_segment(decisions, trace, s2, 0, q)
+        redone += 1
+    return redone
+
+
 @njit
 def _quantize_blocks(x, step, block, out, b_lo, b_hi):
     decisions = np.empty(block, dtype=np.uint8)
+    trace = np.empty(block, dtype=np.uint8)
     errors = np.empty((4, _SUB_BLOCK))
+    costs = np.empty(NUM_STATES)
     for b in range(b_lo, b_hi):
-        _quantize_block(x[b * block : (b + 1) * block], step, out[b * block : (b + 1) * block], decisions, errors)
+        x_b, out_b = x[b * block : (b + 1) * block], out[b * block : (b + 1) * block]
+        _quantize_block(x_b, step, out_b, decisions, trace, errors, costs)
 
 
 def _eight_step_tables():
