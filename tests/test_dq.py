@@ -133,6 +133,27 @@ def test_decoding_from_symbols_into_a_given_array(dtype):
 def test_decoding_from_symbols_refuses_indices_beyond_the_limit(k):
     symbols = np.array([3, signed_to_unsigned(np.array([k]))[0], 0], dtype=np.uint32)
     assert dq.dequantize_dq_symbols(symbols, 0.1) is None
+    assert dq.dequantize_dq_symbols_to_bfloat16(symbols, 0.1) is None
+
+
+@pytest.mark.small
+@given(
+    k=hnp.arrays(np.int32, st.integers(0, 9000), elements=st.integers(-(2**30), 2**30)),
+    step=st.sampled_from([0.37, 1e-3, 3e-39, 1e28]),  # a subnormal float32 step; values up to 2e37
+    block=st.sampled_from([1, 7, 4096]),
+)
+def test_decoding_to_bfloat16_is_the_float32_values_rounded(k, step, block):
+    """The one-pass bf16 decoder gives exactly from_float32's rounding of the float32 values, whose
+    pieces (through the scratch) and blocks line up however the sizes fall."""
+    from bslz.formats.dtypes import from_float32, lookup
+
+    symbols = signed_to_unsigned(k, narrow=True)
+    expected = from_float32(dq.dequantize_dq_symbols(symbols, step, block), lookup("BF16"))
+    out = np.zeros(k.size, np.uint16)
+    assert dq.dequantize_dq_symbols_to_bfloat16(symbols, step, block, out=out) is out
+    np.testing.assert_array_equal(out, expected)
+    with pytest.raises(InvalidArgumentError):
+        dq.dequantize_dq_symbols_to_bfloat16(symbols, step, block, out=np.zeros(k.size + 1, np.uint16))
 
 
 @pytest.mark.small
@@ -245,6 +266,7 @@ def test_gather_byte_bits_and_eight_step_tables():
                 quantizers.append(int(dq.QUANTIZER[state]))
                 state = int(dq.TRANSITIONS[state][(parities >> j) & 1])
             assert dq.NEXT8[start, parities] == state
+            assert (int(dq.NEXT8_SHIFTS[parities]) >> (8 * start)) & 0x38 == 8 * state
             assert list(int(dq.QUANTIZERS8[start, parities]).to_bytes(8, "little")) == quantizers
 
 

@@ -10,7 +10,16 @@ import numpy as np
 from bslz.codec._jit import njit_inline
 
 U64 = np.uint64
+U32 = np.uint32
 READ_PADDING_WORDS = 3
+
+
+@njit_inline
+def bfloat16_bits(float32_bits):
+    """The bfloat16 bit pattern nearest (ties to even) the float32 one: its upper half, rounded
+    (finite values and infinities; NaNs with the top payload bits set would wrap)."""
+    b = U32(float32_bits)
+    return U32((b + U32(0x7FFF) + ((b >> U32(16)) & U32(1))) >> U32(16))
 
 
 @njit_inline

@@ -7,6 +7,7 @@ import dataclasses
 
 import numpy as np
 
+from bslz.codec._bits import bfloat16_bits
 from bslz.codec._jit import njit
 from bslz.errors import InvalidArgumentError
 
@@ -135,8 +136,7 @@ def _widen_bfloat16(words, out):
 def _round_to_bfloat16(bits, out):
     """Upper halves of float32 bit patterns, rounded to nearest even (finite values)."""
     for i in range(bits.size):
-        b = bits[i]
-        out[i] = (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+        out[i] = bfloat16_bits(bits[i])
 
 
 def _fp8_to_float32(raw_words, name):

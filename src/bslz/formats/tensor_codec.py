@@ -21,7 +21,7 @@ from bslz.codec import floats, streams
 from bslz.codec._parallel import parallel_map, split_range
 from bslz.codec.dq import DEFAULT_BLOCK as DQ_DEFAULT_BLOCK
 from bslz.codec.dq import MAX_INDEX as DQ_MAX_INDEX
-from bslz.codec.dq import dequantize_dq_symbols, quantize_dq_symbols
+from bslz.codec.dq import dequantize_dq_symbols, dequantize_dq_symbols_to_bfloat16, quantize_dq_symbols
 from bslz.codec.expgolomb import MAX_VALUE, signed_to_unsigned, unsigned_to_signed
 from bslz.codec.gg import fit_generalized_gaussian
 from bslz.codec.quantize import dequantize_with_table, quantize, reconstruction_table, signal_and_noise
@@ -204,10 +204,15 @@ def _table(fields, prefix):
 
 def _reconstruct(symbols, fields, table, dtype, out=None):
     """Raw bytes of the tensor from its decoded se(v) symbols (uint32), written into `out` (the
-    dtype's words, one a symbol) when given: no copy of a chunk's values, and for F32 / F64 under
-    dependent quantization no array of values at all."""
+    dtype's words, one a symbol) when given: no copy of a chunk's values, and for BF16 / F32 / F64
+    under dependent quantization no array of values at all."""
     compute = np.float64 if dtype.name == "F64" else np.float32
     if fields["reconstruction"] == "dq":
+        if dtype.name == "BF16":  # rounded as it is reconstructed: no float32 array in between
+            words = dequantize_dq_symbols_to_bfloat16(symbols, fields["step"], fields["dq_block"], out=out)
+            if words is None:
+                raise FormatError(f"dependent quantization index beyond {DQ_MAX_INDEX}")
+            return words.view(np.uint8)
         direct = out is not None and dtype.numpy_dtype == compute  # the values are the words
         values = dequantize_dq_symbols(
             symbols, fields["step"], fields["dq_block"], compute, out=out.view(compute) if direct else None
