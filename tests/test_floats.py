@@ -99,6 +99,22 @@ def test_every_method_is_chosen_where_it_is_smallest():
 
 
 @pytest.mark.small
+def test_rans_must_save_a_128th_to_be_chosen():
+    """A near-uniform piece that rANS would shrink by less than 1/128 stays raw (its decoding pass
+    is not worth it); one skewed just enough more is rANS-coded."""
+    rng = np.random.default_rng(4)
+    for skew, expected in ((0.5, floats.RAW), (1.5, floats.RANS)):  # rANS saves 0.2 % and 1.7 %
+        p = np.full(64, 1.0)
+        p[:8] += skew
+        values = rng.choice(64, 300_000, p=p / p.sum()).astype(np.uint16)
+        raw, coded = (values.size * 6 + 7) // 8, len(encode_rans(values))
+        method, _, _, payload = floats.encode_segment(values, 6)
+        assert coded < raw  # rANS is smaller in both cases: the rule, not the size, decides
+        assert (method, len(payload)) == ((floats.RAW, raw) if expected == floats.RAW else (floats.RANS, coded))
+        assert (coded < raw - raw // 128) == (expected == floats.RANS)
+
+
+@pytest.mark.small
 def test_empty_tensor():
     enc = floats.encode_floats(np.zeros(0, dtype=np.uint16), "bfloat16")
     assert floats.decode_floats(enc).size == 0
