@@ -251,6 +251,15 @@ def test_encode_step_quotient_is_exact_at_the_extremes():
 
 
 @pytest.mark.small
+def test_mulhi64_is_the_high_half_of_the_product():
+    from bslz.codec._jit import mulhi64
+
+    top = 2**64 - 1
+    for a, b in [(0, 0), (1, top), (top, top), (2**63, 2), (2**32 + 1, 2**32 - 1), (0xDEADBEEFCAFEF00D, 0x123456789)]:
+        assert int(mulhi64(np.uint64(a), np.uint64(b))) == (a * b) >> 64
+
+
+@pytest.mark.small
 def test_reciprocals_divide_exactly():
     """x // f == mulhi(x, rcp) >> shift for every frequency and states across [0, 2**63)."""
     freqs = np.arange(2, SCALE + 1, dtype=np.uint32)

@@ -12,7 +12,7 @@ Decoders return a status instead of raising (STATUS_*).
 
 import numpy as np
 
-from bslz.codec._jit import bit_length, njit, njit_inline
+from bslz.codec._jit import bit_length, mulhi64, njit, njit_inline
 
 U64 = np.uint64
 U32 = np.uint32
@@ -33,6 +33,7 @@ STATUS_SYMBOL_TOO_LARGE = 5  # encoder input has a symbol >= MAX_ALPHABET
 
 _SB = U64(SCALE_BITS)
 _MASK = U64(SCALE - 1)
+_SCALE64 = U64(SCALE)
 _LOW = U64(STATE_LOW)
 _HIGH = U64(1) << U64(63)
 _W32 = U64(32)
@@ -50,20 +51,10 @@ def build_slot_table(freqs, starts, nsym, slot_sym):
             slot_sym[t] = s
 
 
-@njit_inline
-def mulhi(a, b):
-    """The high 64 bits of the 128-bit product a * b (uint64), from four 32 x 32-bit products."""
-    m32 = _LO32
-    al, ah, bl, bh = a & m32, a >> _W32, b & m32, b >> _W32
-    ll, lh, hl, hh = al * bl, al * bh, ah * bl, ah * bh
-    mid = (ll >> _W32) + (lh & m32) + (hl & m32)
-    return hh + (lh >> _W32) + (hl >> _W32) + (mid >> _W32)
-
-
 @njit
 def reciprocals(freqs, rcps, shifts):
     """Per frequency f >= 2: rcp = ceil(2**(63 + b) / f) with b = ceil(log2 f), and shift b - 1, so
-    that x // f == mulhi(x, rcp) >> shift for every x < 2**63 (Alverson, "Integer division using
+    that x // f == mulhi64(x, rcp) >> shift for every x < 2**63 (Alverson, "Integer division using
     reciprocals"). The 128-bit dividend is divided in two 64-bit steps (it is x1 * 2**32 + f - 1)."""
     for s in range(freqs.size):
         f = U64(freqs[s])
@@ -85,13 +76,14 @@ def encode_step(x, f, rcp, shift, start):
 
     The quotient x // f comes from a multiply by the reciprocal: half the time of a float64
     reciprocal with fix-ups, which was itself ~10 % faster than a 64-bit divide (measured), and
-    without a branch to mispredict."""
+    without a branch to mispredict. The new state (q << SCALE_BITS) + (x - q * f) + start is
+    computed as x + start + q * (SCALE - f): one multiply after the quotient, not two operations."""
     spill = x >= (f << _XMAX_SHIFT)
     word = U32(x & _LO32)
     x = (x >> _W32) if spill else x
-    q = mulhi(x, rcp) >> shift
+    q = mulhi64(x, rcp) >> shift
     q = x if f == U64(1) else q
-    return (q << _SB) + (x - q * f) + start, spill, word
+    return x + start + q * (_SCALE64 - f), spill, word
 
 
 @njit
