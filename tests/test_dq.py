@@ -205,33 +205,48 @@ def _around(v, q, step):
     return (m, m + 1) if c >= 0 else (m, m - 1)
 
 
-@pytest.mark.small
-def test_add_compare_select_against_the_predecessor_tables():
-    """Each state's new cost is the cheaper of its two predecessors' (costs plus the error of the
-    predecessor's quantizer at the parity that leads here), the second only if strictly cheaper;
-    decision bit j set when state j took its second. Ties included (integer errors)."""
-    rng = np.random.default_rng(3)
-    n = 200
-    errors = rng.integers(0, 4, (4, dq._SUB_BLOCK)).astype(np.float64)
-    costs = rng.integers(0, 6, 8).astype(np.float64)
-    expected_costs, expected = costs.copy(), []
+def _acs_reference(costs, errors, n):
+    """(new costs, decision bytes) of n steps, from the predecessor tables in Python."""
+    costs, out = costs.copy(), []
     for i in range(n):
         new, byte = np.empty(8), 0
         for j in range(8):
             paths = [
-                expected_costs[s] + errors[2 * dq.QUANTIZER[s] + p, i]
-                for s, p in zip(dq.PRED_STATES[j], dq.PRED_PARITIES[j])
+                costs[s] + errors[2 * dq.QUANTIZER[s] + p, i] for s, p in zip(dq.PRED_STATES[j], dq.PRED_PARITIES[j])
             ]
             new[j] = min(paths)
             byte |= int(paths[1] < paths[0]) << j
-        expected_costs = new
-        expected.append(byte)
-    decisions = np.zeros(n + 5, dtype=np.uint8)
-    dq._add_compare_select(costs, errors, decisions, 5, n)
-    assert decisions[5:].tolist() == expected and decisions[:5].tolist() == [0] * 5
-    np.testing.assert_array_equal(costs, expected_costs)
+        costs = new
+        out.append(byte)
+    return costs, out
+
+
+@pytest.mark.small
+def test_add_compare_select_against_the_predecessor_tables():
+    """Each state's new cost is the cheaper of its two predecessors' (costs plus the error of the
+    predecessor's quantizer at the parity that leads here), the second only if strictly cheaper;
+    decision bit j set when state j took its second. Ties included (integer errors). One chain,
+    and two in lockstep, each with its own costs, errors and decisions."""
+    rng = np.random.default_rng(3)
+    n, stride = 200, 230
+    errors = rng.integers(0, 4, (8, dq._SUB_BLOCK)).astype(np.float64)
+    costs = rng.integers(0, 6, 16).astype(np.float64)
+    expected = [_acs_reference(costs[8 * c : 8 * c + 8], errors[4 * c : 4 * c + 4], n) for c in (0, 1)]
+
+    one, decisions = costs[:8].copy(), np.zeros(n + 5, dtype=np.uint8)
+    dq._add_compare_select(one, errors[:4], decisions, decisions.size, 5, n)
+    assert decisions[5:].tolist() == expected[0][1] and decisions[:5].tolist() == [0] * 5
+    np.testing.assert_array_equal(one, expected[0][0])
+
+    two, decisions = costs.copy(), np.zeros(2 * stride, dtype=np.uint8)
+    dq._add_compare_select_2(two, errors, decisions, stride, 5, n)
+    for c in (0, 1):
+        assert decisions[c * stride + 5 : c * stride + 5 + n].tolist() == expected[c][1]
+        np.testing.assert_array_equal(two[8 * c : 8 * c + 8], expected[c][0])
     with pytest.raises(ValueError):  # never past the arrays it is given
-        dq._add_compare_select(costs, errors, decisions, 6, n)
+        dq._add_compare_select(one, errors[:4], decisions[: n + 5], n + 5, 6, n)
+    with pytest.raises(ValueError):  # nor one chain's decisions into the other's
+        dq._add_compare_select_2(two, errors, decisions, n, 5, n)
 
 
 @pytest.mark.small

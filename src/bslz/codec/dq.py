@@ -76,8 +76,9 @@ def _predecessors(transitions):
 PRED_STATES, PRED_PARITIES = _predecessors(TRANSITIONS)
 
 
-# The add-compare-select step of the search, as vector code (`_dq_acs`)
+# The add-compare-select step of the search, as vector code (`_dq_acs`): one block, or two in lockstep
 _add_compare_select = make_add_compare_select(PRED_STATES, PRED_PARITIES, QUANTIZER)
+_add_compare_select_2 = make_add_compare_select(PRED_STATES, PRED_PARITIES, QUANTIZER, chains=2)
 
 
 @njit_inline
@@ -108,34 +109,30 @@ _SUB_BLOCK = 512  # values whose candidate errors are computed ahead of the sear
 
 
 @njit
-def _quantize_block(x, step, out, decisions, trace, errors, costs):
-    """Viterbi search over the values x (one block); writes their indices to out.
+def _block_errors(x, step, errors, row):
+    """errors[row + r, i] for the values x (a sub-block): the squared errors of the four candidate
+    levels, two per quantizer, one of each parity (rows: quantizer 0 even / odd, quantizer 1
+    even / odd). No chain: this loop vectorizes."""
+    for i in range(x.size):
+        v = np.float64(x[i])
+        c = v / step
+        errors[row, i], errors[row + 1, i] = _errors(v, c, 0, step)
+        errors[row + 2, i], errors[row + 3, i] = _errors(v, c, 1, step)
 
-    Three passes, so that only the add-compare-select runs on the dependency chain (one loop doing
-    everything ran 3x slower, measured): per sub-block, the squared errors of the four candidate
-    levels (two per quantizer, one of each parity; this loop vectorizes), then each state takes the
-    cheaper of its two predecessors (decisions[i]: one bit per state, 1 for the second
-    predecessor; `_dq_acs`). Then the walk back (`_trace_back`: trace[i], the TRACE entry of each
-    step back), then the indices, no chain left.
 
-    4.5 ns a value on one thread (MiniLM-like data), 6.7 with a scalar add-compare-select and a
-    sequential walk back. Tried and dropped: eight blocks in lockstep, one a SIMD lane (the blocks
-    are independent): numba's LLVM left the lane loop scalar (vaddsd, not vaddpd), 12.7-15 ns."""
-    costs[:] = _INF
-    costs[0] = 0.0
-    for lo in range(0, x.size, _SUB_BLOCK):
-        xs = x[lo : lo + _SUB_BLOCK]
-        for i in range(xs.size):
-            v = np.float64(xs[i])
-            c = v / step
-            errors[0, i], errors[1, i] = _errors(v, c, 0, step)  # quantizer 0, index even / odd
-            errors[2, i], errors[3, i] = _errors(v, c, 1, step)
-        _add_compare_select(costs, errors, decisions, lo, xs.size)
+@njit
+def _best_end_state(costs, lo):
+    """The cheapest of the states costs[lo : lo + 8] (the first of equal costs)."""
     s = 0
     for t in range(1, NUM_STATES):
-        if costs[t] < costs[s]:
+        if costs[lo + t] < costs[lo + s]:
             s = t
-    _trace_back(decisions[: x.size], trace, s, TRACE_WARM_UP)
+    return s
+
+
+@njit
+def _indices(x, step, trace, out):
+    """out[i]: the index of value i on the traced path (trace[i]: its quantizer and parity)."""
     for i in range(x.size):
         c = np.float64(x[i]) / step
         a0, b0 = _candidates(c, 0)  # each quantizer's two candidates; the path picks one quantizer
@@ -145,6 +142,51 @@ def _quantize_block(x, step, out, decisions, trace, errors, costs):
         k1 = a1 if q1 else a0
         k2 = b1 if q1 else b0
         out[i] = k1 if (k1 & 1) == parity else k2
+
+
+@njit
+def _quantize_block(x, step, out, decisions, trace, errors, costs):
+    """Viterbi search over the values x (one block); writes their indices to out.
+
+    Three passes, so that only the add-compare-select runs on the dependency chain (one loop doing
+    everything ran 3x slower, measured): per sub-block, the errors (`_block_errors`), then each
+    state takes the cheaper of its two predecessors (decisions[i]: one bit per state, 1 for the
+    second predecessor; `_dq_acs`). Then the walk back (`_trace_back`: trace[i], the TRACE entry
+    of each step back), then the indices (`_indices`), no chain left.
+
+    4.5 ns a value on one thread (MiniLM-like data), 6.7 with a scalar add-compare-select and a
+    sequential walk back; 3.6 for two blocks in lockstep (`_quantize_block_pair`). Tried and
+    dropped: eight blocks in lockstep, one a SIMD lane (the blocks are independent): numba's LLVM
+    left the lane loop scalar (vaddsd, not vaddpd), 12.7-15 ns."""
+    costs[:NUM_STATES] = _INF
+    costs[0] = 0.0
+    for lo in range(0, x.size, _SUB_BLOCK):
+        xs = x[lo : lo + _SUB_BLOCK]
+        _block_errors(xs, step, errors, 0)
+        _add_compare_select(costs[:NUM_STATES], errors[:4], decisions, decisions.size, lo, xs.size)
+    _trace_back(decisions[: x.size], trace, _best_end_state(costs, 0), TRACE_WARM_UP)
+    _indices(x, step, trace, out)
+
+
+@njit
+def _quantize_block_pair(xa, xb, step, out_a, out_b, decisions, trace, errors, costs):
+    """`_quantize_block` of two blocks of the same size at once: their add-compare-select chains
+    interleaved in one loop (each step waits ~10 cycles for the last: two chains hide each other's
+    wait). decisions: two blocks' room, block a's first; errors: 8 rows; costs: 16."""
+    n = xa.size
+    half = decisions.size // 2
+    costs[:] = _INF
+    costs[0] = 0.0
+    costs[NUM_STATES] = 0.0
+    for lo in range(0, n, _SUB_BLOCK):
+        m = min(_SUB_BLOCK, n - lo)
+        _block_errors(xa[lo : lo + m], step, errors, 0)
+        _block_errors(xb[lo : lo + m], step, errors, 4)
+        _add_compare_select_2(costs, errors, decisions, half, lo, m)
+    _trace_back(decisions[:n], trace, _best_end_state(costs, 0), TRACE_WARM_UP)
+    _indices(xa, step, trace, out_a)
+    _trace_back(decisions[half : half + n], trace, _best_end_state(costs, NUM_STATES), TRACE_WARM_UP)
+    _indices(xb, step, trace, out_b)
 
 
 # Paths traced back from any two states meet within a few dozen values in practice (measured: every
@@ -217,13 +259,20 @@ def _trace_back(decisions, trace, s, warm_up):
 
 @njit
 def _quantize_blocks(x, step, block, out, b_lo, b_hi):
-    decisions = np.empty(block, dtype=np.uint8)
+    """Blocks b_lo..b_hi of x, two full blocks at a time while there are two."""
+    decisions = np.empty(2 * block, dtype=np.uint8)
     trace = np.empty(block, dtype=np.uint8)
-    errors = np.empty((4, _SUB_BLOCK))
-    costs = np.empty(NUM_STATES)
-    for b in range(b_lo, b_hi):
-        x_b, out_b = x[b * block : (b + 1) * block], out[b * block : (b + 1) * block]
-        _quantize_block(x_b, step, out_b, decisions, trace, errors, costs)
+    errors = np.empty((8, _SUB_BLOCK))
+    costs = np.empty(2 * NUM_STATES)
+    b = b_lo
+    while b < b_hi:
+        lo, mid, hi = b * block, min(x.size, (b + 1) * block), min(x.size, (b + 2) * block)
+        if b + 1 < b_hi and hi - mid == mid - lo:
+            _quantize_block_pair(x[lo:mid], x[mid:hi], step, out[lo:mid], out[mid:hi], decisions, trace, errors, costs)
+            b += 2
+        else:
+            _quantize_block(x[lo:mid], step, out[lo:mid], decisions[:block], trace, errors, costs)
+            b += 1
 
 
 def _eight_step_tables():
