@@ -212,9 +212,25 @@ def test_decode_into_out_and_other_input_types():
 
 
 @pytest.mark.small
+def test_any_unsigned_width_up_to_32_bits_codes_the_same():
+    """Quantizer symbols come as uint32: coded as they are, the same bytes as narrowed to uint16."""
+    values = np.random.default_rng(9).geometric(0.05, 5000).astype(np.uint16)
+    expected = encode_rans(values)
+    assert encode_rans(values.astype(np.uint32)) == expected
+    with pytest.raises(InvalidArgumentError):  # still below 4096 only
+        encode_rans(np.array([1, 4096, 2], np.uint32))
+
+
+@pytest.mark.small
 @pytest.mark.parametrize(
     "bad",
-    [np.zeros(3, np.int32), np.zeros((2, 2), np.uint8), np.array([4096], np.uint16), np.zeros(3, np.float32)],
+    [
+        np.zeros(3, np.int32),
+        np.zeros((2, 2), np.uint8),
+        np.array([4096], np.uint16),
+        np.zeros(3, np.float32),
+        np.zeros(3, np.uint64),
+    ],
 )
 def test_encode_rejects_bad_input(bad):
     with pytest.raises(InvalidArgumentError):

@@ -31,8 +31,8 @@ MAX_SYMBOLS_PER_WORD = 1 << 19
 
 def _check_symbols(symbols):
     arr = np.asarray(symbols)
-    if arr.ndim != 1 or arr.dtype.kind != "u" or arr.dtype.itemsize > 2:
-        raise InvalidArgumentError(f"symbols must be a 1-D uint8 or uint16 array, got {arr.ndim}-D {arr.dtype}")
+    if arr.ndim != 1 or arr.dtype.kind != "u" or arr.dtype.itemsize > 4:
+        raise InvalidArgumentError(f"symbols must be a 1-D uint8/16/32 array, got {arr.ndim}-D {arr.dtype}")
     return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
 
 
@@ -53,7 +53,7 @@ def quantize_frequencies(hist, scale=K.SCALE):
 
 
 def histogram(symbols):
-    """Counts of each symbol of a 1-D uint8/uint16 array, as uint64 of size MAX_ALPHABET."""
+    """Counts of each symbol of a 1-D uint8/16/32 array, as uint64 of size MAX_ALPHABET."""
     arr = _check_symbols(symbols)
     hist = np.zeros(MAX_ALPHABET, dtype=np.uint64)
     if T.histogram(arr, hist) != K.STATUS_OK:
@@ -95,7 +95,7 @@ def rans_table(hist):
 
 
 def encode_rans(symbols, table=None):
-    """Code a 1-D uint8/uint16 array of symbols < 4096 into bytes (count not included).
+    """Code a 1-D uint8/16/32 array of symbols < 4096 into bytes (count not included).
 
     `table`: the `rans_table` of the symbols' histogram, if the caller already has it."""
     arr = _check_symbols(symbols)

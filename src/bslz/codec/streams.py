@@ -124,11 +124,17 @@ def _plan_rans(arr, chunk_size, block_size, top, required):
         if required:
             raise InvalidArgumentError(f"rans mode takes symbols below {MAX_ALPHABET}, got {top}")
         return None
-    symbols = arr.astype(np.uint16, copy=False)
+    symbols = _rans_symbols(arr)
     bounds = [(lo, min(arr.size, lo + chunk_size)) for lo in range(0, arr.size, chunk_size)]
     coded = tuple(parallel_map(lambda b: encode_rans(symbols[b[0] : b[1]]), bounds))
     chunk_bits = np.array([8 * len(c) for c in coded], dtype=np.uint64)
     return StreamPlan("rans", arr.size, chunk_size, block_size, np.zeros(0, np.uint8), chunk_bits, coded)
+
+
+def _rans_symbols(arr):
+    """The symbols (all < 4096) as the rANS coder takes them: as they are up to 32 bits (no copy of a
+    quantized tensor's uint32 symbols), narrowed from 64."""
+    return arr if arr.dtype.itemsize <= 4 else arr.astype(np.uint16)
 
 
 def stream_size_bits(values, **kwargs):
@@ -210,7 +216,7 @@ def _pack_rans_chunks(arr, plan):
     """The rANS chunks of a plan, each zero-padded to whole 64-bit words, back to back."""
     coded = plan.coded_chunks
     if coded is None:
-        symbols = arr.astype(np.uint16, copy=False)
+        symbols = _rans_symbols(arr)
         bounds = [(lo, min(arr.size, lo + plan.chunk_size)) for lo in range(0, arr.size, plan.chunk_size)]
         coded = parallel_map(lambda b: encode_rans(symbols[b[0] : b[1]]), bounds)
     if [8 * len(c) for c in coded] != plan.chunk_bits.tolist():
