@@ -14,7 +14,7 @@ from bslz.formats.background import Background
 from bslz.formats.container import ContainerReader, ContainerWriter, align, header_bound
 from bslz.formats.dtypes import lookup, to_float32
 from bslz.formats.safetensors_io import build_header, layout_tensors, parse_header, read_safetensors
-from bslz.formats.tensor_codec import crc32, encode_lossless, encode_quantized
+from bslz.formats.tensor_codec import crc32, dq_signal_and_noise, encode_lossless, encode_quantized
 from bslz.lossy import SEARCH_PASSES, LossyOptions, dq_quantize_for_snr, is_float, plan_steps
 
 
@@ -206,8 +206,14 @@ def _encode_tensor(info, raw, step, options):
     symbols = None
     if options.snr is not None:  # `step` is a first guess: search from it, and code the symbols found
         dtype = lookup(info.dtype)
-        step, symbols = dq_quantize_for_snr(to_float32(raw.view(dtype.word_dtype), dtype), options.snr, step)
-    for _ in range(20):  # rounding to bf16 / f16 / fp8 adds noise the step search did not see
+        values = to_float32(raw.view(dtype.word_dtype), dtype)
+
+        def decoded_snr_sums(symbols, step):  # the SNR of the values as the file will decode them
+            return dq_signal_and_noise(symbols, step, info.dtype, values)
+
+        step, symbols = dq_quantize_for_snr(values, options.snr, step, measure=decoded_snr_sums)
+        del values
+    for _ in range(20):  # a safety net: the search measured the decoded values as this does
         # targets use dependent quantization; recorded training steps the uniform quantizer they were planned for
         reconstruction = "dq" if options.target is not None else None
         fields, payload, decoded, signal, noise = encode_quantized(

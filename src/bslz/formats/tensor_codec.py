@@ -169,6 +169,15 @@ def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None, 
     return fields, payload, decoded, signal, noise
 
 
+def dq_signal_and_noise(symbols, step, dtype_name, values):
+    """(sum w^2, sum (w - w_hat)^2) of a tensor's float values and their dependent-quantization
+    reconstruction at `step` from `symbols`, as the file decodes it (rounded to the dtype): what
+    `encode_quantized` reports for the same symbols, computed the same way."""
+    fields = {"reconstruction": "dq", "step": float(step), "dq_block": DQ_BLOCK}
+    _, signal, noise = _reconstruct_and_measure(symbols.reshape(-1), fields, None, lookup(dtype_name), values)
+    return signal, noise
+
+
 # pieces of about this many values: fewer would cost more in threads than they save, and each
 # piece's temporaries (a few times its size) are all that is held besides the result
 RECONSTRUCT_PIECE = 1 << 20
