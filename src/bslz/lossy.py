@@ -259,8 +259,11 @@ def _steps_for_bits(source, stats, options, lossless_bits, tick):
         )
     quantized = sum(info.numel for info in candidates)
     rms = math.sqrt(sum_squares / quantized)
-    # rounding costs about log2(rms / step) + 2.05 bits; the trellis's step is about half as fine
-    guess = math.log(min(rms * 2.0 ** (1.05 - (budget - fixed) / quantized), 4.0 * max_abs))
+    # rounding costs about log2(rms / step) + 2 bits; the trellis's step is about half as fine.
+    # Measured on MiniLM f32 and bf16 at 4.936, 6.38 and 7.978 bits: the first try lands within 0.012
+    # bits a parameter of the budget, the second within the tolerance in 5 of the 6 cases (with 2.05
+    # bits, 0.04-0.06 below, and 2 of 6: a third full quantization of the file for the others)
+    guess = math.log(min(rms * 2.0 ** (1.00 - (budget - fixed) / quantized), 4.0 * max_abs))
     log_step = _solve(over_budget, guess, quantized * BITS_PER_LOG_STEP, (-BITS_TOLERANCE * quantized, 0.0))
     return {info.name: math.exp(log_step) for info in candidates}
 
