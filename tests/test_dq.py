@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from bslz.codec import _dq_search as search
 from bslz.codec import dq
 from bslz.codec.expgolomb import signed_to_unsigned
 from bslz.codec.quantize import quantize
@@ -212,7 +213,8 @@ def _acs_reference(costs, errors, n):
         new, byte = np.empty(8), 0
         for j in range(8):
             paths = [
-                costs[s] + errors[2 * dq.QUANTIZER[s] + p, i] for s, p in zip(dq.PRED_STATES[j], dq.PRED_PARITIES[j])
+                costs[s] + errors[2 * dq.QUANTIZER[s] + p, i]
+                for s, p in zip(search.PRED_STATES[j], search.PRED_PARITIES[j])
             ]
             new[j] = min(paths)
             byte |= int(paths[1] < paths[0]) << j
@@ -229,24 +231,24 @@ def test_add_compare_select_against_the_predecessor_tables():
     and two in lockstep, each with its own costs, errors and decisions."""
     rng = np.random.default_rng(3)
     n, stride = 200, 230
-    errors = rng.integers(0, 4, (8, dq._SUB_BLOCK)).astype(np.float64)
+    errors = rng.integers(0, 4, (8, search._SUB_BLOCK)).astype(np.float64)
     costs = rng.integers(0, 6, 16).astype(np.float64)
     expected = [_acs_reference(costs[8 * c : 8 * c + 8], errors[4 * c : 4 * c + 4], n) for c in (0, 1)]
 
     one, decisions = costs[:8].copy(), np.zeros(n + 5, dtype=np.uint8)
-    dq._add_compare_select(one, errors[:4], decisions, decisions.size, 5, n)
+    search._add_compare_select(one, errors[:4], decisions, decisions.size, 5, n)
     assert decisions[5:].tolist() == expected[0][1] and decisions[:5].tolist() == [0] * 5
     np.testing.assert_array_equal(one, expected[0][0])
 
     two, decisions = costs.copy(), np.zeros(2 * stride, dtype=np.uint8)
-    dq._add_compare_select_2(two, errors, decisions, stride, 5, n)
+    search._add_compare_select_2(two, errors, decisions, stride, 5, n)
     for c in (0, 1):
         assert decisions[c * stride + 5 : c * stride + 5 + n].tolist() == expected[c][1]
         np.testing.assert_array_equal(two[8 * c : 8 * c + 8], expected[c][0])
     with pytest.raises(ValueError):  # never past the arrays it is given
-        dq._add_compare_select(one, errors[:4], decisions[: n + 5], n + 5, 6, n)
+        search._add_compare_select(one, errors[:4], decisions[: n + 5], n + 5, 6, n)
     with pytest.raises(ValueError):  # nor one chain's decisions into the other's
-        dq._add_compare_select_2(two, errors, decisions, n, 5, n)
+        search._add_compare_select_2(two, errors, decisions, n, 5, n)
 
 
 @pytest.mark.small
@@ -260,8 +262,8 @@ def test_quartered_walk_back_is_the_sequential_one(warm_up):
         decisions = rng.integers(0, 256, n).astype(np.uint8)
         for end_state in range(dq.NUM_STATES):
             expected, trace = np.empty(n, np.uint8), np.empty(n, np.uint8)
-            dq._trace_segment(decisions, expected, end_state, 0, n)
-            redone += dq._trace_back(decisions, trace, end_state, warm_up)
+            search._trace_segment(decisions, expected, end_state, 0, n)
+            redone += search._trace_back(decisions, trace, end_state, warm_up)
             np.testing.assert_array_equal(trace, expected)
     assert (redone > 0) == (warm_up < 128)  # the redo path is exercised, and rare with the default
 
