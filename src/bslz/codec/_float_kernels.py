@@ -101,6 +101,15 @@ def pack_bits(values, width, words):
     return finish_bits(words, w, acc, filled, 0)[1]
 
 
+@njit_inline
+def _group_word(group, width):
+    """Eight values of `width` bits back to back from the top of a word."""
+    v = U64(0)
+    for j in range(8):
+        v |= U64(group[j]) << (U64(64) - width * U64(j + 1))
+    return v
+
+
 @njit
 def pack_bytes(values, width, out):
     """`pack_bits` for `width` < 8 straight into bytes: out holds (values.size * width + 7) // 8
@@ -112,18 +121,12 @@ def pack_bytes(values, width, out):
     # zeros that the next group's store overwrites
     whole = min(groups, max(0, (out.size - 8) // w + 1))
     for g in range(whole):
-        group = values[8 * g : 8 * g + 8]
-        v = U64(0)
-        for j in range(8):
-            v |= U64(group[j]) << (U64(64) - width * U64(j + 1))
+        v = _group_word(values[8 * g : 8 * g + 8], width)
         dest = out[g * w : g * w + 8]
         for b in range(8):
             dest[b] = (v >> U64(56 - 8 * b)) & U64(0xFF)
     for g in range(whole, groups):
-        group = values[8 * g : 8 * g + 8]
-        v = U64(0)
-        for j in range(8):
-            v |= U64(group[j]) << (U64(64) - width * U64(j + 1))
+        v = _group_word(values[8 * g : 8 * g + 8], width)
         dest = out[g * w : g * w + w]
         for b in range(w):
             dest[b] = (v >> U64(56 - 8 * b)) & U64(0xFF)

@@ -33,11 +33,11 @@ METHOD_NAMES = {RAW: "raw", CONSTANT: "constant", EXP_GOLOMB: "exp-golomb", RANS
 SEGMENT_HEADER = np.dtype([("method", "u1"), ("k", "u1"), ("center", "<u2"), ("nbytes", "<u4")])
 # 512 KiB of original data a chunk: half the per-chunk overhead of 256 KiB, the same ratio (measured)
 DEFAULT_CHUNK_BYTES = 1 << 19
-# rANS is chosen for a segment only if it saves at least this share (1/128) of the next best coding:
+# rANS is chosen for a segment only if it saves at least 1/RANS_MIN_GAIN of the next best coding:
 # its decoding is a pass of ~1.3 ns a value, and on the near-uniform pieces (sign and low mantissa
 # bits) it saved 0.1-0.2 % of them, 0.002 % of a MiniLM bf16 file, while trying it took a third of
 # the compression time. (zstd's rule for its entropy-coded blocks is 1/64.)
-RANS_MIN_GAIN = (1, 128)
+RANS_MIN_GAIN = 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,7 +146,7 @@ def encode_segment(values, width):
     raw_size = (n * width + 7) // 8
     eg_size = (int(eg_bits) + 7) // 8
     best_size = min(raw_size, eg_size)
-    rans_limit = best_size - best_size * RANS_MIN_GAIN[0] // RANS_MIN_GAIN[1]  # rANS must come in below it
+    rans_limit = best_size - best_size // RANS_MIN_GAIN  # rANS must come in below it
     # rANS never beats the order-0 entropy plus its table, which spends at least a bit on each
     # distinct value and 5 more: try it only if it may win (small pieces of many values never do)
     if (entropy_bits + distinct + 5) / 8 < rans_limit:

@@ -142,7 +142,7 @@ def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None, 
     reconstruction = reconstruction or default_reconstruction(values.size)
     if reconstruction == "dq":  # indices within ±2**30: their se(v) symbols fit uint32
         symbols = quantize_dq_symbols(values, step) if symbols is None else symbols.reshape(-1)
-        fields = {"coding": "quantized", "reconstruction": "dq", "step": float(step), "dq_block": DQ_BLOCK}
+        fields = _dq_fields(step)
         fields["gg"] = [float(v) for v in fit_generalized_gaussian(values)]  # informative: `bslz info` shows nu
     else:
         fields = {
@@ -173,9 +173,13 @@ def dq_signal_and_noise(symbols, step, dtype_name, values):
     """(sum w^2, sum (w - w_hat)^2) of a tensor's float values and their dependent-quantization
     reconstruction at `step` from `symbols`, as the file decodes it (rounded to the dtype): what
     `encode_quantized` reports for the same symbols, computed the same way."""
-    fields = {"reconstruction": "dq", "step": float(step), "dq_block": DQ_BLOCK}
-    _, signal, noise = _reconstruct_and_measure(symbols.reshape(-1), fields, None, lookup(dtype_name), values)
+    _, signal, noise = _reconstruct_and_measure(symbols.reshape(-1), _dq_fields(step), None, lookup(dtype_name), values)
     return signal, noise
+
+
+def _dq_fields(step):
+    """The header fields of a dependent-quantization payload at `step` (before its stream's)."""
+    return {"coding": "quantized", "reconstruction": "dq", "step": float(step), "dq_block": DQ_BLOCK}
 
 
 # pieces of about this many values: fewer would cost more in threads than they save, and each
