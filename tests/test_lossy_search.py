@@ -13,6 +13,7 @@ from bslz.codec.rate import symbols_rate_bits
 from bslz.codec.streams import DEFAULT_CHUNK_SIZE
 from bslz.errors import InvalidArgumentError
 from bslz.formats import tensor_codec
+from bslz.formats.dtypes import from_float32, lookup, to_float32
 from bslz.lossy import SNR_TOLERANCE_DB, ZERO_CHUNK_BITS, _solve, dq_quantize_for_snr, snr_guess_step
 
 
@@ -147,11 +148,19 @@ def test_the_snr_search_on_zeros_needs_no_step():
     assert snr_guess_step(0.0, 100, 30.0) == 1.0
 
 
-def test_encoding_given_symbols_is_encoding_without_them():
+@pytest.mark.parametrize("dtype_name", ["F32", "BF16", "F16"])
+def test_encoding_given_what_a_search_computed_is_encoding_without_it(dtype_name):
     values = np.random.default_rng(4).laplace(0, 0.02, 70_000).astype(np.float32)
-    raw = values.view(np.uint8)
+    raw = from_float32(values, lookup(dtype_name)).view(np.uint8)
+    values = to_float32(raw.view(lookup(dtype_name).word_dtype), lookup(dtype_name))
     symbols = signed_to_unsigned(quantize_dq(values, 0.004), narrow=True)
-    given = tensor_codec.encode_quantized(raw, "F32", 0.004, reconstruction="dq", symbols=symbols)
-    computed = tensor_codec.encode_quantized(raw, "F32", 0.004, reconstruction="dq")
-    assert given[0] == computed[0] and bytes(given[1]) == bytes(computed[1])
-    assert given[2].tobytes() == computed[2].tobytes() and given[3:] == computed[3:]
+    reconstructed = tensor_codec.reconstruct_dq(symbols, 0.004, dtype_name, values)
+    computed = tensor_codec.encode_quantized(raw, dtype_name, 0.004, reconstruction="dq")
+    for given in (
+        tensor_codec.encode_quantized(raw, dtype_name, 0.004, reconstruction="dq", symbols=symbols),
+        tensor_codec.encode_quantized(
+            raw, dtype_name, 0.004, reconstruction="dq", symbols=symbols, reconstructed=reconstructed
+        ),
+    ):
+        assert given[0] == computed[0] and bytes(given[1]) == bytes(computed[1])
+        assert given[2].tobytes() == computed[2].tobytes() and given[3:] == computed[3:]

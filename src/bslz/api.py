@@ -14,7 +14,7 @@ from bslz.formats.background import Background
 from bslz.formats.container import ContainerReader, ContainerWriter, align, header_bound
 from bslz.formats.dtypes import lookup, to_float32
 from bslz.formats.safetensors_io import build_header, layout_tensors, parse_header, read_safetensors
-from bslz.formats.tensor_codec import crc32, dq_signal_and_noise, encode_lossless, encode_quantized
+from bslz.formats.tensor_codec import crc32, encode_lossless, encode_quantized, reconstruct_dq
 from bslz.lossy import SEARCH_PASSES, LossyOptions, dq_quantize_for_snr, is_float, plan_steps
 
 
@@ -203,21 +203,25 @@ def _encode_tensor(info, raw, step, options):
     if step is None:
         fields, payload = encode_lossless(raw, info.dtype, info.shape)
         return fields, payload, None, None, 0.0, 0.0
-    symbols = None
+    symbols = reconstructed = None
     if options.snr is not None:  # `step` is a first guess: search from it, and code the symbols found
         dtype = lookup(info.dtype)
         values = to_float32(raw.view(dtype.word_dtype), dtype)
+        latest = {}  # the latest step measured: {step: reconstruct_dq's result}, kept for the writer
 
         def decoded_snr_sums(symbols, step):  # the SNR of the values as the file will decode them
-            return dq_signal_and_noise(symbols, step, info.dtype, values)
+            latest.clear()
+            latest[step] = measured = reconstruct_dq(symbols, step, info.dtype, values)
+            return measured[1:]
 
         step, symbols = dq_quantize_for_snr(values, options.snr, step, measure=decoded_snr_sums)
-        del values
+        reconstructed = latest.get(step) if symbols is not None else None
+        del values, latest
     # targets use dependent quantization; recorded training steps the uniform quantizer they were
     # planned for. (An --snr step meets its target here: the search measured these very sums.)
     reconstruction = "dq" if options.target is not None else None
     fields, payload, decoded, signal, noise = encode_quantized(
-        raw, info.dtype, step, reconstruction=reconstruction, symbols=symbols
+        raw, info.dtype, step, reconstruction=reconstruction, symbols=symbols, reconstructed=reconstructed
     )
     return fields, payload, crc32(decoded), step, signal, noise
 

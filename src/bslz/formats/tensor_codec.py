@@ -125,7 +125,7 @@ def reconstruction_overhead_bits(numel):
     return 64 * (GG_LEVELS + 1) if default_reconstruction(numel) == "gg" else 0
 
 
-def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None, symbols=None):
+def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None, symbols=None, reconstructed=None):
     """(fields, payload, reconstructed raw bytes, signal, noise) of a float tensor quantized with
     `step`; signal = sum w^2 and noise = sum (w - w_hat)^2 over the values in their own dtype.
 
@@ -135,7 +135,9 @@ def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None, 
     with the table of reconstruction magnitudes (levels + 1 little-endian float64), so decoding is
     plain arithmetic, identical on every machine, rather than special functions of (nu, beta).
     `symbols`: with "dq", the `quantize_dq_symbols` of the values at `step` if the caller has them
-    already (a step search), so that they are not computed again.
+    already (a step search), so that they are not computed again; `reconstructed`: what
+    `reconstruct_dq` gave for those symbols, if the search measured them (the same pass, not made
+    twice).
     """
     dtype = lookup(dtype_name)
     values = to_float32(raw.view(dtype.word_dtype), dtype)
@@ -165,16 +167,17 @@ def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None, 
         prefix = table.astype("<f8").tobytes()
     stream_fields, payload = pack_stream(streams.encode_stream(symbols), prefix)
     fields.update(stream_fields)
-    decoded, signal, noise = _reconstruct_and_measure(symbols, fields, _table(fields, prefix), dtype, values)
+    if reconstructed is None or reconstruction != "dq":
+        reconstructed = _reconstruct_and_measure(symbols, fields, _table(fields, prefix), dtype, values)
+    decoded, signal, noise = reconstructed
     return fields, payload, decoded, signal, noise
 
 
-def dq_signal_and_noise(symbols, step, dtype_name, values):
-    """(sum w^2, sum (w - w_hat)^2) of a tensor's float values and their dependent-quantization
-    reconstruction at `step` from `symbols`, as the file decodes it (rounded to the dtype): what
-    `encode_quantized` reports for the same symbols, computed the same way."""
-    _, signal, noise = _reconstruct_and_measure(symbols.reshape(-1), _dq_fields(step), None, lookup(dtype_name), values)
-    return signal, noise
+def reconstruct_dq(symbols, step, dtype_name, values):
+    """(raw bytes, sum w^2, sum (w - w_hat)^2) of the dependent-quantization reconstruction at
+    `step` from `symbols`, as the file decodes it (rounded to the dtype), and of the tensor's float
+    `values`: what `encode_quantized` returns for the same symbols, computed the same way."""
+    return _reconstruct_and_measure(symbols.reshape(-1), _dq_fields(step), None, lookup(dtype_name), values)
 
 
 def _dq_fields(step):
