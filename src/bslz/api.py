@@ -203,7 +203,7 @@ def _encode_tensor(info, raw, step, options):
     if step is None:
         fields, payload = encode_lossless(raw, info.dtype, info.shape)
         return fields, payload, None, None, 0.0, 0.0
-    symbols = reconstructed = None
+    symbols = reconstructed = values = None
     if options.snr is not None:  # `step` is a first guess: search from it, and code the symbols found
         dtype = lookup(info.dtype)
         values = to_float32(raw.view(dtype.word_dtype), dtype)
@@ -216,12 +216,12 @@ def _encode_tensor(info, raw, step, options):
 
         step, symbols = dq_quantize_for_snr(values, options.snr, step, measure=decoded_snr_sums)
         reconstructed = latest.get(step) if symbols is not None else None
-        del values, latest
+        del latest
     # targets use dependent quantization; recorded training steps the uniform quantizer they were
     # planned for. (An --snr step meets its target here: the search measured these very sums.)
     reconstruction = "dq" if options.target is not None else None
     fields, payload, decoded, signal, noise = encode_quantized(
-        raw, info.dtype, step, reconstruction=reconstruction, symbols=symbols, reconstructed=reconstructed
+        raw, info.dtype, step, reconstruction=reconstruction, symbols=symbols, reconstructed=reconstructed, values=values
     )
     return fields, payload, crc32(decoded), step, signal, noise
 

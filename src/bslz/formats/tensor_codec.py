@@ -125,7 +125,9 @@ def reconstruction_overhead_bits(numel):
     return 64 * (GG_LEVELS + 1) if default_reconstruction(numel) == "gg" else 0
 
 
-def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None, symbols=None, reconstructed=None):
+def encode_quantized(
+    raw, dtype_name, step, dead_zone=0.5, reconstruction=None, symbols=None, reconstructed=None, values=None
+):
     """(fields, payload, reconstructed raw bytes, signal, noise) of a float tensor quantized with
     `step`; signal = sum w^2 and noise = sum (w - w_hat)^2 over the values in their own dtype.
 
@@ -137,10 +139,10 @@ def encode_quantized(raw, dtype_name, step, dead_zone=0.5, reconstruction=None, 
     `symbols`: with "dq", the `quantize_dq_symbols` of the values at `step` if the caller has them
     already (a step search), so that they are not computed again; `reconstructed`: what
     `reconstruct_dq` gave for those symbols, if the search measured them (the same pass, not made
-    twice).
+    twice); `values`: the tensor's float values (`to_float32` of `raw`), if the caller has them.
     """
     dtype = lookup(dtype_name)
-    values = to_float32(raw.view(dtype.word_dtype), dtype)
+    values = to_float32(raw.view(dtype.word_dtype), dtype) if values is None else values.reshape(-1)
     reconstruction = reconstruction or default_reconstruction(values.size)
     if reconstruction == "dq":  # indices within ±2**30: their se(v) symbols fit uint32
         symbols = quantize_dq_symbols(values, step) if symbols is None else symbols.reshape(-1)
