@@ -218,3 +218,44 @@ def test_every_order_decodes_exactly_in_lanes_and_alone(scales, seed, huge):
             got, used = eg_decode(chunk_bits[pos:], end - b, k)
             assert got == arr[b:end].tolist()
             pos += used
+
+
+@pytest.mark.small
+def test_short_streams_are_cut_into_up_to_eight_chunks():
+    """So that their chunks decode side by side (four lanes a core), not on one lane."""
+    assert streams.eg_chunk_size(147_456, 1 << 18, 4096) == 5 * 4096  # 8 chunks, the last of one block
+    assert streams.eg_chunk_size(10_000, 1 << 18, 4096) == streams.EG_MIN_CHUNK_SIZE  # never smaller
+    assert streams.eg_chunk_size(10**8, 1 << 18, 4096) == 1 << 18
+    assert streams.eg_chunk_size(147_456, 64, 16) == 64  # a smaller chunk_size asked for stays
+    assert streams.eg_chunk_size(100_000, 1 << 18, 3000) % 3000 == 0  # whole blocks
+    arr = np.random.default_rng(9).geometric(0.05, 147_456).astype(np.uint16)
+    enc = streams.encode_stream(arr, mode="eg")
+    assert enc.plan.num_chunks == 8 and enc.plan.chunk_size == 5 * 4096
+    np.testing.assert_array_equal(streams.decode_stream(enc, dtype=np.uint16), arr)
+    assert enc.size_bits() == streams.stream_size_bits(arr, mode="eg")
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("tail", [1, 17, 63])
+def test_a_short_last_chunk_decodes_in_lanes(tail):
+    """The last group of four chunks runs in lockstep for its short last chunk, and its other three
+    finish alone: exact, and a chunk that ends a bit early or late, or a flipped bit, is caught."""
+    arr = (np.random.default_rng(tail).geometric(0.05, 7 * 64 + tail) - 1).astype(np.uint16)
+    enc = streams.encode_stream(arr, mode="eg", **SIZES)
+    assert enc.plan.num_chunks == 8
+    np.testing.assert_array_equal(streams.decode_stream(enc), arr)
+    for c in range(8):
+        for delta in (-1, 1):
+            chunk_bits = enc.plan.chunk_bits.copy()
+            chunk_bits[c] = int(chunk_bits[c]) + delta
+            bad = dataclasses.replace(enc, plan=dataclasses.replace(enc.plan, chunk_bits=chunk_bits))
+            with pytest.raises(FormatError):
+                streams.decode_stream(bad)
+    for bit in range(0, enc.payload.size * 8, 5):
+        payload = enc.payload.copy()
+        payload[bit // 8] ^= 1 << (bit % 8)
+        try:
+            out = streams.decode_stream(dataclasses.replace(enc, payload=payload))
+        except FormatError:
+            continue
+        assert out.shape == arr.shape

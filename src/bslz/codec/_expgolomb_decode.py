@@ -203,10 +203,11 @@ def decode_range(words, pos, limit, orders, block, out, lo, hi, tables, max_symb
 
 
 @njit
-def decode_four_lanes(words, starts, limits, orders, block, out, los, length, tables, status, max_symbol):
-    """Decode four ranges of `length` symbols (out[los[i]:los[i] + length] from bit starts[i]) in
-    lockstep, block by block; each lane finishes its block alone once another lane reaches the end
-    of its own. Writes status[0..3]: OK only when a lane ends exactly at its limit."""
+def decode_four_lanes(words, starts, limits, orders, block, out, los, length, tables, status, ends, max_symbol):
+    """Decode four ranges of `length` symbols (out[los[i]:los[i] + length] from bit starts[i], no
+    codeword read past bit limits[i]) in lockstep, block by block; each lane finishes its block
+    alone once another lane reaches the end of its own. Writes status[0..3] and, where OK, the bit
+    position each lane ended at in ends[0..3] (the caller checks it against the lane's end)."""
     for i in range(4):
         status[i] = STATUS_OK
         if starts[i] > limits[i]:
@@ -299,9 +300,9 @@ def decode_four_lanes(words, starts, limits, orders, block, out, los, length, ta
             status[0], status[1], status[2], status[3] = s0, s1, s2, s3
             return
         r += step
-    ends = (p0, p1, p2, p3)
+    ends[0], ends[1], ends[2], ends[3] = p0, p1, p2, p3
     for i in range(4):
-        status[i] = STATUS_OK if ends[i] == limits[i] else (STATUS_TRUNCATED if ends[i] > limits[i] else STATUS_OVERRUN)
+        status[i] = STATUS_TRUNCATED if ends[i] > limits[i] else STATUS_OK
 
 
 @njit
