@@ -224,7 +224,8 @@ def test_every_order_decodes_exactly_in_lanes_and_alone(scales, seed, huge):
 def test_short_streams_are_cut_into_up_to_eight_chunks():
     """So that their chunks decode side by side (four lanes a core), not on one lane."""
     assert streams.eg_chunk_size(147_456, 1 << 18, 4096) == 5 * 4096  # 8 chunks, the last of one block
-    assert streams.eg_chunk_size(10_000, 1 << 18, 4096) == streams.EG_MIN_CHUNK_SIZE  # never smaller
+    assert streams.eg_chunk_size(20_000, 1 << 18, 4096) == streams.EG_MIN_CHUNK_SIZE  # never smaller
+    assert streams.eg_chunk_size(10_000, 1 << 18, 4096) == 1 << 18  # one chunk either way: as asked
     assert streams.eg_chunk_size(10**8, 1 << 18, 4096) == 1 << 18
     assert streams.eg_chunk_size(147_456, 64, 16) == 64  # a smaller chunk_size asked for stays
     assert streams.eg_chunk_size(100_000, 1 << 18, 3000) % 3000 == 0  # whole blocks

@@ -162,9 +162,10 @@ def _block_costs(arr, block_size, top):
 
 def eg_chunk_size(count, chunk_size, block_size):
     """Symbols a chunk of an exp-Golomb plan holds: `chunk_size`, or fewer (whole blocks, at least
-    EG_MIN_CHUNK_SIZE) for a stream too short to fill EG_MIN_CHUNKS chunks of it."""
-    wanted = max(EG_MIN_CHUNK_SIZE, -(-count // EG_MIN_CHUNKS))
-    return min(chunk_size, -(-wanted // block_size) * block_size)
+    EG_MIN_CHUNK_SIZE) for a stream too short to fill EG_MIN_CHUNKS chunks of it. A stream that is
+    one chunk either way keeps `chunk_size` (its plan, and the file, as before)."""
+    wanted = -(-max(EG_MIN_CHUNK_SIZE, -(-count // EG_MIN_CHUNKS)) // block_size) * block_size
+    return chunk_size if wanted >= count else min(chunk_size, wanted)
 
 
 def _plans_eg(arr, chunk_size, block_size, top):
