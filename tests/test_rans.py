@@ -254,13 +254,13 @@ def test_encode_step_quotient_is_exact_at_the_extremes():
     # the kernel divides by multiplying with a reciprocal: check against integer divmod
     rng = np.random.default_rng(5)
     freqs = np.array([1, 2, 3, 5, 7, 4097, 8191, 8192, SCALE - 1] + rng.integers(1, SCALE, 20).tolist(), np.uint32)
-    rcps, shifts = np.zeros(freqs.size, np.uint64), np.zeros(freqs.size, np.uint64)
-    kernels.reciprocals(freqs, rcps, shifts)
-    for f, rcp, shift in zip(freqs.tolist(), rcps, shifts):
+    starts = (SCALE - freqs).astype(np.uint32)  # the largest start each frequency can have
+    table = np.zeros((freqs.size, 4), np.uint64)
+    kernels.coding_table(freqs, starts, table)
+    for f, start, row in zip(freqs.tolist(), starts.tolist(), table):
         top = f << 49  # states at or above this spill a word first
         for x in [LOW, LOW + 1, top - 1, top - f, top - f - 1, top // 3, top, 2**63 - 1]:
-            start = SCALE - f
-            got, spill, word = kernels.encode_step(np.uint64(x), np.uint64(f), rcp, shift, np.uint64(start))
+            got, spill, word = kernels.encode_step(np.uint64(x), *row)
             y = x >> 32 if x >= top else x
             assert bool(spill) == (x >= top) and int(word) == x & 0xFFFFFFFF
             assert int(got) == (y // f << 14) + y % f + start

@@ -68,31 +68,52 @@ def reciprocals(freqs, rcps, shifts):
         shifts[s] = bits - U64(1)
 
 
+@njit
+def coding_table(freqs, starts, table):
+    """table[s] = what encode_step takes for symbol s: (the state from which it spills a word, the
+    reciprocal of its frequency f, the bias added, and SCALE - f with the reciprocal's shift in the
+    high half): one row of four words a symbol, where four arrays took four loads from four lines.
+
+    f = 1 needs no branch in the step: the reciprocal 2**64 - 1 with shift 0 gives q = x - 1 for
+    every x >= 1 (states are), and the bias start + SCALE - 1 gives the 1 back, so that the new
+    state is x + bias + q * (SCALE - 1) = x * SCALE + start, as for any f."""
+    rcps = np.zeros(freqs.size, dtype=np.uint64)
+    shifts = np.zeros(freqs.size, dtype=np.uint64)
+    reciprocals(freqs, rcps, shifts)
+    for s in range(freqs.size):
+        f = U64(freqs[s])
+        bias = U64(starts[s])
+        if f == U64(1):
+            rcps[s], shifts[s], bias = ~U64(0), U64(0), bias + _SCALE64 - U64(1)
+        table[s, 0] = f << _XMAX_SHIFT
+        table[s, 1] = rcps[s]
+        table[s, 2] = bias
+        table[s, 3] = (_SCALE64 - f) | (shifts[s] << _W32)
+
+
 @njit_inline
-def encode_step(x, f, rcp, shift, start):
-    """Push a symbol (frequency f, its reciprocal and shift, start) into state x: (state, spilled?,
-    spilled low word). Takes no arrays: numba left reference counting inside the loop when the
-    helper took `out`.
+def encode_step(x, x_max, rcp, bias, multiplier_shift):
+    """Push a symbol (its `coding_table` row) into state x: (state, spilled?, spilled low word).
+    Takes no arrays: numba left reference counting inside the loop when the helper took `out`.
 
     The quotient x // f comes from a multiply by the reciprocal: half the time of a float64
     reciprocal with fix-ups, which was itself ~10 % faster than a 64-bit divide (measured), and
     without a branch to mispredict. The new state (q << SCALE_BITS) + (x - q * f) + start is
     computed as x + start + q * (SCALE - f): one multiply after the quotient, not two operations."""
-    spill = x >= (f << _XMAX_SHIFT)
+    spill = x >= x_max
     word = U32(x & _LO32)
     x = (x >> _W32) if spill else x
-    q = mulhi64(x, rcp) >> shift
-    q = x if f == U64(1) else q
-    return x + start + q * (_SCALE64 - f), spill, word
+    q = mulhi64(x, rcp) >> (multiplier_shift >> _W32)
+    return x + bias + q * (multiplier_shift & _LO32), spill, word
 
 
 @njit
-def encode_states(symbols, freqs, rcps, shifts, starts, out):
+def encode_states(symbols, table, out):
     """rANS-code `symbols` backwards into the tail of `out` (uint32, >= size + 2 * NUM_STATES).
 
     Returns the index of the first word written: out[first:] is the payload, the final states
     first (low word, high word, state 0 first), then renormalisation words in decoding order.
-    `rcps` and `shifts` are the `reciprocals` of `freqs`.
+    `table`: the symbols' `coding_table`.
 
     Every step stores its low word at pos - 1 and moves pos only on a spill (no branch): a
     stored-but-kept word lies below pos and is overwritten or left out of the payload.
@@ -107,7 +128,7 @@ def encode_states(symbols, freqs, rcps, shifts, starts, out):
         i -= U64(1)
         j = i % four
         s = symbols[i]
-        xs[j], spill, word = encode_step(xs[j], U64(freqs[s]), rcps[s], U64(shifts[s]), U64(starts[s]))
+        xs[j], spill, word = encode_step(xs[j], table[s, 0], table[s, 1], table[s, 2], table[s, 3])
         out[pos - U64(1)] = word
         pos -= U64(spill)
     x0 = xs[0]
@@ -117,19 +138,19 @@ def encode_states(symbols, freqs, rcps, shifts, starts, out):
     while i > U64(0):
         i -= four
         s = symbols[i + U64(3)]
-        x3, spill, word = encode_step(x3, U64(freqs[s]), rcps[s], U64(shifts[s]), U64(starts[s]))
+        x3, spill, word = encode_step(x3, table[s, 0], table[s, 1], table[s, 2], table[s, 3])
         out[pos - U64(1)] = word
         pos -= U64(spill)
         s = symbols[i + U64(2)]
-        x2, spill, word = encode_step(x2, U64(freqs[s]), rcps[s], U64(shifts[s]), U64(starts[s]))
+        x2, spill, word = encode_step(x2, table[s, 0], table[s, 1], table[s, 2], table[s, 3])
         out[pos - U64(1)] = word
         pos -= U64(spill)
         s = symbols[i + U64(1)]
-        x1, spill, word = encode_step(x1, U64(freqs[s]), rcps[s], U64(shifts[s]), U64(starts[s]))
+        x1, spill, word = encode_step(x1, table[s, 0], table[s, 1], table[s, 2], table[s, 3])
         out[pos - U64(1)] = word
         pos -= U64(spill)
         s = symbols[i]
-        x0, spill, word = encode_step(x0, U64(freqs[s]), rcps[s], U64(shifts[s]), U64(starts[s]))
+        x0, spill, word = encode_step(x0, table[s, 0], table[s, 1], table[s, 2], table[s, 3])
         out[pos - U64(1)] = word
         pos -= U64(spill)
     xs[0] = x0

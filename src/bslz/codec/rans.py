@@ -109,9 +109,9 @@ def encode_rans(symbols, table=None):
     starts = np.zeros(freqs.size, dtype=np.uint32)
     np.cumsum(freqs[:-1], out=starts[1:])
     out = np.empty(arr.size + 2 * K.NUM_STATES, dtype=np.uint32)
-    rcps, shifts = np.zeros(freqs.size, dtype=np.uint64), np.zeros(freqs.size, dtype=np.uint64)
-    K.reciprocals(freqs, rcps, shifts)
-    first = K.encode_states(arr, freqs, rcps, shifts, starts, out)
+    coding = np.zeros((freqs.size, 4), dtype=np.uint64)
+    K.coding_table(freqs, starts, coding)
+    first = K.encode_states(arr, coding, out)
     # one copy: the words are little-endian already on such machines (no astype copy), joined once
     return b"".join((table.header, memoryview(out[first:].astype("<u4", copy=False))))
 
