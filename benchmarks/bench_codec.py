@@ -11,6 +11,9 @@ Prints three tables:
 2. the same on the real MiniLM weight matrices, quantized at 30 / 40 dB per-tensor SNR;
 3. lossless float coding of MiniLM in f32, bf16 and f16: ratio against the per-chunk order-0
    bound, zstd-3 and ZipNN, with MB/s of original bytes.
+Every time is the least over rounds in which each tool's call runs once in turn (interleaved, so
+that a ratio compares calls made in the same machine state: these machines' CPUs change speed by
+up to 40 % from second to second; timed one tool after the other, a ratio moved by 1.5x run to run).
 Targets (issue "codec core"): EG decode >= 2x zstd-3 decode, EG encode >= zstd-3 compress; floats
 within 0.5 % of the bound and at least ZipNN's ratio.
 """
@@ -26,7 +29,7 @@ from bslz.codec import floats, streams
 from bslz.codec.expgolomb import signed_to_unsigned
 from bslz.codec.quantize import quantize
 from bslz.codec.step_search import step_for_snr
-from timing import best_time
+from timing import best_times_interleaved
 
 
 def entropy_bits(symbols):
@@ -53,15 +56,20 @@ def measure_streams(tensors, repeats):
     stored_bits = sum(streams.stream_size_bits(u) for u in unsigned) / n  # mode "auto": what bslz stores
     # decode into the narrowest type that holds the symbols, as a caller knowing its quantizer would
     outs = [np.empty(u.size, dtype=np.uint16 if u.max(initial=0) < 1 << 16 else np.uint32) for u in unsigned]
-    t_enc, _ = best_time(lambda: [streams.encode_stream(u, mode="eg") for u in unsigned], repeats)
-    t_dec, _ = best_time(lambda: [streams.decode_stream(e, o) for e, o in zip(encoded, outs)], repeats)
-    for u, o in zip(unsigned, outs):
-        assert np.array_equal(u, o)
     raw = [symbol_bytes(t.reshape(-1)) for t in tensors]
     cctx, dctx = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
     packed = [cctx.compress(r) for r in raw]
-    t_zc, _ = best_time(lambda: [cctx.compress(r) for r in raw], repeats)
-    t_zd, _ = best_time(lambda: [dctx.decompress(p) for p in packed], repeats)
+    t_enc, t_dec, t_zc, t_zd = best_times_interleaved(
+        [
+            lambda: [streams.encode_stream(u, mode="eg") for u in unsigned],
+            lambda: [streams.decode_stream(e, o) for e, o in zip(encoded, outs)],
+            lambda: [cctx.compress(r) for r in raw],
+            lambda: [dctx.decompress(p) for p in packed],
+        ],
+        repeats,
+    )
+    for u, o in zip(unsigned, outs):
+        assert np.array_equal(u, o)
     return dict(
         n=n,
         bits=sum(e.size_bits() for e in encoded) / n,
@@ -154,8 +162,6 @@ def float_table(state, repeats):
         words = [cast(t).reshape(-1) for t in tensors]
         nbytes = sum(w.nbytes for w in words)
         enc = [floats.encode_floats(w, layout) for w in words]
-        t_enc, _ = best_time(lambda: [floats.encode_floats(w, layout) for w in words], repeats)
-        t_dec, _ = best_time(lambda: [floats.decode_floats(e) for e in enc], repeats)
         for w, e in zip(words, enc):
             assert np.array_equal(floats.decode_floats(e), w)
         size = sum(len(e.payload) for e in enc)
@@ -163,17 +169,23 @@ def float_table(state, repeats):
         cctx, dctx = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
         raw = [w.tobytes() for w in words]
         zs = [cctx.compress(r) for r in raw]
-        t_zc, _ = best_time(lambda: [cctx.compress(r) for r in raw], repeats)
-        t_zd, _ = best_time(lambda: [dctx.decompress(z) for z in zs], repeats)
+        timed = [
+            lambda: [floats.encode_floats(w, layout) for w in words],
+            lambda: [floats.decode_floats(e) for e in enc],
+            lambda: [cctx.compress(r) for r in raw],
+            lambda: [dctx.decompress(z) for z in zs],
+        ]
         zipnn_cells = ["n/a"] * 3
         if zipnn is not None:
             zpn = zipnn.ZipNN(input_format="byte", bytearray_dtype=layout)
             # ZipNN 0.5.4 rewrites the bytes it is given in place: every call gets a fresh copy
-            rounds = iter([[bytes(bytearray(r)) for r in raw] for _ in range(repeats + 1)])
-            zz = [zpn.compress(r) for r in next(rounds)]
+            copies = iter([[bytes(bytearray(r)) for r in raw] for _ in range(repeats + 1)])
+            zz = [zpn.compress(r) for r in next(copies)]
             assert all(bytes(zpn.decompress(z)) == r for z, r in zip(zz, raw)), "ZipNN round trip failed"
-            t_nc, _ = best_time(lambda: [zpn.compress(r) for r in next(rounds)], repeats)
-            t_nd, _ = best_time(lambda: [zpn.decompress(z) for z in zz], repeats)
+            timed += [lambda: [zpn.compress(r) for r in next(copies)], lambda: [zpn.decompress(z) for z in zz]]
+        t_enc, t_dec, t_zc, t_zd, *t_zipnn = best_times_interleaved(timed, repeats)
+        if zipnn is not None:
+            t_nc, t_nd = t_zipnn
             zipnn_cells = [
                 f"{nbytes / sum(len(z) for z in zz):.4f}",
                 f"{nbytes / t_nc / 1e6:.0f}",
@@ -189,10 +201,10 @@ def float_table(state, repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="2 M symbols and 2 repeats")
+    parser.add_argument("--quick", action="store_true", help="2 M symbols and 2 rounds (5 without)")
     parser.add_argument("--skip-minilm", action="store_true", help="only the synthetic streams")
     args = parser.parse_args()
-    n, repeats = (2_000_000, 2) if args.quick else (16_000_000, 3)
+    n, repeats = (2_000_000, 2) if args.quick else (16_000_000, 5)
     import numba
 
     print(
