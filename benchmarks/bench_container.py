@@ -38,7 +38,7 @@ import zstandard
 
 import bslz
 from bslz.formats.atomic import atomic_output
-from timing import best_time
+from timing import best_time, best_times_interleaved
 
 # Peers (DESIGN.md, "Peers to measure against"), MiniLM
 ZIPNN_BEST_RATIO = {"F32": 1.221, "BF16": 1.504, "F16": 1.179}  # better of its two modes
@@ -178,15 +178,6 @@ def codec_only_lossless(path, bslz_path, repeats):
         return None
 
 
-def load_file_time(path, repeats):
-    """Best time of `bslz.torch.load_file(path)`, or nan without torch."""
-    try:
-        import bslz.torch
-    except ImportError:
-        return math.nan
-    return best_time(lambda: bslz.torch.load_file(path), repeats, warm_up=True)[0]
-
-
 def mbps(nbytes, seconds):
     return nbytes / MB / seconds if seconds and seconds > 0 else math.nan
 
@@ -224,18 +215,19 @@ def peers(data, path, workdir, dtype_name, repeats):
     return out
 
 
+def file_to_file(fn, src, dst):
+    """Read `src`, apply a peer's call, write the result to `dst` the way bslz writes its outputs."""
+    with open(src, "rb") as f:
+        result = fn(f.read())
+    with atomic_output(dst) as f:
+        f.write(result)
+
+
 def peer_file_to_file(compress, decompress, path, workdir, repeats):
     """(compress s, decompress s) of a peer from `path` to a file and back, written like bslz's."""
     packed, back = os.path.join(workdir, "peer.packed"), os.path.join(workdir, "peer.back")
-
-    def run(fn, src, dst):
-        with open(src, "rb") as f:
-            result = fn(f.read())
-        with atomic_output(dst) as f:
-            f.write(result)
-
-    t_c, _ = best_time(lambda: run(compress, path, packed), repeats)
-    t_d, _ = best_time(lambda: run(decompress, packed, back), repeats)
+    t_c, _ = best_time(lambda: file_to_file(compress, path, packed), repeats)
+    t_d, _ = best_time(lambda: file_to_file(decompress, packed, back), repeats)
     return t_c, t_d
 
 
@@ -285,15 +277,14 @@ def lossless_section(paths, workdir, repeats, results):
 def lossy_section(paths, workdir, repeats, results, dtypes):
     configs = [("bits", b) for b, _ in NNCODEC] + [("snr", 30.0), ("snr", 40.0), ("step", LOSSY_STEP)]
     nnc = dict(NNCODEC)
-    print(
-        f"## Lossy (MiniLM; compress best of {repeats}, decompress best of {max(repeats, 2)}; MB/s of original bytes)\n"
-    )
+    print(f"## Lossy (MiniLM; compress best of {repeats}, decompress best of {2 * repeats}; MB/s of original bytes)\n")
     print("bits/param and SNR 'reported' come from the CompressReport; 'file' columns are recomputed from the")
     print("compressed file size and from the decompressed safetensors file against the original (all float tensors).")
     print("zstd-3 columns: zstd level 3 on the same original bytes, same run. bslz compress and decompress are")
     print("file → file, against zstd-3 file → file (written as bslz writes); 'load_file' is decompression into")
     print("memory (`bslz.torch.load_file`: every tensor decoded and checked, no file written), against zstd-3's")
-    print("in-memory decompress.\n")
+    print("in-memory decompress. Each bslz call and its zstd-3 counterpart are timed in interleaved rounds")
+    print("(one call of each in turn), so that each ratio compares the two in the same machine state.\n")
     print(
         "| dtype | target | bits/param reported | bits/param file | SNR dB reported | SNR dB file"
         " | NNCodec SNR at this rate | layout kept | compress MB/s | zstd-3 compress MB/s | ×zstd"
@@ -303,13 +294,35 @@ def lossy_section(paths, workdir, repeats, results, dtypes):
     for dtype_name in dtypes:
         path = paths[dtype_name]
         size = results["lossless"][dtype_name]["size"]
-        _, z_c, z_d, _, zf_c, zf_d = results["lossless"][dtype_name]["peers"]["zstd level 3"]
+        z_c = results["lossless"][dtype_name]["peers"]["zstd level 3"][1]
         dst, back = os.path.join(workdir, "lossy.bslz"), os.path.join(workdir, "lossy.safetensors")
+        packed, peer_back = os.path.join(workdir, "peer.packed"), os.path.join(workdir, "peer.back")
+        zc, zd = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
+        with open(path, "rb") as f:
+            in_memory = zc.compress(f.read())
+        import bslz.torch
+
         for kind, value in configs:
             kwargs = {kind: value}
-            t_c, report = best_time(lambda: bslz.compress_file(path, dst, overwrite=True, **kwargs), repeats)
-            t_d, _ = best_time(lambda: bslz.decompress_file(dst, back, overwrite=True), max(repeats, 2))
-            t_m = load_file_time(dst, max(repeats, 2))
+            reports = []
+            t_c, zf_c = best_times_interleaved(
+                [
+                    lambda: reports.append(bslz.compress_file(path, dst, overwrite=True, **kwargs)),
+                    lambda: file_to_file(zc.compress, path, packed),
+                ],
+                repeats,
+            )
+            report = reports[-1]
+            bslz.torch.load_file(dst)  # warm-up
+            t_d, zf_d, t_m, z_d = best_times_interleaved(
+                [
+                    lambda: bslz.decompress_file(dst, back, overwrite=True),
+                    lambda: file_to_file(zd.decompress, packed, peer_back),
+                    lambda: bslz.torch.load_file(dst),
+                    lambda: zd.decompress(in_memory),
+                ],
+                2 * repeats,
+            )
             snr_file, params, layout = aggregate_snr(path, back)
             bits_file = 8 * os.path.getsize(dst) / params
             ref = f"{nnc[value]:.2f}" if kind == "bits" else ""

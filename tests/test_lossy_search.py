@@ -156,11 +156,12 @@ def test_encoding_given_what_a_search_computed_is_encoding_without_it(dtype_name
     symbols = signed_to_unsigned(quantize_dq(values, 0.004), narrow=True)
     reconstructed = tensor_codec.reconstruct_dq(symbols, 0.004, dtype_name, values)
     computed = tensor_codec.encode_quantized(raw, dtype_name, 0.004, reconstruction="dq")
-    for given in (
+    for passed in (
         tensor_codec.encode_quantized(raw, dtype_name, 0.004, reconstruction="dq", symbols=symbols),
         tensor_codec.encode_quantized(
             raw, dtype_name, 0.004, reconstruction="dq", symbols=symbols, reconstructed=reconstructed
         ),
+        tensor_codec.encode_quantized(raw, dtype_name, 0.004, reconstruction="dq", values=values.copy()),
     ):
-        assert given[0] == computed[0] and bytes(given[1]) == bytes(computed[1])
-        assert given[2].tobytes() == computed[2].tobytes() and given[3:] == computed[3:]
+        assert passed[0] == computed[0] and bytes(passed[1]) == bytes(computed[1])
+        assert passed[2].tobytes() == computed[2].tobytes() and passed[3:] == computed[3:]

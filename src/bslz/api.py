@@ -221,7 +221,13 @@ def _encode_tensor(info, raw, step, options):
     # planned for. (An --snr step meets its target here: the search measured these very sums.)
     reconstruction = "dq" if options.target is not None else None
     fields, payload, decoded, signal, noise = encode_quantized(
-        raw, info.dtype, step, reconstruction=reconstruction, symbols=symbols, reconstructed=reconstructed, values=values
+        raw,
+        info.dtype,
+        step,
+        reconstruction=reconstruction,
+        symbols=symbols,
+        reconstructed=reconstructed,
+        values=values,
     )
     return fields, payload, crc32(decoded), step, signal, noise
 
