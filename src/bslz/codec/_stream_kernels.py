@@ -1,0 +1,82 @@
+"""Chunk-parallel Numba kernels of `streams`: every chunk of a stream coded or decoded on its own
+(encoders under `prange`, decoders over a range of chunks that a thread is given). Callers validate
+plans and payloads; see `streams.py`."""
+
+import numpy as np
+
+from bslz.codec import _expgolomb_decode as D
+from bslz.codec import _expgolomb_kernels as K
+from bslz.codec._jit import njit, njit_parallel, prange
+
+U64 = np.uint64
+
+
+@njit_parallel
+def encode_eg_chunks(values, chunk, orders, block, words, starts, written):
+    nchunks = (values.size + chunk - 1) // chunk
+    for c in prange(nchunks):
+        lo = c * chunk
+        _, nbits = K.encode_range(values, lo, min(values.size, lo + chunk), orders, block, words, np.int64(starts[c]))
+        written[c] = nbits
+
+
+@njit_parallel
+def encode_zero_run_chunks(values, chunk, k_run, k_val, words, starts, written):
+    nchunks = (values.size + chunk - 1) // chunk
+    for c in prange(nchunks):
+        lo = c * chunk
+        _, nbits = K.zero_run_encode_range(
+            values, lo, min(values.size, lo + chunk), k_run, k_val, words, np.int64(starts[c])
+        )
+        written[c] = nbits
+
+
+@njit
+def decode_eg_chunks(words, starts, chunk_bits, chunk, orders, block, out, tables, status, max_symbol, c_lo, c_hi):
+    """Decode chunks [c_lo, c_hi): four at a time in lanes, the rest one by one. In a group that
+    holds the stream's last chunk, shorter than the others, the lanes run in lockstep for its
+    length and the other three finish alone."""
+    c = c_lo
+    lane_status = np.zeros(4, dtype=np.int64)
+    ends = np.zeros(4, dtype=np.uint64)
+    while c + 4 <= c_hi:
+        bit_starts = starts[c : c + 4] * U64(64)
+        limits = bit_starts + chunk_bits[c : c + 4]
+        los = np.arange(c, c + 4) * chunk
+        length = min(out.size - los[3], chunk)  # only the last chunk of a stream is shorter
+        D.decode_four_lanes(
+            words, bit_starts, limits, orders, block, out, los, length, tables, lane_status, ends, max_symbol
+        )
+        failed = lane_status.max() != D.STATUS_OK  # the other lanes then stopped where they were
+        for i in range(4):
+            s = lane_status[i]
+            hi = min(out.size, los[i] + chunk)
+            if failed:
+                status[c + i] = s
+                continue
+            if los[i] + length < hi:
+                s, ends[i] = D.decode_range(
+                    words, ends[i], limits[i], orders, block, out, los[i] + length, hi, tables, max_symbol
+                )
+            status[c + i] = D.STATUS_OVERRUN if s == D.STATUS_OK and ends[i] != limits[i] else s
+        c += 4
+    for single in range(c, c_hi):
+        lo = single * chunk
+        pos = starts[single] * U64(64)
+        limit = pos + chunk_bits[single]
+        s, end = D.decode_range(
+            words, pos, limit, orders, block, out, lo, min(out.size, lo + chunk), tables, max_symbol
+        )
+        status[single] = D.STATUS_OVERRUN if s == D.STATUS_OK and end != limit else s
+
+
+@njit
+def decode_zero_run_chunks(words, starts, chunk_bits, chunk, k_run, k_val, out, status, max_symbol, c_lo, c_hi):
+    for c in range(c_lo, c_hi):
+        lo = c * chunk
+        pos = starts[c] * U64(64)
+        limit = pos + chunk_bits[c]
+        s, end = D.zero_run_decode_range(
+            words, pos, limit, k_run, k_val, out, lo, min(out.size, lo + chunk), max_symbol
+        )
+        status[c] = D.STATUS_OVERRUN if s == D.STATUS_OK and end != limit else s
