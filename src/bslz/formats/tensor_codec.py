@@ -144,6 +144,8 @@ def encode_quantized(
     dtype = lookup(dtype_name)
     values = to_float32(raw.view(dtype.word_dtype), dtype) if values is None else values.reshape(-1)
     reconstruction = reconstruction or default_reconstruction(values.size)
+    if reconstruction != "dq" or symbols is None:
+        reconstructed = None  # only the reconstruction of the symbols given is theirs
     if reconstruction == "dq":  # indices within ±2**30: their se(v) symbols fit uint32
         symbols = quantize_dq_symbols(values, step) if symbols is None else symbols.reshape(-1)
         fields = _dq_fields(step)
@@ -169,7 +171,7 @@ def encode_quantized(
         prefix = table.astype("<f8").tobytes()
     stream_fields, payload = pack_stream(streams.encode_stream(symbols), prefix)
     fields.update(stream_fields)
-    if reconstructed is None or reconstruction != "dq":
+    if reconstructed is None:
         reconstructed = _reconstruct_and_measure(symbols, fields, _table(fields, prefix), dtype, values)
     decoded, signal, noise = reconstructed
     return fields, payload, decoded, signal, noise
