@@ -275,6 +275,8 @@ def lossless_section(paths, workdir, repeats, results):
 
 
 def lossy_section(paths, workdir, repeats, results, dtypes):
+    import bslz.torch
+
     configs = [("bits", b) for b, _ in NNCODEC] + [("snr", 30.0), ("snr", 40.0), ("step", LOSSY_STEP)]
     nnc = dict(NNCODEC)
     print(f"## Lossy (MiniLM; compress best of {repeats}, decompress best of {2 * repeats}; MB/s of original bytes)\n")
@@ -300,8 +302,6 @@ def lossy_section(paths, workdir, repeats, results, dtypes):
         zc, zd = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
         with open(path, "rb") as f:
             in_memory = zc.compress(f.read())
-        import bslz.torch
-
         for kind, value in configs:
             kwargs = {kind: value}
             reports = []

@@ -215,7 +215,7 @@ def _encode_tensor(info, raw, step, options):
             return measured[1:]
 
         step, symbols = dq_quantize_for_snr(values, options.snr, step, measure=decoded_snr_sums)
-        reconstructed = latest.get(step) if symbols is not None else None
+        reconstructed = latest.get(step)  # used only with the symbols of that step
         del latest
     # targets use dependent quantization; recorded training steps the uniform quantizer they were
     # planned for. (An --snr step meets its target here: the search measured these very sums.)

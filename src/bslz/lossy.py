@@ -207,9 +207,9 @@ def dq_quantize_for_snr(values, snr_db, guess=None, measure=None):
 
     `measure(symbols, step) -> (signal, noise)`: the sums the SNR is taken from; by default those
     of the float32 reconstruction. The writer passes the ones of the values as the file will decode
-    them (rounded to bf16, f16, ...), which it checks again after: measured the same way, the step
-    found is the step kept (measured on float32 values, a bf16 tensor lost 0.1-0.5 dB to rounding
-    and was quantized again at smaller steps until it passed, ending up to 0.45 dB above the target)."""
+    them (rounded to bf16, f16, ...), so that the step found is the step kept (measured on float32
+    values, a bf16 tensor lost 0.1-0.5 dB to rounding and had to be quantized again at smaller steps,
+    ending up to 0.45 dB above the target)."""
     signal = max_abs_and_signal(values)[1]
     if signal == 0.0:
         return 1.0, None

@@ -6,9 +6,15 @@ import numpy as np
 
 from bslz.codec import _expgolomb_decode as D
 from bslz.codec import _expgolomb_kernels as K
-from bslz.codec._jit import njit, njit_parallel, prange
+from bslz.codec._jit import njit, njit_inline, njit_parallel, prange
 
 U64 = np.uint64
+
+
+@njit_inline
+def _chunk_status(status, end, limit):
+    """A chunk decoded without error must also end exactly at its last bit."""
+    return D.STATUS_OVERRUN if status == D.STATUS_OK and end != limit else status
 
 
 @njit_parallel
@@ -58,7 +64,7 @@ def decode_eg_chunks(words, starts, chunk_bits, chunk, orders, block, out, table
                 s, ends[i] = D.decode_range(
                     words, ends[i], limits[i], orders, block, out, los[i] + length, hi, tables, max_symbol
                 )
-            status[c + i] = D.STATUS_OVERRUN if s == D.STATUS_OK and ends[i] != limits[i] else s
+            status[c + i] = _chunk_status(s, ends[i], limits[i])
         c += 4
     for single in range(c, c_hi):
         lo = single * chunk
@@ -67,7 +73,7 @@ def decode_eg_chunks(words, starts, chunk_bits, chunk, orders, block, out, table
         s, end = D.decode_range(
             words, pos, limit, orders, block, out, lo, min(out.size, lo + chunk), tables, max_symbol
         )
-        status[single] = D.STATUS_OVERRUN if s == D.STATUS_OK and end != limit else s
+        status[single] = _chunk_status(s, end, limit)
 
 
 @njit
@@ -79,4 +85,4 @@ def decode_zero_run_chunks(words, starts, chunk_bits, chunk, k_run, k_val, out, 
         s, end = D.zero_run_decode_range(
             words, pos, limit, k_run, k_val, out, lo, min(out.size, lo + chunk), max_symbol
         )
-        status[c] = D.STATUS_OVERRUN if s == D.STATUS_OK and end != limit else s
+        status[c] = _chunk_status(s, end, limit)
