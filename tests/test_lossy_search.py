@@ -165,3 +165,16 @@ def test_encoding_given_what_a_search_computed_is_encoding_without_it(dtype_name
     ):
         assert passed[0] == computed[0] and bytes(passed[1]) == bytes(computed[1])
         assert passed[2].tobytes() == computed[2].tobytes() and passed[3:] == computed[3:]
+
+
+@pytest.mark.parametrize("dtype_name", ["F32", "BF16"])
+def test_dq_payload_records_the_gg_fit_of_the_values(dtype_name):
+    """The informative GG fit of a dependent-quantization entry is taken from the sums of the
+    reconstruction pass: the fit of the values themselves, to float64 rounding."""
+    from bslz.codec.gg import fit_generalized_gaussian
+
+    values = np.random.default_rng(5).laplace(0, 0.02, 3 * 2**20 + 5).astype(np.float32)  # several pieces
+    raw = from_float32(values, lookup(dtype_name)).view(np.uint8)
+    values = to_float32(raw.view(lookup(dtype_name).word_dtype), lookup(dtype_name))
+    fields = tensor_codec.encode_quantized(raw, dtype_name, 0.004, reconstruction="dq")[0]
+    assert fields["gg"] == pytest.approx(list(fit_generalized_gaussian(values)), rel=1e-9)

@@ -271,3 +271,15 @@ def test_rounding_to_a_dtype_into_a_given_array(name):
     np.testing.assert_array_equal(out, from_float32(values, dtype).reshape(-1))
     with pytest.raises(InvalidArgumentError):
         from_float32(values, dtype, out=np.zeros(values.size - 1, dtype=dtype.word_dtype))
+
+
+@pytest.mark.small
+@given(finite_floats)
+def test_moments_and_noise_are_the_sums_in_order(x):
+    x_hat = (x * np.float32(0.9)).astype(np.float32)
+    sum_abs, signal, noise = qz.moments_and_noise(x, x_hat)
+    assert (signal, noise) == qz.signal_and_noise(x, x_hat)  # the same sums, the same order
+    expected = 0.0
+    for v in x.astype(np.float64):
+        expected += abs(v)
+    assert sum_abs == expected

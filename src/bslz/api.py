@@ -15,7 +15,15 @@ from bslz.formats.container import ContainerReader, ContainerWriter, align, head
 from bslz.formats.dtypes import lookup, to_float32
 from bslz.formats.safetensors_io import build_header, layout_tensors, parse_header, read_safetensors
 from bslz.formats.tensor_codec import crc32, encode_lossless, encode_quantized, reconstruct_dq
-from bslz.lossy import SEARCH_PASSES, LossyOptions, dq_quantize_for_snr, is_float, plan_steps
+from bslz.lossy import (
+    SEARCH_PASSES,
+    LossyOptions,
+    dq_quantize_for_snr,
+    is_float,
+    mantissa_bits,
+    plan_steps,
+    quantizable,
+)
 
 
 @dataclasses.dataclass
@@ -158,7 +166,7 @@ def compress_file(
 
         def encode(info):
             raw = source.tensor_bytes(info)
-            return raw, _encode_tensor(info, raw, steps.get(info.name), options)
+            return raw, _encode_tensor(info, raw, info.name in steps, steps.get(info.name), options)
 
         for info, (raw, encoded) in map_tensors_in_order(encode, order, lambda info: info.numel):
             fields, payload, decoded_crc, step, signal, noise = encoded
@@ -197,24 +205,30 @@ def _nbytes(payload):
     return payload.nbytes if isinstance(payload, np.ndarray) else len(payload)
 
 
-def _encode_tensor(info, raw, step, options):
-    """(fields, payload, decoded crc32, step, signal, noise) of one tensor; step None: lossless,
-    and the decoded crc32 None (it is that of `raw`, left to the writing thread)."""
-    if step is None:
-        fields, payload = encode_lossless(raw, info.dtype, info.shape)
-        return fields, payload, None, None, 0.0, 0.0
+def _encode_tensor(info, raw, quantized, step, options):
+    """(fields, payload, decoded crc32, step, signal, noise) of one tensor. `quantized`: whether the
+    plan quantizes it, at `step` (None for --snr: searched here); one holding NaN or infinity stays
+    lossless all the same. A lossless tensor has step None and decoded crc32 None (that of `raw`,
+    left to the writing thread)."""
     symbols = reconstructed = values = None
-    if options.snr is not None:  # `step` is a first guess: search from it, and code the symbols found
+    if quantized and options.target in ("step", "snr"):  # the plan left the values to be checked here
         dtype = lookup(info.dtype)
         values = to_float32(raw.view(dtype.word_dtype), dtype)
+        quantized = quantizable(values)
+    if not quantized:
+        fields, payload = encode_lossless(raw, info.dtype, info.shape)
+        return fields, payload, None, None, 0.0, 0.0
+    if options.snr is not None:  # search the step, and code the symbols found
         latest = {}  # the latest step measured: {step: reconstruct_dq's result}, kept for the writer
 
         def decoded_snr_sums(symbols, step):  # the SNR of the values as the file will decode them
             latest.clear()
             latest[step] = measured = reconstruct_dq(symbols, step, info.dtype, values)
-            return measured[1:]
+            return measured[1:3]  # (signal, noise)
 
-        step, symbols = dq_quantize_for_snr(values, options.snr, step, measure=decoded_snr_sums)
+        step, symbols = dq_quantize_for_snr(
+            values, options.snr, measure=decoded_snr_sums, mantissa_bits=mantissa_bits(info.dtype)
+        )
         reconstructed = latest.get(step)  # used only with the symbols of that step
         del latest
     # targets use dependent quantization; recorded training steps the uniform quantizer they were

@@ -23,7 +23,6 @@ import numpy as np
 from bslz.codec._bits import bfloat16_bits
 from bslz.codec._dq_machine import NUM_STATES, QUANTIZER, TRANSITIONS
 from bslz.codec._dq_search import quantize_blocks
-from bslz.codec._expgolomb_kernels import zigzag
 from bslz.codec._jit import gather_byte_bits, njit, njit_inline
 from bslz.codec._parallel import default_workers, parallel_map, split_range
 from bslz.codec.expgolomb import signed_to_unsigned
@@ -170,9 +169,9 @@ def quantize_dq(x, step, block=DEFAULT_BLOCK):
 
 
 def quantize_dq_symbols(x, step, block=DEFAULT_BLOCK):
-    """The se(v) symbols (uint32, flat) of `quantize_dq(x, step, block)`: what a stream codes. Each
-    thread maps the indices it found in place, right after finding them (a separate pass over the
-    tensor took 0.5 ns a value, on one thread)."""
+    """The se(v) symbols (uint32, flat) of `quantize_dq(x, step, block)`: what a stream codes, written
+    by the search as it finds the indices (a separate pass over the tensor took 0.5 ns a value, on
+    one thread)."""
     return _trellis(x, step, block, as_symbols=True).view(np.uint32)
 
 
@@ -182,10 +181,7 @@ def _trellis(x, step, block, as_symbols):
     indices = np.empty(flat.size, dtype=np.int32)  # |index| <= MAX_INDEX: se(v) < 2**31 fits uint32
 
     def run(blocks):
-        quantize_blocks(flat, step, block, indices, *blocks)
-        if as_symbols:
-            lo, hi = blocks[0] * block, min(flat.size, blocks[1] * block)
-            zigzag(indices[lo:hi], indices[lo:hi].view(np.uint32))  # each value read before its place is written
+        quantize_blocks(flat, step, block, indices, *blocks, as_symbols)
 
     parallel_map(run, split_range(-(-flat.size // block), default_workers()))
     return indices

@@ -109,6 +109,21 @@ def fit_generalized_gaussian(x):
     Raises InvalidArgumentError on empty input or any NaN / infinity.
     """
     mean_abs, mean_sq, scale = _scaled_moments(x)
+    return _fit_from_moments(mean_abs, mean_sq, scale)
+
+
+def fit_from_sums(count, sum_abs, sum_sq):
+    """`fit_generalized_gaussian` of `count` values whose sum |x| and sum x^2 (float64) a caller
+    has already taken in a pass of its own; None if the sums are not finite (squares past float64:
+    fit the values themselves)."""
+    if count <= 0:
+        raise InvalidArgumentError("cannot fit a generalized Gaussian to an empty tensor")
+    if not (math.isfinite(sum_abs) and math.isfinite(sum_sq)):
+        return None
+    return _fit_from_moments(sum_abs / count, sum_sq / count, 1.0)
+
+
+def _fit_from_moments(mean_abs, mean_sq, scale):
     if mean_sq == 0.0:
         return ALL_ZERO_FIT
     nu = shape_from_moment_ratio(mean_sq / (mean_abs * mean_abs))

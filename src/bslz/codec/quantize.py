@@ -286,10 +286,34 @@ def max_abs_and_signal(x, widen=None, piece=1 << 16):
 def signal_and_noise(x, x_hat, signal=0.0, noise=0.0):
     """(sum x^2, sum (x - x_hat)^2) in float64 over two arrays of the same size, in one pass; added
     onto running sums `signal` and `noise` if given (in the same order as over the arrays joined)."""
+    x, x_hat = _same_size_flat(x, x_hat)
+    return _signal_and_noise_kernel(x, x_hat, float(signal), float(noise))
+
+
+@njit
+def _moments_and_noise_kernel(x, y):
+    sum_abs = signal = noise = 0.0
+    for i in range(x.size):
+        a = np.float64(x[i])
+        d = a - np.float64(y[i])
+        sum_abs += abs(a)
+        signal += a * a
+        noise += d * d
+    return sum_abs, signal, noise
+
+
+def moments_and_noise(x, x_hat):
+    """(sum |x|, sum x^2, sum (x - x_hat)^2) in float64, in one pass: `signal_and_noise` with the
+    first moment a GG fit needs besides (measured: no slower than the two sums alone, which wait
+    on their add chains)."""
+    return _moments_and_noise_kernel(*_same_size_flat(x, x_hat))
+
+
+def _same_size_flat(x, x_hat):
     x, x_hat = np.ascontiguousarray(x).reshape(-1), np.ascontiguousarray(x_hat).reshape(-1)
     if x.size != x_hat.size:
         raise InvalidArgumentError(f"arrays of {x.size} and {x_hat.size} elements")
-    return _signal_and_noise_kernel(x, x_hat, float(signal), float(noise))
+    return x, x_hat
 
 
 def squared_error(x, step, dead_zone=0.5, reconstruction="midpoint", gg_params=None, levels=DEFAULT_GG_LEVELS):

@@ -23,8 +23,8 @@ from bslz.codec.dq import DEFAULT_BLOCK as DQ_DEFAULT_BLOCK
 from bslz.codec.dq import MAX_INDEX as DQ_MAX_INDEX
 from bslz.codec.dq import dequantize_dq_symbols, dequantize_dq_symbols_to_bfloat16, quantize_dq_symbols
 from bslz.codec.expgolomb import MAX_VALUE, signed_to_unsigned, unsigned_to_signed
-from bslz.codec.gg import fit_generalized_gaussian
-from bslz.codec.quantize import dequantize_with_table, quantize, reconstruction_table, signal_and_noise
+from bslz.codec.gg import fit_from_sums, fit_generalized_gaussian
+from bslz.codec.quantize import dequantize_with_table, moments_and_noise, quantize, reconstruction_table
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
 from bslz.formats.dtypes import from_float32, lookup, to_float32
 
@@ -149,7 +149,7 @@ def encode_quantized(
     if reconstruction == "dq":  # indices within ±2**30: their se(v) symbols fit uint32
         symbols = quantize_dq_symbols(values, step) if symbols is None else symbols.reshape(-1)
         fields = _dq_fields(step)
-        fields["gg"] = [float(v) for v in fit_generalized_gaussian(values)]  # informative: `bslz info` shows nu
+        fields["gg"] = None  # informative (`bslz info` shows nu): fitted from the reconstruction pass's sums
     else:
         fields = {
             "coding": "quantized",
@@ -173,14 +173,18 @@ def encode_quantized(
     fields.update(stream_fields)
     if reconstructed is None:
         reconstructed = _reconstruct_and_measure(symbols, fields, _table(fields, prefix), dtype, values)
-    decoded, signal, noise = reconstructed
+    decoded, signal, noise, sum_abs = reconstructed
+    if reconstruction == "dq":
+        gg = fit_from_sums(values.size, sum_abs, signal) if values.size else None
+        fields["gg"] = [float(v) for v in (gg or fit_generalized_gaussian(values))]
     return fields, payload, decoded, signal, noise
 
 
 def reconstruct_dq(symbols, step, dtype_name, values):
-    """(raw bytes, sum w^2, sum (w - w_hat)^2) of the dependent-quantization reconstruction at
-    `step` from `symbols`, as the file decodes it (rounded to the dtype), and of the tensor's float
-    `values`: what `encode_quantized` returns for the same symbols, computed the same way."""
+    """(raw bytes, sum w^2, sum (w - w_hat)^2, sum |w|) of the dependent-quantization
+    reconstruction at `step` from `symbols`, as the file decodes it (rounded to the dtype), and of
+    the tensor's float `values`: what `encode_quantized` measures for the same symbols, computed
+    the same way."""
     return _reconstruct_and_measure(symbols.reshape(-1), _dq_fields(step), None, lookup(dtype_name), values)
 
 
@@ -195,20 +199,21 @@ RECONSTRUCT_PIECE = 1 << 20
 
 
 def _reconstruct_and_measure(symbols, fields, table, dtype, values):
-    """(raw bytes of the reconstruction, signal, noise) a piece per thread: the reconstruction, its
-    rounding to the dtype and the error measured on it are one pass over each piece (whole trellis
-    blocks), rather than four serial passes over the tensor."""
+    """(raw bytes of the reconstruction, signal, noise, sum |w|) a piece per thread: the
+    reconstruction, its rounding to the dtype and the sums measured on it are one pass over each
+    piece (whole trellis blocks), rather than serial passes over the tensor."""
     decoded = np.empty(symbols.size * dtype.itemsize, dtype=np.uint8)
     words = decoded.view(dtype.word_dtype)
 
     def run(bounds):
         lo, hi = bounds
         _reconstruct(symbols[lo:hi], fields, table, dtype, out=words[lo:hi])
-        return signal_and_noise(values[lo:hi], to_float32(words[lo:hi], dtype))
+        return moments_and_noise(values[lo:hi], to_float32(words[lo:hi], dtype))
 
     parts = max(1, symbols.size // RECONSTRUCT_PIECE)
     pieces = parallel_map(run, split_range(symbols.size, parts, fields.get("dq_block", 1)))
-    return decoded, sum(p[0] for p in pieces), sum(p[1] for p in pieces)
+    sum_abs, signal, noise = (sum(p[j] for p in pieces) for j in range(3))
+    return decoded, signal, noise, sum_abs
 
 
 def _table(fields, prefix):
