@@ -158,6 +158,30 @@ def test_decoding_to_bfloat16_is_the_float32_values_rounded(k, step, block):
 
 
 @pytest.mark.small
+@given(
+    x=hnp.arrays(np.float32, st.integers(0, 9000), elements=st.floats(-4, 4, width=32)),
+    step=st.sampled_from([0.37, 1e-3, 3e-5]),
+    block=st.sampled_from([1, 7, 4096]),
+)
+def test_measured_bfloat16_decoding_gives_the_sums_of_the_values_and_their_reconstruction(x, step, block):
+    """The reconstruct-and-measure pass: the bf16 words of the decoder, and the sums
+    `moments_and_noise` takes of the values and the words widened, to the last bit."""
+    from bslz.codec.quantize import moments_and_noise
+    from bslz.formats.dtypes import lookup, to_float32
+
+    symbols = dq.quantize_dq_symbols(x, step, block)
+    words, *sums = dq.measured_dequantize_dq_symbols_to_bfloat16(symbols, step, x, block)
+    np.testing.assert_array_equal(words, dq.dequantize_dq_symbols_to_bfloat16(symbols, step, block))
+    assert tuple(sums) == moments_and_noise(x, to_float32(words, lookup("BF16")))
+    if x.size:
+        beyond = symbols.copy()
+        beyond[0] = 2**31 + 2  # index -(2**30 + 1)
+        assert dq.measured_dequantize_dq_symbols_to_bfloat16(beyond, step, x, block)[0] is None
+        with pytest.raises(InvalidArgumentError):
+            dq.measured_dequantize_dq_symbols_to_bfloat16(symbols, step, x[:-1], block)
+
+
+@pytest.mark.small
 def test_viterbi_matches_a_table_driven_search():
     """The vector add-compare-select step and the four-quarter walk back against a plain search over
     TRANSITIONS (same tie rule); blocks of 1000 and 4096 are long enough for the quartered walk."""

@@ -31,6 +31,7 @@ from bslz.errors import InvalidArgumentError
 
 DEFAULT_BLOCK = 1 << 16
 U64 = np.uint64
+U32 = np.uint32
 MAX_INDEX = 2**30  # |k|: its se(v) mapping then fits uint32 with room
 
 
@@ -111,14 +112,21 @@ _BF16_PIECE = 4096  # float32 values between the two loops: an L1-sized scratch
 
 
 @njit
-def _dequantize_blocks_to_bfloat16(u, step, block, max_index, out, b_lo, b_hi):
+def _dequantize_blocks_to_bfloat16(u, step, block, max_index, out, b_lo, b_hi, values, sums):
     """`_dequantize_blocks` rounded to float32 and then to bfloat16 (the bit patterns, uint16) as
     `from_float32` rounds, a piece at a time through a small scratch: no float32 array of the
-    whole range written and read back (0.47 -> 0.3 ns a value)."""
+    whole range written and read back (0.47 -> 0.3 ns a value).
+
+    With `values` (the float values the symbols were found for, one a symbol; empty: none),
+    sums[:3] += (sum |x|, sum x^2, sum (x - x_hat)^2) over the blocks, x_hat the bfloat16 values
+    decoded, summed in order from 0: `moments_and_noise` of the values and the reconstruction
+    widened, in the pass that makes the reconstruction (a pass of its own read 20 bytes a value
+    and wrote 4 more)."""
     largest = U64(0)
     parity, quantizer = _block_scratch(block)
     scratch = np.empty(_BF16_PIECE, dtype=np.float32)
     scratch_bits = scratch.view(np.uint32)
+    sum_abs = signal = noise = 0.0
     for b in range(b_lo, b_hi):
         ub, ob = u[b * block : (b + 1) * block], out[b * block : (b + 1) * block]
         largest = max(largest, _block_quantizers(ub, parity, quantizer))
@@ -128,6 +136,19 @@ def _dequantize_blocks_to_bfloat16(u, step, block, max_index, out, b_lo, b_hi):
                 scratch[i] = np.float64(_level(np.int64(up[i]), np.int64(qp[i]))) * step
             for i in range(up.size):
                 op[i] = bfloat16_bits(scratch_bits[i])
+            if values.size:
+                vp = values[b * block + lo : b * block + lo + up.size]
+                for i in range(up.size):
+                    scratch_bits[i] = U32(op[i]) << U32(16)  # the decoded value, as float32
+                for i in range(up.size):
+                    a = np.float64(vp[i])
+                    d = a - np.float64(scratch[i])
+                    sum_abs += abs(a)
+                    signal += a * a
+                    noise += d * d
+    sums[0] += sum_abs
+    sums[1] += signal
+    sums[2] += noise
     return (largest + U64(1)) >> U64(1) <= U64(max_index)
 
 
@@ -236,7 +257,27 @@ def dequantize_dq_symbols_to_bfloat16(symbols, step, block=DEFAULT_BLOCK, out=No
     pass, into `out` if given; None if an index passes MAX_INDEX."""
     u = _check_symbols(symbols)
     out = _check_out(out, u.size, np.uint16)
-    return _dequantize_in_parallel(_dequantize_blocks_to_bfloat16, u, step, block, out)
+    no_values, sums = np.zeros(0, np.float32), np.zeros(3)
+
+    def kernel(u, step, block, max_index, out, b_lo, b_hi):
+        return _dequantize_blocks_to_bfloat16(u, step, block, max_index, out, b_lo, b_hi, no_values, sums)
+
+    return _dequantize_in_parallel(kernel, u, step, block, out)
+
+
+def measured_dequantize_dq_symbols_to_bfloat16(symbols, step, values, block=DEFAULT_BLOCK, out=None):
+    """(`dequantize_dq_symbols_to_bfloat16(symbols, step, block, out)`, sum |x|, sum x^2,
+    sum (x - x_hat)^2) over `values` (float32, one a symbol) and x_hat the decoded bfloat16 values,
+    in one pass on this thread (callers run pieces of a tensor side by side); (None, ...) if an
+    index passes MAX_INDEX."""
+    u = _check_symbols(symbols)
+    out = _check_out(out, u.size, np.uint16)
+    x = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+    if x.size != u.size:
+        raise InvalidArgumentError(f"{x.size} values for {u.size} symbols")
+    sums = np.zeros(3)
+    ok = _dequantize_blocks_to_bfloat16(u, float(step), int(block), MAX_INDEX, out, 0, -(-u.size // block), x, sums)
+    return (out if ok else None), float(sums[0]), float(sums[1]), float(sums[2])
 
 
 def _check_symbols(symbols):

@@ -21,7 +21,12 @@ from bslz.codec import floats, streams
 from bslz.codec._parallel import parallel_map, split_range
 from bslz.codec.dq import DEFAULT_BLOCK as DQ_DEFAULT_BLOCK
 from bslz.codec.dq import MAX_INDEX as DQ_MAX_INDEX
-from bslz.codec.dq import dequantize_dq_symbols, dequantize_dq_symbols_to_bfloat16, quantize_dq_symbols
+from bslz.codec.dq import (
+    dequantize_dq_symbols,
+    dequantize_dq_symbols_to_bfloat16,
+    measured_dequantize_dq_symbols_to_bfloat16,
+    quantize_dq_symbols,
+)
 from bslz.codec.expgolomb import MAX_VALUE, signed_to_unsigned, unsigned_to_signed
 from bslz.codec.gg import fit_from_sums, fit_generalized_gaussian
 from bslz.codec.quantize import dequantize_with_table, moments_and_noise, quantize, reconstruction_table
@@ -207,6 +212,13 @@ def _reconstruct_and_measure(symbols, fields, table, dtype, values):
 
     def run(bounds):
         lo, hi = bounds
+        if fields["reconstruction"] == "dq" and dtype.name == "BF16":  # measured as it is made: one pass
+            made, *sums = measured_dequantize_dq_symbols_to_bfloat16(
+                symbols[lo:hi], fields["step"], values[lo:hi], fields["dq_block"], out=words[lo:hi]
+            )
+            if made is None:
+                raise InvalidArgumentError(f"dependent quantization index beyond {DQ_MAX_INDEX}")
+            return sums
         _reconstruct(symbols[lo:hi], fields, table, dtype, out=words[lo:hi])
         return moments_and_noise(values[lo:hi], to_float32(words[lo:hi], dtype))
 
