@@ -545,3 +545,12 @@ def test_safetensors_tensors_are_read_only_maps_of_the_right_bytes(tmp_path):
     if os.path.exists("/proc/self/maps"):  # Linux: no mapping of the file is left
         with open("/proc/self/maps") as maps:
             assert str(path) not in maps.read()
+
+
+@pytest.mark.parametrize("size", [0, 5, 3 * (1 << 20) + 7])  # one piece, and a piece per core
+def test_bfloat16_widening_is_the_shift_of_every_pattern(size):
+    words = np.random.default_rng(size).integers(0, 1 << 16, size, dtype=np.uint16)
+    words[:5] = [0x7FC1, 0xFF80, 0x0001, 0x8000, 0x7F80][: min(size, 5)]  # NaN payload, -inf, subnormal, -0, inf
+    wide = to_float32(words, lookup("BF16"))
+    assert wide.dtype == np.float32 and wide.shape == words.shape
+    assert np.array_equal(wide.view(np.uint32), words.astype(np.uint32) << 16)

@@ -9,6 +9,7 @@ import numpy as np
 
 from bslz.codec._bits import bfloat16_bits
 from bslz.codec._jit import njit
+from bslz.codec._parallel import default_workers, parallel_map, split_range
 from bslz.errors import InvalidArgumentError
 
 
@@ -90,7 +91,9 @@ def to_float32(raw_words, dtype):
     """
     if dtype.name == "BF16":
         out = np.empty(np.shape(raw_words), dtype=np.uint32)
-        _widen_bfloat16(np.ascontiguousarray(raw_words).reshape(-1), out.reshape(-1))
+        words, wide = np.ascontiguousarray(raw_words).reshape(-1), out.reshape(-1)
+        # a large tensor a piece per core: 9 of the 220 ms of a MiniLM `--step` compression on one
+        parallel_map(lambda b: _widen_bfloat16(words[b[0] : b[1]], wide[b[0] : b[1]]), _pieces(words.size))
         return out.view(np.float32)
     if dtype.name in ("F8_E4M3", "F8_E5M2"):
         return _fp8_to_float32(raw_words, dtype.name)
@@ -123,6 +126,13 @@ def from_float32(values, dtype, out=None):
         return np.ascontiguousarray(values).astype(dtype.numpy_dtype, copy=False).view(dtype.word_dtype)
     out.view(dtype.numpy_dtype).reshape(shape)[...] = values  # numpy's cast, as astype's, in place
     return out.reshape(shape)
+
+
+WIDEN_PIECE = 1 << 20
+
+
+def _pieces(n):
+    return split_range(n, max(1, min(default_workers(), n // WIDEN_PIECE)))
 
 
 @njit
