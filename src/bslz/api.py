@@ -150,7 +150,7 @@ def compress_file(
         if progress is not None:
             progress(int(share * total * fraction), total, f"{name} [step search]")
 
-    steps = plan_steps(source, options, lossless_bits, search_progress)
+    steps, encoded_by_search = plan_steps(source, options, lossless_bits, search_progress)
     report = CompressReport(
         os.fspath(src), os.fspath(dst), source.file_size, 0, [], sum(t.numel for t in order if is_float(t))
     )
@@ -166,6 +166,8 @@ def compress_file(
 
         def encode(info):
             raw = source.tensor_bytes(info)
+            if info.name in encoded_by_search:  # the `bits` search's, at the step it kept
+                return raw, encoded_by_search.pop(info.name)
             return raw, _encode_tensor(info, raw, info.name in steps, steps.get(info.name), options)
 
         for info, (raw, encoded) in map_tensors_in_order(encode, order, lambda info: info.numel):

@@ -20,9 +20,10 @@ from bslz.codec.dq import quantize_dq_symbols, squared_error_dq
 from bslz.codec.floats import get_layout
 from bslz.codec.quantize import max_abs_and_signal
 from bslz.codec.rate import symbols_rate_bits
-from bslz.codec.streams import CHUNK_TABLE_BITS, DEFAULT_CHUNK_SIZE, RANS_MIN_SYMBOLS, stream_size_bits
+from bslz.codec.streams import CHUNK_TABLE_BITS, DEFAULT_CHUNK_SIZE, RANS_MIN_SYMBOLS, plan_stream
 from bslz.errors import InvalidArgumentError
 from bslz.formats.dtypes import lookup, to_float32
+from bslz.formats.tensor_codec import crc32, encode_quantized
 
 STEPS_METADATA_KEY = "bslz.steps"
 DEFAULT_MIN_ELEMENTS = 4096
@@ -120,7 +121,11 @@ SEARCH_PASSES = {"bits": 3.0}
 
 
 def plan_steps(source, options, lossless_bits=None, progress=None):
-    """{tensor name: quantizer step} for the tensors to quantize.
+    """({tensor name: quantizer step} for the tensors to quantize, {tensor name: its encoding}).
+
+    The encodings are those the `bits` search made at the step it kept (`_steps_for_bits`), in
+    the writer's form (fields, payload, decoded crc32, step, signal, noise); empty for the other
+    targets.
 
     Targets use dependent quantization (`bslz.codec.dq`, step = its lattice step); steps recorded
     by the training hook are uniform quantizer steps, as the training rate was computed for.
@@ -137,10 +142,10 @@ def plan_steps(source, options, lossless_bits=None, progress=None):
     """
     if options.target is None:
         names = {info.name for info in source.tensors}
-        return {name: step for name, step in recorded_steps(source.metadata).items() if name in names}
+        return {name: step for name, step in recorded_steps(source.metadata).items() if name in names}, {}
     if options.step is not None or options.snr is not None:
         step = None if options.step is None else float(options.step)
-        return {info.name: step for info in lossy_tensors(source, options)}
+        return {info.name: step for info in lossy_tensors(source, options)}, {}
     stats = lossy_candidates(source, options)
     return _steps_for_bits(
         source, stats, options, lossless_bits, _SearchProgress(list(stats), SEARCH_PASSES["bits"], progress)
@@ -256,22 +261,56 @@ def dq_quantize_for_snr(values, snr_db, guess=None, measure=None, mantissa_bits=
     return math.exp(log_step), last.get(log_step)
 
 
+def _kept_names(candidates, bits, room):
+    """The candidates, in file order, whose payloads (about `bits` a parameter) fit in `room` bytes."""
+    names, held = set(), 0
+    for info in candidates:
+        held += info.numel * bits / 8
+        if held > room:
+            break
+        names.add(info.name)
+    return names
+
+
 def _steps_for_bits(source, stats, options, lossless_bits, tick):
-    """`stats`: `lossy_candidates`' {TensorInfo: (max |w|, sum w^2)}."""
+    """(steps, encodings) of `plan_steps`; `stats`: `lossy_candidates`' {TensorInfo: (max |w|, sum w^2)}.
+
+    Each evaluation codes every tensor, for its exact size. Those whose payloads fit in as many
+    bytes as the largest tensor holds are coded whole (payload, reconstruction and its checksum
+    and SNR sums) and kept until the next evaluation: when the search keeps the step it evaluated
+    last (it did on every MiniLM file and rate measured), the writer writes them as they are
+    rather than quantizing and coding them again, a third of a `bits` compression. Peak memory
+    grows by at most the largest tensor."""
     candidates = list(stats)
     float_params = sum(info.numel for info in source.tensors if is_float(info))
     budget = options.bits * float_params
     fixed = lossless_bits({info.name for info in candidates})
     if not candidates:
-        return {}
+        return {}, {}
     fixed += 8 * (7 + 63) * len(candidates)  # per quantized payload: orders padded to 8 bytes, payload to 64
+    keep = _kept_names(candidates, options.bits, max(info.nbytes for info in source.tensors))
+    kept = {}  # name -> the writer's encoding, at the step last evaluated (latest[0])
+    latest = [None]
+
+    def evaluate(info, step):  # (exact stream bits, the encoding if kept)
+        values = tensor_values(source, info)
+        symbols = quantize_dq_symbols(values, step)
+        plan = plan_stream(symbols)
+        if info.name not in keep:
+            return plan.size_bits(), None
+        raw = source.tensor_bytes(info)
+        fields, payload, decoded, signal, noise = encode_quantized(
+            raw, info.dtype, step, reconstruction="dq", symbols=symbols, values=values, plan=plan
+        )
+        return plan.size_bits(), (fields, payload, crc32(decoded), step, signal, noise)
 
     def over_budget(log_step):  # bits over the budget: falls as the step grows
         step = math.exp(log_step)
-        rates = _map_tensors(
-            lambda info: stream_size_bits(quantize_dq_symbols(tensor_values(source, info), step)), candidates, tick
-        )
-        return fixed + sum(rates) - budget
+        kept.clear()  # the last evaluation's encodings go before this one's are made
+        results = _map_tensors(lambda info: evaluate(info, step), candidates, tick)
+        kept.update((info.name, encoding) for info, (_, encoding) in zip(candidates, results) if encoding)
+        latest[0] = log_step
+        return fixed + sum(bits for bits, _ in results) - budget
 
     max_abs = max(top for top, _ in stats.values())
     sum_squares = sum(squares for _, squares in stats.values())
@@ -287,7 +326,7 @@ def _steps_for_bits(source, stats, options, lossless_bits, tick):
     # bits, 0.04-0.06 below, and 2 of 6: a third full quantization of the file for the others)
     guess = math.log(min(rms * 2.0 ** (1.00 - (budget - fixed) / quantized), 4.0 * max_abs))
     log_step = _solve(over_budget, guess, quantized * BITS_PER_LOG_STEP, (-BITS_TOLERANCE * quantized, 0.0))
-    return {info.name: math.exp(log_step) for info in candidates}
+    return {info.name: math.exp(log_step) for info in candidates}, (kept if latest[0] == log_step else {})
 
 
 # a chunk of zeros as rANS: a one-byte header padded to a 64-bit word, and its chunk-table entry

@@ -131,7 +131,7 @@ def reconstruction_overhead_bits(numel):
 
 
 def encode_quantized(
-    raw, dtype_name, step, dead_zone=0.5, reconstruction=None, symbols=None, reconstructed=None, values=None
+    raw, dtype_name, step, dead_zone=0.5, reconstruction=None, symbols=None, reconstructed=None, values=None, plan=None
 ):
     """(fields, payload, reconstructed raw bytes, signal, noise) of a float tensor quantized with
     `step`; signal = sum w^2 and noise = sum (w - w_hat)^2 over the values in their own dtype.
@@ -144,13 +144,14 @@ def encode_quantized(
     `symbols`: with "dq", the `quantize_dq_symbols` of the values at `step` if the caller has them
     already (a step search), so that they are not computed again; `reconstructed`: what
     `reconstruct_dq` gave for those symbols, if the search measured them (the same pass, not made
-    twice); `values`: the tensor's float values (`to_float32` of `raw`), if the caller has them.
+    twice); `values`: the tensor's float values (`to_float32` of `raw`), if the caller has them;
+    `plan`: the `streams.plan_stream` of those symbols, if the caller made it (a `bits` search).
     """
     dtype = lookup(dtype_name)
     values = to_float32(raw.view(dtype.word_dtype), dtype) if values is None else values.reshape(-1)
     reconstruction = reconstruction or default_reconstruction(values.size)
     if reconstruction != "dq" or symbols is None:
-        reconstructed = None  # only the reconstruction of the symbols given is theirs
+        reconstructed = plan = None  # only the reconstruction and plan of the symbols given are theirs
     if reconstruction == "dq":  # indices within ±2**30: their se(v) symbols fit uint32
         symbols = quantize_dq_symbols(values, step) if symbols is None else symbols.reshape(-1)
         fields = _dq_fields(step)
@@ -174,7 +175,7 @@ def encode_quantized(
         fields["levels"] = GG_LEVELS
         table, _ = reconstruction_table(step, dead_zone, "gg", gg, GG_LEVELS)
         prefix = table.astype("<f8").tobytes()
-    stream_fields, payload = pack_stream(streams.encode_stream(symbols), prefix)
+    stream_fields, payload = pack_stream(streams.encode_stream(symbols, plan), prefix)
     fields.update(stream_fields)
     if reconstructed is None:
         reconstructed = _reconstruct_and_measure(symbols, fields, _table(fields, prefix), dtype, values)
