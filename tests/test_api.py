@@ -355,6 +355,53 @@ def test_bits_target_met(lossy_source, tmp_path, bits):
     check_lossy_file(tensors, tmp_path / "m.bslz", LOSSLESS_NAMES)
 
 
+QUANTIZED_BY_TARGETS = {"layer0.weight", "layer1.weight", "layer2.weight", "layer3.weight", "embed.weight"}
+
+
+@pytest.mark.parametrize("bits", [2.5, 5.0])
+def test_bits_search_encodings_are_what_the_writer_makes(lossy_source, tmp_path, monkeypatch, bits):
+    """The writer writes the `bits` search's encodings at the step it kept: the file is the one
+    written when the writer codes the tensors itself, whichever of them the search kept."""
+    _, src = lossy_source
+    coded_by_writer = []
+    real = bslz.api._encode_tensor
+    monkeypatch.setattr(
+        bslz.api, "_encode_tensor", lambda info, *a: coded_by_writer.append(info.name) or real(info, *a)
+    )
+    bslz.compress_file(src, tmp_path / "kept.bslz", bits=bits)
+    assert not QUANTIZED_BY_TARGETS & set(coded_by_writer)  # all fit the room: all came from the search
+    for keep in (set(), {"layer1.weight", "embed.weight"}):
+        coded_by_writer.clear()
+        monkeypatch.setattr(bslz.lossy, "_kept_names", lambda *a, keep=keep: keep)
+        bslz.compress_file(src, tmp_path / "other.bslz", bits=bits, overwrite=True)
+        assert QUANTIZED_BY_TARGETS & set(coded_by_writer) == QUANTIZED_BY_TARGETS - keep
+        assert (tmp_path / "other.bslz").read_bytes() == (tmp_path / "kept.bslz").read_bytes()
+
+
+def test_bits_search_that_ends_elsewhere_leaves_its_encodings_unused(lossy_source, tmp_path, monkeypatch):
+    _, src = lossy_source
+    bslz.compress_file(src, tmp_path / "plain.bslz", bits=5.0)
+    real_solve = bslz.lossy._solve
+
+    def solve_then_look_elsewhere(fall, x, *args):
+        found = real_solve(fall, x, *args)
+        fall(found + 0.5)  # one more evaluation, at a coarser step: its encodings must not be written
+        return found
+
+    monkeypatch.setattr(bslz.lossy, "_solve", solve_then_look_elsewhere)
+    bslz.compress_file(src, tmp_path / "other.bslz", bits=5.0)
+    assert (tmp_path / "other.bslz").read_bytes() == (tmp_path / "plain.bslz").read_bytes()
+
+
+def test_kept_encodings_fit_the_room_in_file_order():
+    from types import SimpleNamespace
+
+    infos = [SimpleNamespace(name=n, numel=k) for n, k in (("a", 800), ("b", 1600), ("c", 80))]
+    assert bslz.lossy._kept_names(infos, 4.0, 1200) == {"a", "b"}  # 400 + 800 bytes
+    assert bslz.lossy._kept_names(infos, 4.0, 1199) == {"a"}  # in file order: c is not taken past b
+    assert bslz.lossy._kept_names(infos, 4.0, 0) == set()
+
+
 def test_more_bits_give_more_snr(lossy_source, tmp_path):
     _, src = lossy_source
     low = bslz.compress_file(src, tmp_path / "a.bslz", bits=3.0)
