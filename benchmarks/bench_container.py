@@ -38,7 +38,7 @@ import zstandard
 
 import bslz
 from bslz.formats.atomic import atomic_output
-from timing import best_time, best_times_interleaved
+from timing import best_times_interleaved
 
 # Peers (DESIGN.md, "Peers to measure against"), MiniLM
 ZIPNN_BEST_RATIO = {"F32": 1.221, "BF16": 1.504, "F16": 1.179}  # better of its two modes
@@ -144,10 +144,11 @@ def aggregate_snr(original_path, decoded_path):
     return snr, params, same_layout
 
 
-def codec_only_lossless(path, bslz_path, repeats):
-    """Encode / decode time of the tensor codec alone (internal API, no file I/O), or None. Tensors
-    are scheduled as `compress_file` and `decompress_file` schedule them (`map_tensors_in_order`:
-    small ones side by side, one thread each), so that this is their time less the file I/O."""
+def codec_only_lossless(path, bslz_path):
+    """(encode, decode, close): calls timing the tensor codec alone (internal API, no file I/O), or
+    None. Tensors are scheduled as `compress_file` and `decompress_file` schedule them
+    (`map_tensors_in_order`: small ones side by side, one thread each), so that this is their time
+    less the file I/O."""
     try:
         from bslz.codec._parallel import map_tensors_in_order
         from bslz.formats.container import ContainerReader
@@ -169,10 +170,7 @@ def codec_only_lossless(path, bslz_path, repeats):
             return sum(raw.size for _, raw in decoded)
 
         encode(), decode()
-        t_enc, _ = best_time(encode, repeats)
-        t_dec, _ = best_time(decode, repeats)
-        reader.close()
-        return t_enc, t_dec
+        return encode, decode, reader.close
     except Exception as exc:  # the internal API may change under us: report, don't fail
         print(f"(codec-only timing unavailable: {type(exc).__name__}: {exc})", file=sys.stderr)
         return None
@@ -182,8 +180,9 @@ def mbps(nbytes, seconds):
     return nbytes / MB / seconds if seconds and seconds > 0 else math.nan
 
 
-def peers(data, path, workdir, dtype_name, repeats):
-    """{tool: (ratio, compress s, decompress s, exact, compress s file→file, decompress s file→file)}.
+def peer_calls(data, path, workdir, dtype_name, repeats):
+    """{tool: (compress, decompress, compress file→file, decompress file→file, outcome)}: calls to
+    time, and outcome() -> (ratio, exact) once they have run.
 
     In memory: the peer's own calls on bytes. File→file: read the file, the same call, and the
     result written the way bslz writes its outputs (a temporary file, fsync, rename: `atomic_output`),
@@ -196,23 +195,40 @@ def peers(data, path, workdir, dtype_name, repeats):
     # ZipNN 0.5.4 rewrites the bytes it is given in place: give it a fresh copy each time and compare
     # the result with a digest taken before
     digest = hashlib.sha256(data).digest()
-    copies = iter([bytes(bytearray(data)) for _ in range(repeats)])  # made outside the timed calls
-    t_c, c = best_time(lambda: z.compress(next(copies)), repeats)
-    t_d, back = best_time(lambda: z.decompress(c), repeats)
-    files = peer_file_to_file(z.compress, z.decompress, path, workdir, repeats)  # a fresh read each time
-    out["ZipNN 0.5.4 whole file"] = (
-        len(data) / len(c),
-        t_c,
-        t_d,
-        hashlib.sha256(bytes(back)).digest() == digest,
-        *files,
-    )
+    copies = iter([bytes(bytearray(data)) for _ in range(repeats + 1)])  # made outside the timed calls
+    out["ZipNN 0.5.4 whole file"] = _peer(
+        lambda: z.compress(next(copies)), z.decompress, z.compress, path, workdir, "zipnn",
+        lambda back: hashlib.sha256(bytes(back)).digest() == digest, len(data),
+    )  # fmt: skip
     zc, zd = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
-    t_c, c = best_time(lambda: zc.compress(data), repeats)
-    t_d, back = best_time(lambda: zd.decompress(c), repeats)
-    files = peer_file_to_file(zc.compress, zd.decompress, path, workdir, repeats)
-    out["zstd level 3"] = (len(data) / len(c), t_c, t_d, back == data, *files)
+    out["zstd level 3"] = _peer(
+        lambda: zc.compress(data),
+        zd.decompress,
+        zc.compress,
+        path,
+        workdir,
+        "zstd",
+        lambda back: back == data,
+        len(data),
+    )
     return out
+
+
+def _peer(compress_data, decompress, compress, path, workdir, tag, exact, size):
+    packed, back = os.path.join(workdir, f"{tag}.packed"), os.path.join(workdir, f"{tag}.back")
+    held = {"c": compress_data()}  # warm-up, and the compressed bytes the decompress calls take
+    held["back"] = decompress(held["c"])
+
+    def in_memory_decompress():
+        held["back"] = decompress(held["c"])
+
+    return (
+        compress_data,
+        in_memory_decompress,
+        lambda: file_to_file(compress, path, packed),
+        lambda: file_to_file(decompress, packed, back),
+        lambda: (size / len(held["c"]), exact(held["back"])),
+    )
 
 
 def file_to_file(fn, src, dst):
@@ -223,21 +239,15 @@ def file_to_file(fn, src, dst):
         f.write(result)
 
 
-def peer_file_to_file(compress, decompress, path, workdir, repeats):
-    """(compress s, decompress s) of a peer from `path` to a file and back, written like bslz's."""
-    packed, back = os.path.join(workdir, "peer.packed"), os.path.join(workdir, "peer.back")
-    t_c, _ = best_time(lambda: file_to_file(compress, path, packed), repeats)
-    t_d, _ = best_time(lambda: file_to_file(decompress, packed, back), repeats)
-    return t_c, t_d
-
-
 def lossless_section(paths, workdir, repeats, results):
-    print(f"## Lossless (MiniLM; MB/s of original bytes; best of {repeats} in one process)\n")
+    print(f"## Lossless (MiniLM; MB/s of original bytes; best of {repeats} interleaved rounds in one process)\n")
     print("bslz file→file includes reading the safetensors file and writing the .bslz (tmpfs), and back;")
     print("bslz codec only = per-tensor `encode_lossless` on in-memory bytes / `ContainerReader.decode_raw`")
     print("of every tensor (checksums included), without writing a file. Peers in memory: their own calls on")
     print("bytes; peers file→file: the file read, the same call, the result written as bslz writes (temporary")
-    print("file, fsync, rename), so that file→file compares like with like.\n")
+    print("file, fsync, rename), so that file→file compares like with like. Every call of a dtype, bslz's and")
+    print("the peers', is timed in rounds (one call of each in turn), so that ratios compare calls made in the")
+    print("same machine state.\n")
     print("| dtype | tool | ratio | round trip | compress MB/s | decompress MB/s |")
     print("|---|---|---|---|---|---|")
     for dtype_name, path in paths.items():
@@ -245,23 +255,42 @@ def lossless_section(paths, workdir, repeats, results):
             data = f.read()
         size = len(data)
         dst, back = os.path.join(workdir, "ll.bslz"), os.path.join(workdir, "ll.safetensors")
-        report = bslz.compress_file(path, dst, overwrite=True)  # warm-up (JIT)
+        bslz.compress_file(path, dst, overwrite=True)  # warm-up (JIT)
         bslz.decompress_file(dst, back, overwrite=True)
-        t_c, report = best_time(lambda: bslz.compress_file(path, dst, overwrite=True), repeats)
-        t_d, _ = best_time(lambda: bslz.decompress_file(dst, back, overwrite=True), repeats)
+        codec = codec_only_lossless(path, dst)
+        peer = peer_calls(data, path, workdir, dtype_name, repeats)
+        reports = []
+        calls = [
+            lambda: reports.append(bslz.compress_file(path, dst, overwrite=True)),
+            lambda: bslz.decompress_file(dst, back, overwrite=True),
+            *(codec[:2] if codec else ()),
+            *(call for calls in peer.values() for call in calls[:4]),
+        ]
+        times = best_times_interleaved(calls, repeats)
+        t_c, t_d = times[:2]
+        codec_times = tuple(times[2:4]) if codec else None
+        peer_times = times[4:] if codec else times[2:]
+        if codec:
+            codec[2]()
+        report = reports[-1]
         identical = sha256(back) == sha256(path)
         file_ratio = size / os.path.getsize(dst)
         assert abs(file_ratio - report.ratio) < 1e-9, (file_ratio, report.ratio)
-        codec = codec_only_lossless(path, dst, repeats)
         ok = "sha256 identical" if identical else "**DIFFERS**"
         print(
             f"| {dtype_name} | bslz file→file | {report.ratio:.4f} | {ok} |"
             f" {mbps(size, t_c):.0f} | {mbps(size, t_d):.0f} |"
         )
-        if codec is not None:
-            print(f"| {dtype_name} | bslz codec only | | | {mbps(size, codec[0]):.0f} | {mbps(size, codec[1]):.0f} |")
-        peer = peers(data, path, workdir, dtype_name, repeats)
-        for tool, (ratio, pc, pd, exact, pc_file, pd_file) in peer.items():
+        if codec_times is not None:
+            print(
+                f"| {dtype_name} | bslz codec only | | |"
+                f" {mbps(size, codec_times[0]):.0f} | {mbps(size, codec_times[1]):.0f} |"
+            )
+        measured = {}
+        for j, (tool, calls) in enumerate(peer.items()):
+            pc, pd, pc_file, pd_file = peer_times[4 * j : 4 * j + 4]
+            ratio, exact = calls[4]()
+            measured[tool] = (ratio, pc, pd, exact, pc_file, pd_file)
             ok = "exact" if exact else "**DIFFERS**"
             print(
                 f"| {dtype_name} | {tool} file→file | {ratio:.4f} | {ok} |"
@@ -269,7 +298,7 @@ def lossless_section(paths, workdir, repeats, results):
             )
             print(f"| {dtype_name} | {tool} in memory | | | {mbps(size, pc):.0f} | {mbps(size, pd):.0f} |")
         results["lossless"][dtype_name] = dict(
-            size=size, ratio=report.ratio, identical=identical, t_c=t_c, t_d=t_d, codec=codec, peers=peer
+            size=size, ratio=report.ratio, identical=identical, t_c=t_c, t_d=t_d, codec=codec_times, peers=measured
         )
     print()
 
