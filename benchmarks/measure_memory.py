@@ -281,7 +281,7 @@ def main():
                 t0 = time.perf_counter()
                 write_synthetic(big, args.large_gib)
                 print(f"(synthetic file written in {time.perf_counter() - t0:.0f} s)\n")
-                cases.append((f"synthetic {args.large_gib:g} GiB f32", big, [None, ("snr", 40)]))
+                cases.append((f"synthetic {args.large_gib:g} GiB f32", big, [None, ("bits", 6.38), ("snr", 40)]))
 
         for label, src, modes in cases:
             size, largest, count = safetensors_layout(src)

@@ -187,11 +187,11 @@ class _SearchProgress:
 BITS_PER_LOG_STEP = 1 / math.log(2)
 DB_PER_LOG_STEP = 20 / math.log(10)
 # --snr: each tensor within SNR_TOLERANCE_DB above the target on the search's first try, then
-# within twice that, four times, ... up to SNR_MAX_TOLERANCE_DB. A bf16 tensor's SNR jitters by
-# 0.03-0.3 dB as the step moves by 0.1-0.5 % (its reconstruction levels round to the format
-# differently): a fixed 0.02 dB took 1.3-3.9 tries a parameter on MiniLM bf16 from 25 to 50 dB (up
-# to 15 on one tensor), these 1.03-1.16 from 25 to 40 dB and 2.1 at 45 and 50 (f32: 1.0-1.1), for
-# files ~0.05 % larger (0.015 dB a tensor above the target, at ~6 dB a bit)
+# within twice that, four times, ... up to SNR_MAX_TOLERANCE_DB. A bf16 tensor's SNR strays by
+# 0.03-0.2 dB from its trend as the step moves by 0.1-0.5 % (its reconstruction levels round to the
+# format differently): a fixed 0.02 dB took 1.3-3.9 tries a parameter on MiniLM bf16 from 25 to 50
+# dB (up to 15 on one tensor), these 1.03-1.16 from 25 to 40 dB and 2.1 at 45 and 50 (f32: 1.0-1.1),
+# for files 0.06 % larger at 30 dB and 0.01 % at 40 (5.060 -> 5.063, 6.764 -> 6.765 bits a parameter)
 SNR_TOLERANCE_DB = 0.05
 SNR_MAX_TOLERANCE_DB = 0.2
 BITS_TOLERANCE = 5e-4  # --bits: the file within this many bits a quantized parameter below the budget
