@@ -26,7 +26,7 @@ from bslz.codec._dq_search import quantize_blocks
 from bslz.codec._jit import gather_byte_bits, njit, njit_inline
 from bslz.codec._parallel import default_workers, parallel_map, split_range
 from bslz.codec.expgolomb import signed_to_unsigned
-from bslz.codec.quantize import signal_and_noise
+from bslz.codec.quantize import moments_and_noise_kernel, signal_and_noise
 from bslz.errors import InvalidArgumentError
 
 DEFAULT_BLOCK = 1 << 16
@@ -140,12 +140,7 @@ def _dequantize_blocks_to_bfloat16(u, step, block, max_index, out, b_lo, b_hi, v
                 vp = values[b * block + lo : b * block + lo + up.size]
                 for i in range(up.size):
                     scratch_bits[i] = U32(op[i]) << U32(16)  # the decoded value, as float32
-                for i in range(up.size):
-                    a = np.float64(vp[i])
-                    d = a - np.float64(scratch[i])
-                    sum_abs += abs(a)
-                    signal += a * a
-                    noise += d * d
+                sum_abs, signal, noise = moments_and_noise_kernel(vp, scratch[: up.size], sum_abs, signal, noise)
     sums[0] += sum_abs
     sums[1] += signal
     sums[2] += noise

@@ -291,8 +291,9 @@ def signal_and_noise(x, x_hat, signal=0.0, noise=0.0):
 
 
 @njit
-def _moments_and_noise_kernel(x, y):
-    sum_abs = signal = noise = 0.0
+def moments_and_noise_kernel(x, y, sum_abs, signal, noise):
+    """The running (sum |x|, sum x^2, sum (x - y)^2) carried on over x and y (a kernel: callable
+    from other kernels)."""
     for i in range(x.size):
         a = np.float64(x[i])
         d = a - np.float64(y[i])
@@ -306,7 +307,7 @@ def moments_and_noise(x, x_hat):
     """(sum |x|, sum x^2, sum (x - x_hat)^2) in float64, in one pass: `signal_and_noise` with the
     first moment a GG fit needs besides (measured: no slower than the two sums alone, which wait
     on their add chains)."""
-    return _moments_and_noise_kernel(*_same_size_flat(x, x_hat))
+    return moments_and_noise_kernel(*_same_size_flat(x, x_hat), 0.0, 0.0, 0.0)
 
 
 def _same_size_flat(x, x_hat):
