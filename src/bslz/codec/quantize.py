@@ -305,8 +305,7 @@ def moments_and_noise_kernel(x, y, sum_abs, signal, noise):
 
 def moments_and_noise(x, x_hat):
     """(sum |x|, sum x^2, sum (x - x_hat)^2) in float64, in one pass: `signal_and_noise` with the
-    first moment a GG fit needs besides (measured: no slower than the two sums alone, which wait
-    on their add chains)."""
+    first moment a GG fit needs besides (measured: no slower than the two sums alone)."""
     return moments_and_noise_kernel(*_same_size_flat(x, x_hat), 0.0, 0.0, 0.0)
 
 

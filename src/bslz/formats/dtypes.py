@@ -92,7 +92,7 @@ def to_float32(raw_words, dtype):
     if dtype.name == "BF16":
         out = np.empty(np.shape(raw_words), dtype=np.uint32)
         words, wide = np.ascontiguousarray(raw_words).reshape(-1), out.reshape(-1)
-        # a large tensor a piece per core: 9 of the 220 ms of a MiniLM `--step` compression on one
+        # a large tensor a piece per core (MiniLM bf16's embedding: 9 ms on one core, measured)
         parallel_map(lambda b: _widen_bfloat16(words[b[0] : b[1]], wide[b[0] : b[1]]), _pieces(words.size))
         return out.view(np.float32)
     if dtype.name in ("F8_E4M3", "F8_E5M2"):
