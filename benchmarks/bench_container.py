@@ -325,7 +325,6 @@ def lossy_section(paths, workdir, repeats, results, dtypes):
     for dtype_name in dtypes:
         path = paths[dtype_name]
         size = results["lossless"][dtype_name]["size"]
-        z_c = results["lossless"][dtype_name]["peers"]["zstd level 3"][1]
         dst, back = os.path.join(workdir, "lossy.bslz"), os.path.join(workdir, "lossy.safetensors")
         packed, peer_back = os.path.join(workdir, "peer.packed"), os.path.join(workdir, "peer.back")
         zc, zd = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
@@ -370,7 +369,6 @@ def lossy_section(paths, workdir, repeats, results, dtypes):
                 t_c=t_c,
                 t_d=t_d,
                 t_m=t_m,
-                z_c=z_c,
                 z_d=z_d,
                 zf_c=zf_c,
                 zf_d=zf_d,
