@@ -115,6 +115,24 @@ def test_rans_must_save_a_128th_to_be_chosen():
 
 
 @pytest.mark.small
+def test_a_rans_head_coding_values_wider_than_the_head_is_an_error():
+    """A hostile bf16 chunk whose exponent segment codes 1024 (the head has 10 bits): decoded into
+    the words unchecked it would reach the sign bit."""
+    n = 16
+    head = encode_rans(np.array([1024, 3] * (n // 2), np.uint16))
+    tail = bytes(n * 6 // 8)
+    segments = b""
+    for method, payload in ((floats.RANS, head), (floats.RAW, tail)):
+        header = np.zeros(1, dtype=floats.SEGMENT_HEADER)
+        header[0] = (method, 0, 0, len(payload))
+        segments += header.tobytes() + payload
+    table = np.array([0, len(segments)], "<u8").tobytes()
+    enc = floats.EncodedFloats("bfloat16", n, n, table + segments)
+    with pytest.raises(FormatError, match="above 1023"):
+        floats.decode_floats(enc)
+
+
+@pytest.mark.small
 def test_empty_tensor():
     enc = floats.encode_floats(np.zeros(0, dtype=np.uint16), "bfloat16")
     assert floats.decode_floats(enc).size == 0

@@ -212,6 +212,34 @@ def test_decode_into_out_and_other_input_types():
 
 
 @pytest.mark.small
+@pytest.mark.parametrize("dtype, shift", [(np.uint16, 5), (np.uint32, 20), (np.uint64, 51), (np.uint8, 1)])
+def test_decode_with_a_shift_writes_the_symbols_shifted(dtype, shift):
+    rng = np.random.default_rng(3)
+    symbols = np.minimum(rng.geometric(0.05, 5001), 100).astype(np.uint16)
+    out = np.full(symbols.size, 7, dtype)  # overwritten, not ORed
+    assert decode_rans(encode_rans(symbols), symbols.size, out=out, shift=shift) is out
+    np.testing.assert_array_equal(out, symbols.astype(np.uint64) << np.uint64(shift))
+    one = np.full(9, 3, np.uint16)
+    np.testing.assert_array_equal(decode_rans(encode_rans(one), 9, out=np.zeros(9, dtype), shift=shift), 3 << shift)
+
+
+@pytest.mark.small
+def test_symbols_above_the_limit_or_the_shifted_width_are_an_error():
+    buf = encode_rans(np.array([5, 1, 40, 40], np.uint16))
+    np.testing.assert_array_equal(decode_rans(buf, 4, limit=40), [5, 1, 40, 40])
+    with pytest.raises(FormatError, match="above 39"):
+        decode_rans(buf, 4, limit=39)
+    with pytest.raises(FormatError, match="above 31"):  # 40 << 11 does not fit 16 bits
+        decode_rans(buf, 4, out=np.zeros(4, np.uint16), shift=11)
+    with pytest.raises(FormatError, match="above 3"):
+        decode_rans(encode_rans(np.full(3, 4, np.uint8)), 3, limit=3)
+    with pytest.raises(InvalidArgumentError, match="needs out"):
+        decode_rans(buf, 4, shift=2)
+    with pytest.raises(InvalidArgumentError):
+        decode_rans(buf, 4, out=np.zeros(4, np.uint32))  # wide outputs only with a shift
+
+
+@pytest.mark.small
 def test_any_unsigned_width_up_to_32_bits_codes_the_same():
     """Quantizer symbols come as uint32: coded as they are, the same bytes as narrowed to uint16."""
     values = np.random.default_rng(9).geometric(0.05, 5000).astype(np.uint16)

@@ -174,8 +174,10 @@ def decode_step(x, slot_sym, freqs, starts):
 
 
 @njit
-def decode_states(words, slot_sym, freqs, starts, out):
-    """Decode out.size symbols from `words` (the payload). Returns a status.
+def decode_states(words, slot_sym, freqs, starts, out, shift):
+    """Decode out.size symbols from `words` (the payload) into out, each shifted left by `shift`
+    (a float's exponent straight into its word: a separate merge pass took ~0.4 ns a value).
+    Returns a status.
 
     Any word content is safe: every word position is checked before it is read, a state only
     shrinks during a step and takes at most one word, so the loop ends after out.size steps.
@@ -212,10 +214,10 @@ def decode_states(words, slot_sym, freqs, starts, out):
         s1, x1 = decode_step(x1, slot_sym, freqs, starts)
         s2, x2 = decode_step(x2, slot_sym, freqs, starts)
         s3, x3 = decode_step(x3, slot_sym, freqs, starts)
-        out[i] = s0
-        out[i + U64(1)] = s1
-        out[i + U64(2)] = s2
-        out[i + U64(3)] = s3
+        out[i] = U64(s0) << shift
+        out[i + U64(1)] = U64(s1) << shift
+        out[i + U64(2)] = U64(s2) << shift
+        out[i + U64(3)] = U64(s3) << shift
         need = x0 < _LOW
         w = (x0 << _W32) | U64(words[pos])
         x0 = w if need else x0
@@ -241,7 +243,7 @@ def decode_states(words, slot_sym, freqs, starts, out):
     while i < count:
         j = i % U64(NUM_STATES)
         s, x = decode_step(xs[j], slot_sym, freqs, starts)
-        out[i] = s
+        out[i] = U64(s) << shift
         if x < _LOW:
             if pos >= nw:
                 return STATUS_TRUNCATED

@@ -277,6 +277,9 @@ def _decode_chunk(data, out, lo, hi, layout):
                     out, lo, hi, U64(layout.bits - 1), U64(layout.low_bits), U64(shift), U64(width), payload
                 )
             continue
+        if method == RANS and shift is None:  # the common head: decoded straight into the words (zeroed)
+            decode_rans(payload, n, out=out[lo:hi], shift=layout.low_bits, limit=(1 << width) - 1)
+            continue
         _decode_segment(payload, method, k, center, width, piece, name)
         if shift is None:
             FK.merge_head(out, lo, hi, U64(layout.low_bits), piece)

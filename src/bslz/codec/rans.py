@@ -137,9 +137,11 @@ def _as_uint8(buf):
     return np.frombuffer(buf, dtype=np.uint8)
 
 
-def _check_out(out, count):
-    if out.ndim != 1 or out.dtype not in (np.uint8, np.uint16) or out.size != count:
-        raise InvalidArgumentError(f"out must be a 1-D uint8/uint16 array of {count} elements")
+def _check_out(out, count, shift):
+    kinds = (np.uint8, np.uint16) if shift == 0 else (np.uint8, np.uint16, np.uint32, np.uint64)
+    if out.ndim != 1 or out.dtype not in kinds or out.size != count:
+        names = "/".join(np.dtype(k).name for k in kinds)
+        raise InvalidArgumentError(f"out must be a 1-D {names} array of {count} elements")
     if not (out.flags.c_contiguous and out.flags.writeable):
         raise InvalidArgumentError("out must be contiguous and writeable")
 
@@ -174,19 +176,27 @@ def _read_header(data):
     return int(max_symbol), bool(multi), nbytes, freqs[: int(max_symbol) + 1]
 
 
-def decode_rans(buf, count, out=None):
+def decode_rans(buf, count, out=None, *, shift=0, limit=None):
     """Decode `count` symbols from `buf` (bytes-like or uint8 array) made by `encode_rans`.
 
     Returns `out` if given (1-D uint8/uint16 of size `count`), else a new array: uint16 when the
-    stream's alphabet exceeds 256 symbols, uint8 otherwise. Raises TruncatedError if `buf` is too
-    short, FormatError on any inconsistency, including unused trailing bytes.
+    stream's alphabet exceeds 256 symbols, uint8 otherwise. With `shift`, out (given, of any
+    unsigned dtype) receives each symbol shifted left by that many bits. Raises TruncatedError if
+    `buf` is too short, FormatError on any inconsistency, including unused trailing bytes, and
+    where the stream's table gives a symbol above `limit` a non-zero frequency (or, shifted, one
+    that does not fit out).
     """
     data = _as_uint8(buf)
     count = operator.index(count)
+    shift = operator.index(shift)
     if count < 0:
         raise InvalidArgumentError(f"count must be >= 0, got {count}")
+    if shift and out is None:
+        raise InvalidArgumentError("decoding with a shift needs out")
     if out is not None:
-        _check_out(out, count)
+        _check_out(out, count, shift)
+    if shift:
+        limit = min(limit if limit is not None else MAX_ALPHABET, (1 << (8 * out.itemsize - shift)) - 1)
     if count == 0:
         if data.size:
             raise FormatError(f"{data.size} bytes where an empty rANS stream has none")
@@ -195,6 +205,8 @@ def decode_rans(buf, count, out=None):
         raise TruncatedError(f"empty buffer for {count} rANS symbols")
     max_symbol, multi, hbytes, freqs = _read_header(data)
     nsym = max_symbol + 1
+    if limit is not None and max_symbol > limit and (not multi or np.any(freqs[limit + 1 :])):
+        raise FormatError(f"rANS stream codes symbols up to {max_symbol}, above {limit}")
     if out is None:
         out = np.empty(count, dtype=np.uint16 if nsym > 256 else np.uint8)
     elif nsym > 256 and out.dtype == np.uint8:
@@ -202,7 +214,7 @@ def decode_rans(buf, count, out=None):
     if not multi:
         if data.size != hbytes:
             raise FormatError("rANS stream: bytes after a single-symbol header")
-        out[:] = max_symbol
+        out[:] = max_symbol << shift
         return out
     payload = data[hbytes:]
     nwords = payload.size // 4
@@ -213,7 +225,7 @@ def decode_rans(buf, count, out=None):
     np.cumsum(freqs[:-1], out=starts[1:])
     slot_sym = np.empty(K.SCALE, dtype=np.uint16 if nsym > 256 else np.uint8)
     K.build_slot_table(freqs, starts, nsym, slot_sym)
-    status = K.decode_states(words, slot_sym, freqs, starts, out)
+    status = K.decode_states(words, slot_sym, freqs, starts, out, np.uint64(shift))
     if status != K.STATUS_OK:
         _raise_for(status, "payload")
     if payload.size % 4:
