@@ -393,6 +393,38 @@ def test_bits_search_that_ends_elsewhere_leaves_its_encodings_unused(lossy_sourc
     assert (tmp_path / "other.bslz").read_bytes() == (tmp_path / "plain.bslz").read_bytes()
 
 
+def test_bits_search_never_ends_on_an_estimate(lossy_source, tmp_path, monkeypatch):
+    """The first evaluation estimates sizes; should it land inside the tolerance, the same step is
+    measured exactly before the search may end there. Here every estimate lands inside."""
+    _, src = lossy_source
+    exact = []
+    real_plan = bslz.lossy.plan_stream
+    monkeypatch.setattr(bslz.lossy, "BITS_TOLERANCE", 1e9)
+    monkeypatch.setattr(bslz.lossy, "estimate_size_bits", lambda symbols: 0)
+    monkeypatch.setattr(bslz.lossy, "plan_stream", lambda symbols: exact.append(1) or real_plan(symbols))
+    report = bslz.compress_file(src, tmp_path / "m.bslz", bits=5.0)
+    assert len(exact) >= len(QUANTIZED_BY_TARGETS)
+    assert report.bits_per_float_param <= 5.0
+
+
+@pytest.mark.small
+def test_size_estimate_is_close_to_the_exact_size():
+    from bslz.codec import streams
+
+    rng = np.random.default_rng(5)
+    for symbols in (
+        np.minimum(rng.geometric(0.02, 600_000), 4000).astype(np.uint32),  # rANS: estimated
+        rng.integers(0, 3, 300_000).astype(np.uint16),
+        np.concatenate([rng.integers(0, 1 << 20, 1000), np.zeros(9000, np.int64)]).astype(np.uint32),  # exact
+        np.zeros(10, np.uint8),
+    ):
+        exact = streams.stream_size_bits(symbols)
+        estimate = streams.estimate_size_bits(symbols)
+        assert abs(estimate - exact) <= 100 * -(-symbols.size // streams.DEFAULT_CHUNK_SIZE), (estimate, exact)
+        if symbols.max() >= streams.MAX_ALPHABET or symbols.size < streams.RANS_MIN_SYMBOLS:
+            assert estimate == exact
+
+
 def test_kept_encodings_fit_the_room_in_file_order():
     from types import SimpleNamespace
 

@@ -20,7 +20,7 @@ from bslz.codec.dq import quantize_dq_symbols, squared_error_dq
 from bslz.codec.floats import get_layout
 from bslz.codec.quantize import max_abs_and_signal
 from bslz.codec.rate import symbols_rate_bits
-from bslz.codec.streams import CHUNK_TABLE_BITS, DEFAULT_CHUNK_SIZE, RANS_MIN_SYMBOLS, plan_stream
+from bslz.codec.streams import CHUNK_TABLE_BITS, DEFAULT_CHUNK_SIZE, RANS_MIN_SYMBOLS, estimate_size_bits, plan_stream
 from bslz.errors import InvalidArgumentError
 from bslz.formats.dtypes import lookup, to_float32
 from bslz.formats.tensor_codec import crc32, encode_quantized
@@ -132,8 +132,8 @@ def plan_steps(source, options, lossless_bits=None, progress=None):
     by the training hook are uniform quantizer steps, as the training rate was computed for.
     `lossless_bits(exclude_names) -> bits` (needed for `bits`): the exact size of everything that is
     not quantized, header included, so that the whole file meets the target.
-    `progress(fraction, tensor_name)`: called as the `bits` search goes (its fraction of three
-    rounds over the tensors, the usual count).
+    `progress(fraction, tensor_name)`: called as the `bits` search goes (its fraction of
+    SEARCH_PASSES rounds over the tensors, the usual count).
 
     For `snr` every step is None: the writer searches each tensor's (`dq_quantize_for_snr`) and
     codes the symbols of the step it finds, rather than quantizing every tensor once more after a
@@ -187,17 +187,14 @@ class _SearchProgress:
 # SNR by about 6.02 dB. The solver starts from these slopes and then uses the measured ones.
 BITS_PER_LOG_STEP = 1 / math.log(2)
 DB_PER_LOG_STEP = 20 / math.log(10)
-# --snr: each tensor within SNR_TOLERANCE_DB above the target on the search's first try, then
-# within twice that, four times, ... up to SNR_MAX_TOLERANCE_DB. A bf16 tensor's SNR strays by
-# 0.03-0.2 dB from its trend as the step moves by 0.1-0.5 % (its reconstruction levels round to the
-# format differently): a fixed 0.02 dB took 1.3-3.9 tries a parameter on MiniLM bf16 from 25 to 50
-# dB (up to 15 on one tensor), these 1.03-1.16 from 25 to 40 dB and 2.1 at 45 and 50 (f32: 1.0-1.1),
-# for files 0.06 % larger at 30 dB and 0.01 % at 40 (5.060 -> 5.063, 6.764 -> 6.765 bits a parameter)
+# --snr: each tensor within SNR_TOLERANCE_DB above the target on the first try, then twice that, ...
+# up to SNR_MAX_TOLERANCE_DB. A bf16 tensor's SNR strays 0.03-0.2 dB from its trend as the step moves
+# 0.1-0.5 % (its levels round to bf16 differently): a fixed 0.02 dB took 1.3-3.9 tries a parameter on
+# MiniLM bf16 from 25 to 50 dB, these 1.03-1.16 from 25 to 40 and 2.1 at 45-50 (f32: 1.0-1.1), for
+# files 0.06 % larger at 30 dB, 0.01 % at 40 (5.060 -> 5.063, 6.764 -> 6.765 bits a parameter)
 SNR_TOLERANCE_DB = 0.05
 SNR_MAX_TOLERANCE_DB = 0.2
 BITS_TOLERANCE = 5e-4  # --bits: the file within this many bits a quantized parameter below the budget
-
-
 ROUNDING_SHARE_CAP = 0.08  # see snr_guess_step
 
 
@@ -276,13 +273,14 @@ def _kept_names(candidates, bits, room):
 def _steps_for_bits(source, stats, options, lossless_bits, tick):
     """(steps, encodings) of `plan_steps`; `stats`: `lossy_candidates`' {TensorInfo: (max |w|, sum w^2)}.
 
-    Each evaluation codes every tensor, for its exact size. From the second on (the first, at the
-    guessed step, landed 0.007-0.012 bits a parameter off, outside the tolerance, on every MiniLM
-    file and rate measured), those whose payloads fit in as many bytes as the largest tensor holds
-    are coded whole (payload, reconstruction and its checksum and SNR sums) and kept until the
-    next evaluation: when the search keeps the step it evaluated last (it did in every case
-    measured), the writer writes them as they are rather than quantizing and coding them again
-    (642 -> 456 ms on MiniLM bf16 at 4.936 bits). Peak memory grows by at most the largest tensor."""
+    The first evaluation, at the guessed step (0.007-0.012 bits a parameter off the budget, outside
+    the tolerance, on every MiniLM file and rate measured), estimates the sizes (`estimate_size_bits`:
+    within 600 bits of the file's there, for a tolerance of 11341), exactly only if it lands inside. Each later
+    one codes every tensor for its exact size, those whose payloads fit in as many bytes as the
+    largest tensor holds whole (payload, reconstruction, its checksum and SNR sums), kept until the
+    next evaluation: when the search keeps the step it evaluated last (as in every case measured),
+    the writer writes them as they are (642 -> 456 ms on MiniLM bf16 at 4.936 bits). Peak memory
+    grows by at most the largest tensor."""
     candidates = list(stats)
     float_params = sum(info.numel for info in source.tensors if is_float(info))
     budget = options.bits * float_params
@@ -294,15 +292,16 @@ def _steps_for_bits(source, stats, options, lossless_bits, tick):
     kept = {}  # name -> the writer's encoding, at the step last evaluated (latest[0])
     latest = [None]
 
-    def evaluate(info, step, whole):  # (exact stream bits, the encoding if kept)
+    def evaluate(info, step, whole):  # (stream bits, exact if whole; the encoding if kept)
         values = tensor_values(source, info)
         symbols = quantize_dq_symbols(values, step)
+        if not whole:
+            return estimate_size_bits(symbols), None
         plan = plan_stream(symbols)
-        if not whole or info.name not in keep:
+        if info.name not in keep:
             return plan.size_bits(), None
-        raw = source.tensor_bytes(info)
         fields, payload, decoded, signal, noise = encode_quantized(
-            raw, info.dtype, step, reconstruction="dq", symbols=symbols, values=values, plan=plan
+            source.tensor_bytes(info), info.dtype, step, reconstruction="dq", symbols=symbols, values=values, plan=plan
         )
         return plan.size_bits(), (fields, payload, crc32(decoded), step, signal, noise)
 
@@ -313,7 +312,10 @@ def _steps_for_bits(source, stats, options, lossless_bits, tick):
         results = _map_tensors(lambda info: evaluate(info, step, whole), candidates, tick)
         kept.update((info.name, encoding) for info, (_, encoding) in zip(candidates, results) if encoding)
         latest[0] = log_step
-        return fixed + sum(bits for bits, _ in results) - budget
+        over = fixed + sum(bits for bits, _ in results) - budget
+        if not whole and accept[0] <= over <= accept[1]:  # an estimate never ends the search
+            return over_budget(log_step)
+        return over
 
     max_abs = max(top for top, _ in stats.values())
     sum_squares = sum(squares for _, squares in stats.values())
@@ -322,12 +324,13 @@ def _steps_for_bits(source, stats, options, lossless_bits, tick):
             f"{options.bits} bits per parameter is below what this file costs with every quantized value at zero"
         )
     quantized = sum(info.numel for info in candidates)
+    accept = (-BITS_TOLERANCE * quantized, 0.0)
     rms = math.sqrt(sum_squares / quantized)
     # rounding costs about log2(rms / step) + 2 bits; the trellis's step is about half as fine.
     # Measured on MiniLM f32 and bf16 at 4.936, 6.38 and 7.978 bits: the first try lands within 0.012
     # bits a parameter of the budget, the second within the tolerance in all 6 cases
     guess = math.log(min(rms * 2.0 ** (1.00 - (budget - fixed) / quantized), 4.0 * max_abs))
-    log_step = _solve(over_budget, guess, quantized * BITS_PER_LOG_STEP, (-BITS_TOLERANCE * quantized, 0.0))
+    log_step = _solve(over_budget, guess, quantized * BITS_PER_LOG_STEP, accept)
     return {info.name: math.exp(log_step) for info in candidates}, (kept if latest[0] == log_step else {})
 
 
