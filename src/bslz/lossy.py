@@ -275,12 +275,12 @@ def _steps_for_bits(source, stats, options, lossless_bits, tick):
 
     The first evaluation, at the guessed step (0.007-0.012 bits a parameter off the budget, outside
     the tolerance, on every MiniLM file and rate measured), estimates the sizes (`estimate_size_bits`:
-    within 600 bits of the file's there, for a tolerance of 11341), exactly only if it lands inside. Each later
-    one codes every tensor for its exact size, those whose payloads fit in as many bytes as the
-    largest tensor holds whole (payload, reconstruction, its checksum and SNR sums), kept until the
-    next evaluation: when the search keeps the step it evaluated last (as in every case measured),
-    the writer writes them as they are (642 -> 456 ms on MiniLM bf16 at 4.936 bits). Peak memory
-    grows by at most the largest tensor."""
+    within 600 bits of the file's there, for a tolerance of 11341), and measures them exactly only
+    if it lands inside. Each later one codes every tensor for its exact size, those whose payloads
+    fit in as many bytes as the largest tensor holds whole (payload, reconstruction, its checksum
+    and SNR sums), kept until the next evaluation: when the search keeps the step it evaluated last
+    (as in every case measured), the writer writes them as they are (642 -> 456 ms on MiniLM bf16
+    at 4.936 bits). Peak memory grows by at most the largest tensor."""
     candidates = list(stats)
     float_params = sum(info.numel for info in source.tensors if is_float(info))
     budget = options.bits * float_params
