@@ -197,9 +197,15 @@ def peer_calls(data, path, workdir, dtype_name, repeats):
     digest = hashlib.sha256(data).digest()
     copies = iter([bytes(bytearray(data)) for _ in range(repeats + 1)])  # made outside the timed calls
     out["ZipNN 0.5.4 whole file"] = _peer(
-        lambda: z.compress(next(copies)), z.decompress, z.compress, path, workdir, "zipnn",
-        lambda back: hashlib.sha256(bytes(back)).digest() == digest, len(data),
-    )  # fmt: skip
+        lambda: z.compress(next(copies)),
+        z.decompress,
+        z.compress,
+        path,
+        workdir,
+        "zipnn",
+        lambda back: hashlib.sha256(bytes(back)).digest() == digest,
+        len(data),
+    )
     zc, zd = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
     out["zstd level 3"] = _peer(
         lambda: zc.compress(data),

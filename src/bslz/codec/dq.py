@@ -141,9 +141,10 @@ def _dequantize_blocks_to_bfloat16(u, step, block, max_index, out, b_lo, b_hi, v
                 for i in range(up.size):
                     scratch_bits[i] = U32(op[i]) << U32(16)  # the decoded value, as float32
                 sum_abs, signal, noise = moments_and_noise_kernel(vp, scratch[: up.size], sum_abs, signal, noise)
-    sums[0] += sum_abs
-    sums[1] += signal
-    sums[2] += noise
+    if values.size:  # callers measuring nothing share one `sums` between threads: left untouched
+        sums[0] += sum_abs
+        sums[1] += signal
+        sums[2] += noise
     return (largest + U64(1)) >> U64(1) <= U64(max_index)
 
 
@@ -252,7 +253,7 @@ def dequantize_dq_symbols_to_bfloat16(symbols, step, block=DEFAULT_BLOCK, out=No
     pass, into `out` if given; None if an index passes MAX_INDEX."""
     u = _check_symbols(symbols)
     out = _check_out(out, u.size, np.uint16)
-    no_values, sums = np.zeros(0, np.float32), np.zeros(3)  # nothing measured: the sums stay 0
+    no_values, sums = np.zeros(0, np.float32), np.zeros(3)  # nothing measured: the sums are not written
 
     def kernel(u, step, block, max_index, out, b_lo, b_hi):
         return _dequantize_blocks_to_bfloat16(u, step, block, max_index, out, b_lo, b_hi, no_values, sums)

@@ -152,8 +152,7 @@ def estimate_size_bits(values, chunk_size=DEFAULT_CHUNK_SIZE):
     costing exp-Golomb (which loses to rANS on quantized weights; where it would not, this is high).
     Exact where rANS does not apply. For searches that only need to know where to look next."""
     arr = as_symbols(values)
-    top, _ = K.max_and_zeros(arr)
-    if int(top) >= MAX_ALPHABET or arr.size < RANS_MIN_SYMBOLS:
+    if arr.size < RANS_MIN_SYMBOLS or int(K.max_value(arr)) >= MAX_ALPHABET:
         return stream_size_bits(arr, chunk_size=chunk_size)
     symbols = _rans_symbols(arr)
 

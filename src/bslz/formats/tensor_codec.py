@@ -181,7 +181,7 @@ def encode_quantized(
         reconstructed = _reconstruct_and_measure(symbols, fields, _table(fields, prefix), dtype, values)
     decoded, signal, noise, sum_abs = reconstructed
     if reconstruction == "dq":
-        gg = fit_from_sums(values.size, sum_abs, signal) if values.size else None
+        gg = fit_from_sums(values.size, sum_abs, signal)  # an empty tensor: the same error as fitting it
         fields["gg"] = [float(v) for v in (gg or fit_generalized_gaussian(values))]
     return fields, payload, decoded, signal, noise
 
