@@ -108,6 +108,28 @@ def test_good_file_layout(good, tmp_path):
     assert decoded["w"].tobytes() == make_tensors()["w"].tobytes()
 
 
+def test_a_container_written_over_another_is_the_one_written_alone(tmp_path):
+    """A writer may write a file over an earlier container (the `bits` search writes its tries over
+    one another): the gaps are zeros again and the file ends at the last payload."""
+    from bslz.formats.container import ContainerWriter
+
+    def write(f, payloads):
+        writer = ContainerWriter(f, [(name, "U8", [len(p)]) for name, p in payloads])
+        for name, p in payloads:
+            writer.add(name, "U8", [len(p)], {"coding": "raw"}, p, zlib.crc32(p))
+        return writer.close()
+
+    short = [("a", bytes([1] * 10)), ("b", bytes([2] * 3))]
+    with open(tmp_path / "over.bslz", "wb") as f:
+        write(f, [("a", bytes([9] * 300)), ("b", bytes([9] * 500))])
+        size = write(f, short)
+    with open(tmp_path / "alone.bslz", "wb") as f:
+        assert write(f, short) == size
+    assert (tmp_path / "over.bslz").read_bytes() == (tmp_path / "alone.bslz").read_bytes()
+    assert os.path.getsize(tmp_path / "alone.bslz") == size
+    assert {k: v.tobytes() for k, v in decode_all(ContainerReader(tmp_path / "over.bslz")).items()} == dict(short)
+
+
 def test_rebuilt_file_still_reads(good, tmp_path):
     """The helpers themselves: a re-serialized header (other padding) reads the same."""
     assert decode_all(open_bytes(tmp_path, edited(good, lambda h: None))).keys() == {"w", "ids", "q", "tiny"}

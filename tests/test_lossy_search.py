@@ -1,4 +1,5 @@
-"""The step searches behind --bits and --snr (`bslz.lossy`): the solver, the floor of --bits, the --snr search."""
+"""The step searches behind --bits and --snr (`bslz.bits_target`, `bslz.lossy`): the solver, the floor of
+--bits, the --snr search."""
 
 import math
 
@@ -7,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bslz.bits_target import ZERO_CHUNK_BITS
 from bslz.codec.dq import dequantize_dq, quantize_dq
 from bslz.codec.expgolomb import signed_to_unsigned
 from bslz.codec.rate import symbols_rate_bits
@@ -17,7 +19,6 @@ from bslz.formats.dtypes import from_float32, lookup, to_float32
 from bslz.lossy import (
     ROUNDING_SHARE_CAP,
     SNR_MAX_TOLERANCE_DB,
-    ZERO_CHUNK_BITS,
     _solve,
     dq_quantize_for_snr,
     snr_guess_step,

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from bslz.bits_target import SEARCH_PASSES, write_for_bits
 from bslz.codec._parallel import map_tensors_in_order
 from bslz.codec.quantize import signal_and_noise
 from bslz.errors import FormatError, InvalidArgumentError
@@ -16,7 +17,6 @@ from bslz.formats.dtypes import lookup, to_float32
 from bslz.formats.safetensors_io import build_header, layout_tensors, parse_header, read_safetensors
 from bslz.formats.tensor_codec import crc32, encode_lossless, encode_quantized, reconstruct_dq
 from bslz.lossy import (
-    SEARCH_PASSES,
     LossyOptions,
     dq_quantize_for_snr,
     is_float,
@@ -141,33 +141,52 @@ def compress_file(
         return 8 * (align(header + 24) + payload)
 
     total = sum(t.nbytes for t in order)
-    # a step search runs first and quantizes the tensors a few times: it takes the first part of the
+    # a `bits` search estimates sizes first, a pass over the tensors: it takes the first part of the
     # progress (in proportion to its passes), the writing the rest
-    searched = SEARCH_PASSES.get(options.target, 0.0)
+    searched = SEARCH_PASSES if options.bits is not None else 0.0
     share = searched / (searched + 1.0)
+    shown = [0]  # the progress never goes back (a `bits` search may write the file twice)
+
+    def show(done, name):
+        shown[0] = max(shown[0], done)
+        if progress is not None:
+            progress(shown[0], total, name)
 
     def search_progress(fraction, name):
-        if progress is not None:
-            progress(int(share * total * fraction), total, f"{name} [step search]")
+        show(int(share * total * fraction), f"{name} [step search]")
 
-    steps, encoded_by_search = plan_steps(source, options, lossless_bits, search_progress)
-    report = CompressReport(
-        os.fspath(src), os.fspath(dst), source.file_size, 0, [], sum(t.numel for t in order if is_float(t))
-    )
+    def write_progress(done, name):
+        show(int(share * total + (1.0 - share) * done), name)
+
+    with atomic_output(dst) as f:
+
+        def write(steps):  # (file bits, report): the whole container at these steps, written over f
+            writer = ContainerWriter(
+                f,
+                declared(steps),
+                metadata=source.metadata,
+                source_header=kept_header(steps),
+                max_payload_bytes=max_payload_bytes,
+            )
+            report = _write_tensors(writer, source, order, steps, options, write_progress)
+            report.source, report.destination = os.fspath(src), os.fspath(dst)
+            return 8 * report.compressed_bytes, report
+
+        if options.bits is not None:
+            return write_for_bits(source, options, lossless_bits, write, search_progress)
+        return write(plan_steps(source, options))[1]
+
+
+def _write_tensors(writer, source, order, steps, options, progress):
+    """Code every tensor of `source` (in file `order`) into `writer` and close it: the tensors named
+    in `steps` quantized at theirs (None: searched for the `snr` target). Returns the CompressReport
+    (paths left empty); progress(done_bytes, name) after each tensor."""
+    report = CompressReport("", "", source.file_size, 0, [], sum(t.numel for t in order if is_float(t)))
     done = 0
-    with atomic_output(dst) as f, Background() as background:
-        writer = ContainerWriter(
-            f,
-            declared(steps),
-            metadata=source.metadata,
-            source_header=kept_header(steps),
-            max_payload_bytes=max_payload_bytes,
-        )
+    with Background() as background:
 
         def encode(info):
             raw = source.tensor_bytes(info)
-            if info.name in encoded_by_search:  # the `bits` search's, at the step it kept
-                return raw, encoded_by_search.pop(info.name)
             return raw, _encode_tensor(info, raw, info.name in steps, steps.get(info.name), options)
 
         for info, (raw, encoded) in map_tensors_in_order(encode, order, lambda info: info.numel):
@@ -186,14 +205,12 @@ def compress_file(
                 )
             )
             done += info.nbytes
-            if progress is not None:
-                progress(int(share * total + (1.0 - share) * done), total, info.name)
+            progress(done, info.name)
             # only the writing thread may hold this tensor's bytes now: it lets them go once written,
             # rather than as the next tensor is encoded (measured: one large tensor less at the peak)
             del raw, encoded, payload
         background.wait()
-        writer.close()
-    report.compressed_bytes = os.path.getsize(dst)
+    report.compressed_bytes = writer.close()
     return report
 
 

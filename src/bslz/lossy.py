@@ -19,11 +19,8 @@ from bslz.codec._parallel import map_tensors_in_order
 from bslz.codec.dq import quantize_dq_symbols, squared_error_dq
 from bslz.codec.floats import get_layout
 from bslz.codec.quantize import max_abs_and_signal
-from bslz.codec.rate import symbols_rate_bits
-from bslz.codec.streams import CHUNK_TABLE_BITS, DEFAULT_CHUNK_SIZE, RANS_MIN_SYMBOLS, estimate_size_bits, plan_stream
 from bslz.errors import InvalidArgumentError
 from bslz.formats.dtypes import lookup, to_float32
-from bslz.formats.tensor_codec import crc32, encode_quantized
 
 STEPS_METADATA_KEY = "bslz.steps"
 DEFAULT_MIN_ELEMENTS = 4096
@@ -94,9 +91,11 @@ def mantissa_bits(dtype_name):
     return get_layout(lookup(dtype_name).float_layout).man_bits
 
 
-def tensor_values(source, info):
+def tensor_values(source, info, count=None):
+    """The tensor's values as float32 (float64 for F64); with `count`, its first `count` only."""
     dtype = lookup(info.dtype)
-    return to_float32(source.tensor_bytes(info).view(dtype.word_dtype), dtype)
+    words = source.tensor_bytes(info).view(dtype.word_dtype)
+    return to_float32(words if count is None else words[:count], dtype)
 
 
 def recorded_steps(metadata):
@@ -115,42 +114,25 @@ def recorded_steps(metadata):
     return {str(k): float(v) for k, v in steps.items()}
 
 
-# The --bits search quantizes the tensors about this many times (then the writer once more, or
-# less: it writes the encodings the search kept): the share of a progress bar it takes. Measured:
-# 2 evaluations on MiniLM f32 and bf16 at 4.936, 6.38 and 7.978 bits. (--snr searches as it writes.)
-SEARCH_PASSES = {"bits": 2.0}
-
-
-def plan_steps(source, options, lossless_bits=None, progress=None):
-    """({tensor name: quantizer step} for the tensors to quantize, {tensor name: its encoding}).
-
-    The encodings are those the `bits` search made at the step it kept (`_steps_for_bits`), in
-    the writer's form (fields, payload, decoded crc32, step, signal, noise); empty for the other
-    targets.
+def plan_steps(source, options):
+    """{tensor name: quantizer step} for the tensors to quantize, for the `step` and `snr` targets
+    and for steps recorded by the training hook (no target); `bits` is `bslz.bits_target`.
 
     Targets use dependent quantization (`bslz.codec.dq`, step = its lattice step); steps recorded
     by the training hook are uniform quantizer steps, as the training rate was computed for.
-    `lossless_bits(exclude_names) -> bits` (needed for `bits`): the exact size of everything that is
-    not quantized, header included, so that the whole file meets the target.
-    `progress(fraction, tensor_name)`: called as the `bits` search goes (its fraction of
-    SEARCH_PASSES rounds over the tensors, the usual count).
-
     For `snr` every step is None: the writer searches each tensor's (`dq_quantize_for_snr`) and
     codes the symbols of the step it finds, rather than quantizing every tensor once more after a
-    search pass. For `step` and `snr` the values are not read here: the writer finds the tensors
-    holding NaN or infinity (`quantizable`) and keeps them lossless, in its own pass over them
-    (a pass here first cost 10 % of a `step` compression, measured on MiniLM bf16).
+    search pass. The values are not read here: the writer finds the tensors holding NaN or
+    infinity (`quantizable`) and keeps them lossless, in its own pass over them (a pass here first
+    cost 10 % of a `step` compression, measured on MiniLM bf16).
     """
     if options.target is None:
         names = {info.name for info in source.tensors}
-        return {name: step for name, step in recorded_steps(source.metadata).items() if name in names}, {}
-    if options.step is not None or options.snr is not None:
-        step = None if options.step is None else float(options.step)
-        return {info.name: step for info in lossy_tensors(source, options)}, {}
-    stats = lossy_candidates(source, options)
-    return _steps_for_bits(
-        source, stats, options, lossless_bits, _SearchProgress(list(stats), SEARCH_PASSES["bits"], progress)
-    )
+        return {name: step for name, step in recorded_steps(source.metadata).items() if name in names}
+    if options.bits is not None:
+        raise InvalidArgumentError("the bits target is searched as the file is written: see bslz.bits_target")
+    step = None if options.step is None else float(options.step)
+    return {info.name: step for info in lossy_tensors(source, options)}
 
 
 def quantizable(values):
@@ -194,7 +176,6 @@ DB_PER_LOG_STEP = 20 / math.log(10)
 # files 0.06 % larger at 30 dB, 0.01 % at 40 (5.060 -> 5.063, 6.764 -> 6.765 bits a parameter)
 SNR_TOLERANCE_DB = 0.05
 SNR_MAX_TOLERANCE_DB = 0.2
-BITS_TOLERANCE = 5e-4  # --bits: the file within this many bits a quantized parameter below the budget
 ROUNDING_SHARE_CAP = 0.08  # see snr_guess_step
 
 
@@ -257,104 +238,6 @@ def dq_quantize_for_snr(values, snr_db, guess=None, measure=None, mantissa_bits=
     guess = guess if guess is not None else snr_guess_step(signal, values.size, snr_db, mantissa_bits)
     log_step = _solve(margin, math.log(guess), DB_PER_LOG_STEP, (0.0, SNR_TOLERANCE_DB), SNR_MAX_TOLERANCE_DB)
     return math.exp(log_step), last.get(log_step)
-
-
-def _kept_names(candidates, bits, room):
-    """The candidates, in file order, whose payloads (about `bits` a parameter) fit in `room` bytes."""
-    names, held = set(), 0
-    for info in candidates:
-        held += info.numel * bits / 8
-        if held > room:
-            break
-        names.add(info.name)
-    return names
-
-
-def _steps_for_bits(source, stats, options, lossless_bits, tick):
-    """(steps, encodings) of `plan_steps`; `stats`: `lossy_candidates`' {TensorInfo: (max |w|, sum w^2)}.
-
-    The first evaluation, at the guessed step (0.007-0.012 bits a parameter off the budget, outside
-    the tolerance, on every MiniLM file and rate measured), estimates the sizes (`estimate_size_bits`:
-    within 600 bits of the file's there, for a tolerance of 11341), and measures them exactly only
-    if it lands inside. Each later one codes every tensor for its exact size, those whose payloads
-    fit in as many bytes as the largest tensor holds whole (payload, reconstruction, its checksum
-    and SNR sums), kept until the next evaluation: when the search keeps the step it evaluated last
-    (as in every case measured), the writer writes them as they are (642 -> 456 ms on MiniLM bf16
-    at 4.936 bits). Peak memory grows by at most the largest tensor."""
-    candidates = list(stats)
-    float_params = sum(info.numel for info in source.tensors if is_float(info))
-    budget = options.bits * float_params
-    fixed = lossless_bits({info.name for info in candidates})
-    if not candidates:
-        return {}, {}
-    fixed += 8 * (7 + 63) * len(candidates)  # per quantized payload: orders padded to 8 bytes, payload to 64
-    keep = _kept_names(candidates, options.bits, max(info.nbytes for info in source.tensors))
-    kept = {}  # name -> the writer's encoding, at the step last evaluated (latest[0])
-    latest = [None]
-
-    def evaluate(info, step, whole):  # (stream bits, exact if whole; the encoding if kept)
-        values = tensor_values(source, info)
-        symbols = quantize_dq_symbols(values, step)
-        if not whole:
-            return estimate_size_bits(symbols), None
-        plan = plan_stream(symbols)
-        if info.name not in keep:
-            return plan.size_bits(), None
-        fields, payload, decoded, signal, noise = encode_quantized(
-            source.tensor_bytes(info), info.dtype, step, reconstruction="dq", symbols=symbols, values=values, plan=plan
-        )
-        return plan.size_bits(), (fields, payload, crc32(decoded), step, signal, noise)
-
-    def over_budget(log_step):  # bits over the budget: falls as the step grows
-        step = math.exp(log_step)
-        kept.clear()  # the last evaluation's encodings go before this one's are made
-        whole = latest[0] is not None
-        results = _map_tensors(lambda info: evaluate(info, step, whole), candidates, tick)
-        kept.update((info.name, encoding) for info, (_, encoding) in zip(candidates, results) if encoding)
-        latest[0] = log_step
-        over = fixed + sum(bits for bits, _ in results) - budget
-        if not whole and accept[0] <= over <= accept[1]:  # an estimate never ends the search
-            return over_budget(log_step)
-        return over
-
-    max_abs = max(top for top, _ in stats.values())
-    sum_squares = sum(squares for _, squares in stats.values())
-    if _below_all_zero(budget, fixed, candidates):
-        raise InvalidArgumentError(
-            f"{options.bits} bits per parameter is below what this file costs with every quantized value at zero"
-        )
-    quantized = sum(info.numel for info in candidates)
-    accept = (-BITS_TOLERANCE * quantized, 0.0)
-    rms = math.sqrt(sum_squares / quantized)
-    # rounding costs about log2(rms / step) + 2 bits; the trellis's step is about half as fine.
-    # Measured on MiniLM f32 and bf16 at 4.936, 6.38 and 7.978 bits: the first try lands within 0.012
-    # bits a parameter of the budget, the second within the tolerance in all 6 cases
-    guess = math.log(min(rms * 2.0 ** (1.00 - (budget - fixed) / quantized), 4.0 * max_abs))
-    log_step = _solve(over_budget, guess, quantized * BITS_PER_LOG_STEP, accept)
-    return {info.name: math.exp(log_step) for info in candidates}, (kept if latest[0] == log_step else {})
-
-
-# a chunk of zeros as rANS: a one-byte header padded to a 64-bit word, and its chunk-table entry
-ZERO_CHUNK_BITS = 64 + CHUNK_TABLE_BITS
-
-
-def _below_all_zero(budget, fixed, candidates):
-    """Whether `budget` is below the fewest bits a step can give: every index zero (what the trellis
-    picks at steps of 4 max|w| and beyond, where level 0 is the nearest level of both quantizers).
-
-    A stream of zeros costs at most ZERO_CHUNK_BITS a chunk (one-symbol rANS tables): the exact
-    size, a pass over every tensor, is only computed when that bound does not settle it."""
-
-    def zeros_bits(info):
-        return symbols_rate_bits(np.zeros(info.numel, dtype=np.int32))
-
-    def bound(info):
-        return ZERO_CHUNK_BITS * -(-info.numel // DEFAULT_CHUNK_SIZE) if info.numel >= RANS_MIN_SYMBOLS else None
-
-    bounds = [bound(info) for info in candidates]
-    if None not in bounds and fixed + sum(bounds) <= budget:
-        return False
-    return fixed + sum(map(zeros_bits, candidates)) > budget
 
 
 def _solve(fall, x, slope, accept, widest=None):

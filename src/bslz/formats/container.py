@@ -54,6 +54,7 @@ class ContainerWriter:
         payload = memoryview(np.ascontiguousarray(payload)).cast("B") if isinstance(payload, np.ndarray) else payload
         self.f.seek(self.data_start + self.offset)
         self.f.write(payload)
+        self.f.write(bytes(-len(payload) % ALIGN))  # the gap to the next payload is zeros, whatever f held there
         entry = {
             "name": name,
             "dtype": dtype,
@@ -70,12 +71,14 @@ class ContainerWriter:
         return entry
 
     def close(self):
-        """Pad the data section and write the prefix and header."""
+        """Pad the data section and write the prefix and header; returns the file's size in bytes
+        (the file is cut there: it may have held a longer container before)."""
         if self.entries:
             last = self.entries[-1]
-            self.f.seek(self.data_start + last["offset"] + last["length"])
+            end = self.data_start + last["offset"] + last["length"]
         else:
-            self.f.seek(self.data_start)
+            end = self.data_start
+        self.f.seek(end)
         self.f.truncate()
         header = {"creator": f"bslz {__version__}", "metadata": self.metadata, "tensors": self.entries}
         if self.source_header is not None:
@@ -87,6 +90,7 @@ class ContainerWriter:
         self.f.write(PREFIX.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0, self.reserved))
         self.f.write(text + b" " * (self.reserved - len(text)))
         self.f.write(bytes(self.data_start - PREFIX.size - self.reserved))
+        return end
 
 
 _STREAM_FIELDS = ("mode", "chunk_size", "block_size", "num_orders")
