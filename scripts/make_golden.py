@@ -75,12 +75,23 @@ def lossy_tensors():
     }
 
 
-INPUTS = {"lossless": lossless_tensors, "lossy": lossy_tensors}
+def outlier_tensors():
+    """A weight matrix with a few outliers: at a fine step its indices pass rANS's alphabet (format
+    1.1's "rans_escape" streams); a few KB."""
+    rng = np.random.default_rng(20261202)
+    levels = rng.choice(np.array([0.0, 0.01, -0.01, 0.03]), 2048, p=[0.4, 0.25, 0.25, 0.1])  # far from geometric
+    w = (levels + rng.standard_normal(2048) * 0.001).astype(np.float32)
+    w[[5, 700, 1500]] = [2.0, -3.0, 0.9]
+    return {"proj.weight": torch.from_numpy(w.reshape(32, 64))}
+
+
+INPUTS = {"lossless": lossless_tensors, "lossy": lossy_tensors, "outliers": outlier_tensors}
 # name -> (input, compress_file options)
 CASES = {
     "lossless": ("lossless", {}),
     "quantized-step": ("lossy", {"step": 0.01, "min_lossy_elements": 256}),
     "quantized-snr": ("lossy", {"snr": 25.0, "min_lossy_elements": 256}),
+    "quantized-escape": ("outliers", {"step": 0.0005, "min_lossy_elements": 256}),  # from format 1.1
 }
 
 

@@ -19,7 +19,7 @@ def sparse_or_dense(draw_zero_share):
 
 @given(
     arr=hnp.arrays(np.uint16, st.integers(0, 400), elements=st.one_of(st.just(0), st.integers(0, 3000))),
-    mode=st.sampled_from(["auto", "eg", "zero_run", "rans"]),
+    mode=st.sampled_from(["auto", "eg", "zero_run", "rans", "rans_escape"]),
 )
 def test_round_trip_every_mode(arr, mode):
     enc = streams.encode_stream(arr, mode=mode, **SIZES)
@@ -59,6 +59,76 @@ def test_auto_picks_the_smallest_plan():
     assert streams.plan_stream(dense, **SIZES).mode == "eg"
     skewed = rng.choice([0, 1, 2, 9], 5000, p=[0.05, 0.05, 0.05, 0.85]).astype(np.uint16)  # far from geometric
     assert streams.plan_stream(skewed).mode == "rans"
+
+
+@given(
+    arr=hnp.arrays(
+        np.uint64,
+        st.integers(0, 300),
+        elements=st.one_of(st.integers(0, 20), st.integers(4090, 4100), st.integers(0, 2**62)),
+    ),
+)
+def test_rans_escape_round_trips_symbols_of_any_size(arr):
+    enc = streams.encode_stream(arr, mode="rans_escape", **SIZES)
+    np.testing.assert_array_equal(streams.decode_stream(enc), arr)
+    assert enc.size_bits() == streams.stream_size_bits(arr, mode="rans_escape", **SIZES)
+
+
+@pytest.mark.small
+def test_a_rans_escape_chunk_is_rans_then_exp_golomb_escapes():
+    """FORMAT.md: u32 n, a rANS stream of the symbols with those from 4095 up as 4095, then the
+    order-k codewords of their excess over 4095, zero-padded to a byte."""
+    from bslz.codec.rans import decode_rans
+
+    rng = np.random.default_rng(8)
+    arr = rng.geometric(0.01, 150).astype(np.uint32)
+    arr[[3, 70, 71, 140]] = [4095, 5000, 2**31, 4096]
+    enc = streams.encode_stream(arr, mode="rans_escape", **SIZES)
+    k = int(enc.plan.orders[0])
+    starts = enc.plan.chunk_word_starts()
+    for c in range(enc.plan.num_chunks):
+        chunk = enc.payload[int(starts[c]) * 8 : int(starts[c]) * 8 + int(enc.plan.chunk_bits[c]) // 8].tobytes()
+        symbols = arr[c * 64 : (c + 1) * 64]
+        n = int.from_bytes(chunk[:4], "little")
+        np.testing.assert_array_equal(decode_rans(chunk[4 : 4 + n], symbols.size), np.minimum(symbols, 4095))
+        big = [int(v) - 4095 for v in symbols if v >= 4095]
+        assert chunk[4 + n :] == bytes(int(b, 2) for b in chunks_of(eg_encode(big, k)))
+
+
+def chunks_of(bits):
+    bits += "0" * (-len(bits) % 8)
+    return [bits[i : i + 8] for i in range(0, len(bits), 8)]
+
+
+@pytest.mark.small
+def test_outliers_no_longer_cost_rans_its_place():
+    """A few symbols past rANS's alphabet: auto codes the rest with rANS, the outliers escaped."""
+    rng = np.random.default_rng(9)
+    arr = rng.choice(np.arange(0, 300, dtype=np.uint32), 200_000, p=np.r_[[0.3], np.full(299, 0.7 / 299)])
+    arr[rng.integers(0, arr.size, 20)] = rng.integers(4096, 100_000, 20)
+    plan = streams.plan_stream(arr)
+    assert plan.mode == "rans_escape"
+    assert plan.size_bits() < 0.97 * min(streams.stream_size_bits(arr, mode=m) for m in ("eg", "zero_run"))
+
+
+@pytest.mark.small
+@pytest.mark.parametrize(
+    "edit, error",
+    [
+        (lambda c: c + b"\x00", "after|bytes of escapes"),  # a byte past the escapes
+        (lambda c: c[:-1], "ends|bytes of escapes|cannot fit"),  # the escapes cut short
+        (lambda c: (2**31).to_bytes(4, "little") + c[4:], "claims"),  # the rANS length past the chunk
+        (lambda c: c[:-1] + bytes([c[-1] | 1]), "padding|bytes of escapes"),  # a padding bit set
+    ],
+)
+def test_hostile_rans_escape_chunks_are_format_errors(edit, error):
+    from bslz.codec.rans_escape import decode_escaped, encode_escaped
+
+    arr = np.array([1, 2, 3, 5000, 4, 70000, 0] * 3, dtype=np.uint32)
+    chunk = encode_escaped(arr, 3)  # 6 escapes of 3 + 13 + 1 bits... padded: the last byte has room
+    np.testing.assert_array_equal(decode_escaped(chunk, arr.size, 3, np.empty(arr.size, np.uint32)), arr)
+    with pytest.raises(FormatError, match=error):
+        decode_escaped(edit(chunk), arr.size, 3, np.empty(arr.size, np.uint32))
 
 
 @pytest.mark.small
@@ -147,7 +217,7 @@ def test_random_payloads_never_crash(payload, k, count, mode):
     nchunks = -(-count // 64)
     words = len(payload) // 8
     bits = np.full(nchunks, 64 * words // max(nchunks, 1), dtype=np.uint64)
-    orders = np.array({"eg": [k], "zero_run": [k, k // 2], "rans": []}[mode], dtype=np.uint8)
+    orders = np.array({"eg": [k], "zero_run": [k, k // 2], "rans": [], "rans_escape": [k]}[mode], dtype=np.uint8)
     plan = streams.StreamPlan(mode, count, 64, max(count, 1), orders, bits)
     enc = streams.EncodedStream(plan, np.frombuffer(payload, dtype=np.uint8)[: int(plan.chunk_word_starts()[-1]) * 8])
     try:
@@ -168,7 +238,7 @@ def test_bad_plan_arguments(kwargs):
 
 
 @pytest.mark.small
-@pytest.mark.parametrize("mode", ["eg", "zero_run"])
+@pytest.mark.parametrize("mode", ["eg", "zero_run", "rans_escape"])
 def test_narrow_output_types_never_wrap(mode):
     arr = np.array([0, 0, 0, 5, 70000, 3, 0, 65535] * 40, dtype=np.uint32)
     enc = streams.encode_stream(arr, mode=mode, **SIZES)

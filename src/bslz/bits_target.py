@@ -14,7 +14,8 @@ import numpy as np
 
 from bslz.codec.dq import quantize_dq_symbols
 from bslz.codec.rate import symbols_rate_bits
-from bslz.codec.streams import CHUNK_TABLE_BITS, DEFAULT_CHUNK_SIZE, RANS_MIN_SYMBOLS, estimate_size_bits
+from bslz.codec.size_estimate import estimate_size_bits
+from bslz.codec.streams import CHUNK_TABLE_BITS, DEFAULT_CHUNK_SIZE, RANS_MIN_SYMBOLS
 from bslz.errors import InvalidArgumentError
 from bslz.formats.container import ALIGN
 from bslz.lossy import (

@@ -10,7 +10,9 @@ chunk and decode chunks in parallel. Inside a stream one of two modes codes the 
   symbol minus one;
 - "rans": each chunk a static rANS stream (`bslz.codec.rans`), for alphabets below 4096 symbols:
   it lands within a fraction of a percent of each chunk's order-0 entropy, where exp-Golomb pays
-  3-20 % for the mismatch between its code lengths and the histogram.
+  3-20 % for the mismatch between its code lengths and the histogram;
+- "rans_escape": the same with the symbols from 4095 up coded as 4095 and their excess in
+  exp-Golomb after each chunk's rANS stream (`bslz.codec.rans_escape`), for larger alphabets.
 
 `plan_stream` picks the mode and orders by exact size; `encode_stream` writes what the plan says.
 The size of a stream (`stream_size_bits`) is payload bits plus side information: 64 bits a chunk for
@@ -18,7 +20,6 @@ the chunk table and 8 bits an order.
 """
 
 import dataclasses
-import math
 
 import numpy as np
 
@@ -26,12 +27,14 @@ from bslz.codec import _expgolomb_kernels as K
 from bslz.codec import _stream_kernels as SK
 from bslz.codec._bits import bytes_to_words
 from bslz.codec._parallel import default_workers, parallel_map, split_range
-from bslz.codec.expgolomb import as_symbols, decode_tables, raise_for_status
-from bslz.codec.rans import MAX_ALPHABET, decode_rans, encode_rans, histogram, rans_table
+from bslz.codec.expgolomb import as_symbols, best_order, decode_tables, raise_for_status
+from bslz.codec.rans import MAX_ALPHABET, decode_rans, encode_rans
+from bslz.codec.rans_escape import decode_escaped, encode_escaped, excesses
 from bslz.errors import FormatError, InvalidArgumentError
 
 U64 = np.uint64
-MODES = ("eg", "zero_run", "rans")
+MODES = ("eg", "zero_run", "rans", "rans_escape")
+RANS_MODES = ("rans", "rans_escape")  # chunks of whole bytes, coded while planning
 DEFAULT_CHUNK_SIZE = 1 << 18
 DEFAULT_BLOCK_SIZE = 1 << 12
 CHUNK_TABLE_BITS = 64
@@ -103,13 +106,13 @@ def _check_sizes(chunk_size, block_size):
 def plan_stream(values, *, mode="auto", chunk_size=DEFAULT_CHUNK_SIZE, block_size=DEFAULT_BLOCK_SIZE):
     """Choose how to code `values` (unsigned symbols): the cheapest plan, found by exact sizes.
 
-    `mode` is "auto" (cheapest of all), "eg" (cheapest of one k and k per block), "zero_run" or
-    "rans" (symbols below 4096 only).
+    `mode` is "auto" (cheapest of all), "eg" (cheapest of one k and k per block), "zero_run",
+    "rans" (symbols below 4096 only) or "rans_escape" (in "auto" only for symbols from 4096 up).
     """
     arr = as_symbols(values)
     _check_sizes(chunk_size, block_size)
     if mode not in ("auto",) + MODES:
-        raise InvalidArgumentError(f"mode must be 'auto', 'eg', 'zero_run' or 'rans', got {mode!r}")
+        raise InvalidArgumentError(f"mode must be 'auto' or one of {', '.join(MODES)}, got {mode!r}")
     candidates = []
     top, zeros = K.max_and_zeros(arr)  # one pass for what every planner needs
     top = int(top)
@@ -123,7 +126,17 @@ def plan_stream(values, *, mode="auto", chunk_size=DEFAULT_CHUNK_SIZE, block_siz
         plan = _plan_rans(arr, chunk_size, block_size, top, required=mode == "rans")
         if plan is not None:
             candidates.append(plan)
+    if mode == "rans_escape" or (mode == "auto" and top >= MAX_ALPHABET and arr.size >= RANS_MIN_SYMBOLS):
+        candidates.append(_plan_rans_escape(arr, chunk_size, block_size))
     return min(candidates, key=StreamPlan.size_bits)
+
+
+def _plan_rans_escape(arr, chunk_size, block_size):
+    k = best_order(excesses(arr)) if arr.size else 0
+    bounds = [(lo, min(arr.size, lo + chunk_size)) for lo in range(0, arr.size, chunk_size)]
+    coded = tuple(parallel_map(lambda b: encode_escaped(arr[b[0] : b[1]], k), bounds))
+    chunk_bits = np.array([8 * len(c) for c in coded], dtype=np.uint64)
+    return StreamPlan("rans_escape", arr.size, chunk_size, block_size, np.array([k], np.uint8), chunk_bits, coded)
 
 
 def _plan_rans(arr, chunk_size, block_size, top, required):
@@ -136,32 +149,6 @@ def _plan_rans(arr, chunk_size, block_size, top, required):
     coded = tuple(parallel_map(lambda b: encode_rans(symbols[b[0] : b[1]]), bounds))
     chunk_bits = np.array([8 * len(c) for c in coded], dtype=np.uint64)
     return StreamPlan("rans", arr.size, chunk_size, block_size, np.zeros(0, np.uint8), chunk_bits, coded)
-
-
-# A rANS chunk codes in about its table's lower bound (`RansTable.min_bytes`) plus this many bytes:
-# the four final states, less what their start values carry (measured on MiniLM's quantized weight
-# matrices at three steps: 19-30 bytes a chunk, 24 on average)
-RANS_BYTES_OVER_BOUND = 24
-
-
-def estimate_size_bits(values, chunk_size=DEFAULT_CHUNK_SIZE):
-    """About `stream_size_bits(values)` (within ~100 bits a chunk: the bytes over the bound vary by
-    +-6, and the padding to whole words may round the other way) at a quarter of its cost or less
-    (MiniLM's quantized tensors at three steps: 14-27 ms against 64-108):
-    for symbols rANS can code, its size from each chunk's histogram, without coding the chunk or
-    costing exp-Golomb (which loses to rANS on quantized weights; where it would not, this is high).
-    Exact where rANS does not apply. For searches that only need to know where to look next."""
-    arr = as_symbols(values)
-    if arr.size < RANS_MIN_SYMBOLS or int(K.max_value(arr)) >= MAX_ALPHABET:
-        return stream_size_bits(arr, chunk_size=chunk_size)
-    symbols = _rans_symbols(arr)
-
-    def chunk_bytes(lo):
-        table = rans_table(histogram(symbols[lo : lo + chunk_size]))
-        return table.min_bytes() + (RANS_BYTES_OVER_BOUND if table.freqs is not None else 0)
-
-    sizes = parallel_map(chunk_bytes, range(0, arr.size, chunk_size))
-    return sum(64 * math.ceil(size / 8) + CHUNK_TABLE_BITS for size in sizes)
 
 
 def _rans_symbols(arr):
@@ -239,7 +226,7 @@ def encode_stream(values, plan=None, **plan_kwargs):
         plan = plan_stream(arr, **plan_kwargs)
     elif plan.count != arr.size:
         raise InvalidArgumentError(f"plan is for {plan.count} symbols, got {arr.size}")
-    if plan.mode == "rans":
+    if plan.mode in RANS_MODES:
         return EncodedStream(plan, _pack_rans_chunks(arr, plan))
     starts = plan.chunk_word_starts()
     words = np.zeros(int(starts[-1]) + 1, dtype=np.uint64)  # +1: the writer may touch one spare word
@@ -260,9 +247,12 @@ def _pack_rans_chunks(arr, plan):
     """The rANS chunks of a plan, each zero-padded to whole 64-bit words, back to back."""
     coded = plan.coded_chunks
     if coded is None:
-        symbols = _rans_symbols(arr)
+        symbols = _rans_symbols(arr) if plan.mode == "rans" else arr
         bounds = [(lo, min(arr.size, lo + plan.chunk_size)) for lo in range(0, arr.size, plan.chunk_size)]
-        coded = parallel_map(lambda b: encode_rans(symbols[b[0] : b[1]]), bounds)
+        if plan.mode == "rans":
+            coded = parallel_map(lambda b: encode_rans(symbols[b[0] : b[1]]), bounds)
+        else:
+            coded = parallel_map(lambda b: encode_escaped(symbols[b[0] : b[1]], int(plan.orders[0])), bounds)
     if [8 * len(c) for c in coded] != plan.chunk_bits.tolist():
         raise InvalidArgumentError("plan does not match the values it is used with")
     return np.frombuffer(b"".join(part for c in coded for part in (c, bytes(-len(c) % 8))), dtype=np.uint8)
@@ -284,12 +274,20 @@ def _consume_rans_chunks(plan, payload, starts, consume):
     chunk's symbols (uint16) on the thread that decoded them."""
 
     def decode_chunk(c):
-        lo, hi = c * plan.chunk_size, min(plan.count, (c + 1) * plan.chunk_size)
-        begin = int(starts[c]) * 8
-        chunk = payload[begin : begin + int(plan.chunk_bits[c]) // 8]
+        lo, hi, chunk = _byte_chunk(plan, payload, starts, c)
         consume(lo, hi, decode_rans(chunk, hi - lo, np.empty(hi - lo, np.uint16)))
 
     parallel_map(decode_chunk, range(plan.num_chunks))
+
+
+def _byte_chunk(plan, payload, starts, c):
+    """(first symbol, end, bytes) of chunk c of a stream of whole-byte chunks."""
+    begin = int(starts[c]) * 8
+    return (
+        c * plan.chunk_size,
+        min(plan.count, (c + 1) * plan.chunk_size),
+        payload[begin : begin + int(plan.chunk_bits[c]) // 8],
+    )
 
 
 def consume_rans_chunks(encoded, consume):
@@ -322,6 +320,14 @@ def decode_stream(encoded, out=None, dtype=np.uint64):
             out[lo:hi] = symbols
 
         _consume_rans_chunks(plan, payload, starts, store)
+        return out
+    if plan.mode == "rans_escape":
+
+        def decode_chunk(c):
+            lo, hi, chunk = _byte_chunk(plan, payload, starts, c)
+            decode_escaped(chunk, hi - lo, int(plan.orders[0]), out[lo:hi])
+
+        parallel_map(decode_chunk, range(plan.num_chunks))
         return out
     max_symbol = U64(np.iinfo(out.dtype).max)
     words = bytes_to_words(payload)
@@ -365,7 +371,7 @@ def validate_plan(plan):
     elif plan.mode == "zero_run":
         expected_orders = 2
     else:
-        expected_orders = 0
+        expected_orders = 1 if plan.mode == "rans_escape" else 0
         if len(plan.chunk_bits) and np.any(plan.chunk_bits % U64(8)):
             raise FormatError("rANS chunks must be whole bytes")
     if len(plan.orders) != expected_orders or (len(plan.orders) and int(np.max(plan.orders)) > MAX_ORDER):
