@@ -203,3 +203,29 @@ def test_dq_payload_records_the_gg_fit_of_the_values(dtype_name):
     values = to_float32(raw.view(lookup(dtype_name).word_dtype), lookup(dtype_name))
     fields = tensor_codec.encode_quantized(raw, dtype_name, 0.004, reconstruction="dq")[0]
     assert fields["gg"] == pytest.approx(list(fit_generalized_gaussian(values)), rel=1e-9)
+
+
+def test_the_sampled_slope_is_the_files():
+    """`--bits`' slope measured on 1/16 of each tensor (runs across it, payloads scaled with the
+    values, tables with the chunks) matches the exact size change of the whole tensors."""
+    from types import SimpleNamespace
+
+    from bslz.bits_target import _sampled_slope
+    from bslz.codec.dq import quantize_dq_symbols
+    from bslz.codec.streams import stream_size_bits
+
+    rng = np.random.default_rng(11)
+    tensors = {
+        "a": (rng.laplace(size=1 << 20) * 0.02).astype(np.float32),
+        "b": (rng.standard_normal(3 << 18) * np.linspace(0.01, 0.05, 3 << 18)).astype(np.float32),  # not stationary
+        **{f"small{i}": (rng.standard_normal(147456) * 0.05).astype(np.float32) for i in range(8)},  # one chunk each
+    }
+    source = SimpleNamespace(tensor_bytes=lambda info: tensors[info.name].view(np.uint8))
+    infos = [SimpleNamespace(name=n, numel=v.size, dtype="F32") for n, v in tensors.items()]
+    x0, x1 = math.log(0.002), math.log(0.0021)
+    exact = sum(
+        stream_size_bits(quantize_dq_symbols(v, math.exp(x0))) - stream_size_bits(quantize_dq_symbols(v, math.exp(x1)))
+        for v in tensors.values()
+    ) / (x1 - x0)
+    assert _sampled_slope(source, infos, x0, x1) == pytest.approx(exact, rel=0.01)
+    assert _sampled_slope(source, infos, x0, x0) is None

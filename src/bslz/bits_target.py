@@ -13,11 +13,15 @@ import math
 import numpy as np
 
 from bslz.codec.dq import quantize_dq_symbols
+from bslz.codec.expgolomb import best_order, code_length
+from bslz.codec.rans import histogram, rans_table
+from bslz.codec.rans_escape import ESCAPE, excesses
 from bslz.codec.rate import symbols_rate_bits
 from bslz.codec.size_estimate import estimate_size_bits
 from bslz.codec.streams import CHUNK_TABLE_BITS, DEFAULT_CHUNK_SIZE, RANS_MIN_SYMBOLS
 from bslz.errors import InvalidArgumentError
 from bslz.formats.container import ALIGN
+from bslz.formats.dtypes import lookup, to_float32
 from bslz.lossy import (
     BITS_PER_LOG_STEP,
     _map_tensors,
@@ -31,27 +35,28 @@ from bslz.lossy import (
 BITS_TOLERANCE = 5e-4  # the file within this many bits a quantized parameter below the budget
 # The first try: rounding costs about log2(rms / step) + 2 bits, and the trellis's step is about
 # half as fine, so the step of b bits a parameter is about rms * 2**(GUESS_BITS_OFFSET - b). Measured
-# on MiniLM f32 and bf16 at 4.936, 6.38 and 7.978 bits: the first try lands within 0.012 bits a
-# parameter of the budget, on a synthetic 67 M-parameter bf16 file within 0.09
+# at 4.936, 6.38 and 7.978 bits: the first try lands 0.007-0.029 bits a parameter below the budget on
+# MiniLM f32 and bf16, 0.06-0.09 below and 0.07-0.08 above on two synthetic 67 M-parameter files
+# (benchmarks/measure_memory.py's at 0.25 GiB, f32; four Gaussian-like bf16 matrices)
 GUESS_BITS_OFFSET = 1.00
 
 
 # How fast the file shrinks as x = log(step) grows, in BITS_PER_LOG_STEP a quantized parameter:
-# less at low rates. Measured (the second try's change of size over the model's, MiniLM f32 and bf16
-# and a synthetic 67 M-parameter bf16 file): 0.950-0.977 at 4.936 bits a parameter, 0.976-0.995 at
-# 6.38, 1.004-1.012 at 7.978; a line through them, capped outside.
+# less at low rates. Measured (the second try's change of size over the first's, over the model's,
+# on those twelve cases): 0.956-0.977 at 4.936 bits a parameter, 0.988-0.996 at 6.38, 1.004-1.009
+# at 7.978; a line through them, capped outside.
 def slope_share(bits):
     return min(1.02, max(0.9, 1.0 + 0.012 * (bits - 7.2)))
 
 
-# When the first try lands farther from the aim than this many tolerances, the slope is measured
-# (`_sampled_slope`) rather than taken from the model, whose error of 1-2 % would then overshoot the
-# tolerance: on the synthetic file at 4.936 bits, 133 kbit of 5.6 Mbit in a tolerance of 34 kbit
-# for 1/ln 2 (a 1/16 sample: 5 kbit). MiniLM's first tries land 12-25 tolerances away, where the
-# sample's own error (4 %: 1.4 M parameters) is the larger.
-FAR_TOLERANCES = 33
-SLOPE_SAMPLE_SHARE = 16  # the sample: the first 1/16 of each tensor
-SLOPE_SAMPLE_MIN = 4096  # values, at least
+# When the first try lands farther from the aim than this many tolerances (MiniLM's: 13-57; a
+# synthetic 67 M-parameter file's: 120-176), the slope is measured on a sample (`_sampled_slope`)
+# rather than taken from the model: the model's error grows with the distance (1-2 % of it), the
+# sample's does not (MiniLM: within 0.9 % and 2.7 %, the synthetic files: 0.1 %), measured on the
+# same twelve cases as `slope_share`.
+FAR_TOLERANCES = 100
+SLOPE_SAMPLE_SHARE = 16  # the sample: one run of SLOPE_SAMPLE_RUN values in every 16
+SLOPE_SAMPLE_RUN = 4096
 # The estimate's share of a progress bar (the first file takes the rest; a second one, should the
 # first miss the tolerance, leaves the bar where it stands)
 SEARCH_PASSES = 1.0
@@ -118,19 +123,44 @@ def write_for_bits(source, options, lossless_bits, write, progress=None):
 
 
 def _sampled_slope(source, candidates, x0, x1):
-    """Bits the file loses per unit of x = log(step) from x0 to x1, measured on a sample (the first
-    1/SLOPE_SAMPLE_SHARE of each tensor, scaled up; a size estimate at each end), or None if it does
-    not fall. Costs 2/SLOPE_SAMPLE_SHARE of an estimate over every tensor."""
+    """Bits the file loses per unit of x = log(step) from x0 to x1, measured on a sample (`_sample`;
+    `_sample_bits` at each end, scaled up), or None if it does not fall. Costs about 2/SLOPE_SAMPLE_SHARE
+    of an estimate over every tensor."""
     if x1 == x0:
         return None
 
-    def fall(info):
-        values = tensor_values(source, info, max(SLOPE_SAMPLE_MIN, -(-info.numel // SLOPE_SAMPLE_SHARE)))
-        ends = [estimate_size_bits(quantize_dq_symbols(values, math.exp(x))) for x in (x0, x1)]
-        return (ends[0] - ends[1]) * info.numel / max(1, values.size)
+    def fall(info):  # the payloads scale with the values, the tables with the chunks
+        values = _sample(source, info)
+        (p0, t0, chunks), (p1, t1, _) = (_sample_bits(quantize_dq_symbols(values, math.exp(x))) for x in (x0, x1))
+        return (p0 - p1) * info.numel / max(1, values.size) + (t0 - t1) * -(-info.numel // DEFAULT_CHUNK_SIZE) / chunks
 
     slope = sum(_map_tensors(fall, candidates, lambda info: None)) / (x1 - x0)
     return slope if math.isfinite(slope) and slope > 0 else None
+
+
+def _sample_bits(symbols):
+    """(payload bits, table bits, chunks) of the symbols as rANS (with escapes) codes them, the
+    payloads as their tables' ideal sizes: a sample's payloads scale with the tensor, its tables
+    with its chunks (scaling both with the values put MiniLM's slope 1-4 % off)."""
+    clipped = np.minimum(symbols, ESCAPE).astype(np.uint16)
+    chunks = range(0, symbols.size, DEFAULT_CHUNK_SIZE)
+    tables = [rans_table(histogram(clipped[lo : lo + DEFAULT_CHUNK_SIZE])) for lo in chunks]
+    big = excesses(symbols)
+    payload = sum(t.ideal_bits for t in tables) + (code_length(big, best_order(big)) if big.size else 0)
+    return payload, sum(8 * len(t.header) for t in tables), max(1, len(tables))
+
+
+def _sample(source, info):
+    """The values of one run of SLOPE_SAMPLE_RUN in every SLOPE_SAMPLE_SHARE, across the whole tensor
+    (its first rows alone, a sample of the same size, put MiniLM's slope 1-3 % off: its embeddings'
+    first rows are special tokens); a tensor too short for two runs whole."""
+    dtype = lookup(info.dtype)
+    words = source.tensor_bytes(info).view(dtype.word_dtype)
+    runs = words.size // (SLOPE_SAMPLE_RUN * SLOPE_SAMPLE_SHARE)
+    if runs < 2:
+        return to_float32(words, dtype)
+    picked = words[: runs * SLOPE_SAMPLE_RUN * SLOPE_SAMPLE_SHARE].reshape(runs, SLOPE_SAMPLE_SHARE, SLOPE_SAMPLE_RUN)
+    return to_float32(np.ascontiguousarray(picked[:, 0, :]).reshape(-1), dtype)
 
 
 # a chunk of zeros as rANS: a one-byte header padded to a 64-bit word, and its chunk-table entry
