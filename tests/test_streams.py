@@ -132,6 +132,21 @@ def test_hostile_rans_escape_chunks_are_format_errors(edit, error):
 
 
 @pytest.mark.small
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.uint64])
+def test_an_escape_too_large_for_the_output_is_a_format_error(dtype):
+    """An escape codeword of 2**63 (no writer makes one): a FormatError for every output type."""
+    from bslz.codec.rans_escape import decode_escaped, encode_escaped
+
+    arr = np.array([1, 2, 5000, 3] * 20, dtype=np.uint32)
+    head = encode_escaped(arr, 3)  # its rANS stream codes 20 escapes
+    n = int.from_bytes(head[:4], "little")
+    bits = ("0" * 60 + format(2**63 + 8, "064b")) * 20  # EG3 of 2**63, twenty times
+    tail = bytes(int(b, 2) for b in chunks_of(bits))
+    with pytest.raises(FormatError, match="larger than its output type"):
+        decode_escaped(head[: 4 + n] + tail, arr.size, 3, np.empty(arr.size, dtype))
+
+
+@pytest.mark.small
 def test_block_orders_beat_one_order_on_non_stationary_data():
     rng = np.random.default_rng(4)
     arr = np.concatenate([rng.geometric(0.5, 256), rng.geometric(0.002, 256)]).astype(np.uint32)

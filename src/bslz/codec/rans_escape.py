@@ -20,6 +20,7 @@ from bslz.errors import FormatError, TruncatedError
 
 ESCAPE = MAX_ALPHABET - 1
 LENGTH_BYTES = 4
+MAX_SYMBOL = 1 << 62  # what a writer codes (`expgolomb.as_symbols`)
 
 
 def excesses(symbols):
@@ -56,12 +57,12 @@ def decode_escaped(buf, count, k, out):
             raise FormatError(f"{tail.size} bytes after a rans_escape chunk without escapes")
         return out
     values = expgolomb.decode(tail, where.size, k)
+    if int(values.max()) > min(int(np.iinfo(out.dtype).max), MAX_SYMBOL) - ESCAPE:
+        raise FormatError(f"rans_escape chunk: an escaped symbol is larger than its output type {out.dtype}")
     nbits = expgolomb.code_length(values, k)
     if (nbits + 7) // 8 != tail.size:
         raise FormatError(f"rans_escape chunk: {tail.size} bytes of escapes, {nbits} bits used")
     if nbits % 8 and int(tail[-1]) & ((1 << (8 - nbits % 8)) - 1):
         raise FormatError("rans_escape chunk: non-zero padding bits")
-    if int(values.max()) > int(np.iinfo(out.dtype).max) - ESCAPE:
-        raise FormatError(f"rans_escape chunk: an escaped symbol is larger than its output type {out.dtype}")
     out[where] = values + np.uint64(ESCAPE)
     return out
