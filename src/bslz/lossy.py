@@ -91,11 +91,9 @@ def mantissa_bits(dtype_name):
     return get_layout(lookup(dtype_name).float_layout).man_bits
 
 
-def tensor_values(source, info, count=None):
-    """The tensor's values as float32 (float64 for F64); with `count`, its first `count` only."""
+def tensor_values(source, info):
     dtype = lookup(info.dtype)
-    words = source.tensor_bytes(info).view(dtype.word_dtype)
-    return to_float32(words if count is None else words[:count], dtype)
+    return to_float32(source.tensor_bytes(info).view(dtype.word_dtype), dtype)
 
 
 def recorded_steps(metadata):
