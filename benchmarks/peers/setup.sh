@@ -29,6 +29,12 @@ if [ ! -x "$VENV/bin/python" ]; then
     $PY -m venv --system-site-packages "$VENV" || { echo "venv creation failed"; exit 1; }
 fi
 VPY="$VENV/bin/python"
+# --system-site-packages shows the base interpreter's packages: when the main environment is itself a
+# venv, its torch is elsewhere; a .pth puts the main site-packages after the venv's own (numpy<2 wins)
+MAIN_SITE="$($PY -c 'import sys, sysconfig; print(sysconfig.get_paths()["purelib"] if sys.prefix != sys.base_prefix else "")')"
+if [ -n "$MAIN_SITE" ]; then
+    echo "$MAIN_SITE" > "$($VPY -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_main_env.pth"
+fi
 # NNCodec's own runtime needs (its coding path), numpy<2 as it pins
 $VPY -m pip install -q "numpy<2" pybind11 tqdm h5py "setuptools>=68" wheel >>"$LOG" 2>&1 \
     && status "numpy<2, pybind11, tqdm, h5py" "installed" || status "numpy<2, pybind11, tqdm, h5py" "FAILED"
