@@ -15,7 +15,7 @@ import numpy as np
 from bslz.codec.dq import quantize_dq_symbols
 from bslz.codec.expgolomb import best_order, code_length
 from bslz.codec.rans import histogram, rans_table
-from bslz.codec.rans_escape import ESCAPE, excesses
+from bslz.codec.rans_escape import clipped, excesses
 from bslz.codec.rate import symbols_rate_bits
 from bslz.codec.size_estimate import estimate_size_bits
 from bslz.codec.streams import CHUNK_TABLE_BITS, DEFAULT_CHUNK_SIZE, RANS_MIN_SYMBOLS
@@ -142,9 +142,9 @@ def _sample_bits(symbols):
     """(payload bits, table bits, chunks) of the symbols as rANS (with escapes) codes them, the
     payloads as their tables' ideal sizes: a sample's payloads scale with the tensor, its tables
     with its chunks (scaling both with the values put MiniLM's slope 1-4 % off)."""
-    clipped = np.minimum(symbols, ESCAPE).astype(np.uint16)
+    rans_symbols = clipped(symbols)
     chunks = range(0, symbols.size, DEFAULT_CHUNK_SIZE)
-    tables = [rans_table(histogram(clipped[lo : lo + DEFAULT_CHUNK_SIZE])) for lo in chunks]
+    tables = [rans_table(histogram(rans_symbols[lo : lo + DEFAULT_CHUNK_SIZE])) for lo in chunks]
     big = excesses(symbols)
     payload = sum(t.ideal_bits for t in tables) + (code_length(big, best_order(big)) if big.size else 0)
     return payload, sum(8 * len(t.header) for t in tables), max(1, len(tables))

@@ -23,6 +23,11 @@ LENGTH_BYTES = 4
 MAX_SYMBOL = 1 << 62  # what a writer codes (`expgolomb.as_symbols`)
 
 
+def clipped(symbols):
+    """The symbols as the rANS stream codes them: those from ESCAPE up as ESCAPE (uint16)."""
+    return np.minimum(symbols, ESCAPE).astype(np.uint16)
+
+
 def excesses(symbols):
     """symbol - ESCAPE for every symbol the rANS stream codes as ESCAPE, in order (uint64)."""
     big = symbols[symbols >= ESCAPE]
@@ -31,8 +36,7 @@ def excesses(symbols):
 
 def encode_escaped(symbols, k):
     """One chunk (bytes) of `symbols` (1-D unsigned, any size up to 2**62), escapes coded with order k."""
-    clipped = np.minimum(symbols, ESCAPE).astype(np.uint16)
-    head = encode_rans(clipped)
+    head = encode_rans(clipped(symbols))
     tail, nbits = expgolomb.encode(excesses(symbols), k)
     return b"".join((len(head).to_bytes(LENGTH_BYTES, "little"), head, memoryview(tail[: (nbits + 7) // 8])))
 

@@ -5,13 +5,11 @@ or costing exp-Golomb (which loses to rANS on quantized weights; where it would 
 
 import math
 
-import numpy as np
-
 from bslz.codec import _expgolomb_kernels as K
 from bslz.codec._parallel import parallel_map
 from bslz.codec.expgolomb import as_symbols, best_order, code_length
 from bslz.codec.rans import MAX_ALPHABET, histogram, rans_table
-from bslz.codec.rans_escape import ESCAPE, LENGTH_BYTES, excesses
+from bslz.codec.rans_escape import LENGTH_BYTES, clipped, excesses
 from bslz.codec.streams import CHUNK_TABLE_BITS, DEFAULT_CHUNK_SIZE, RANS_MIN_SYMBOLS, stream_size_bits
 
 # A rANS chunk codes in about its table's lower bound (`RansTable.min_bytes`) plus this many bytes:
@@ -34,8 +32,8 @@ def estimate_size_bits(values, chunk_size=DEFAULT_CHUNK_SIZE):
 
     def chunk_bytes(lo):
         chunk = arr[lo : lo + chunk_size]
-        symbols = np.minimum(chunk, ESCAPE).astype(np.uint16) if escaped else chunk
-        table = rans_table(histogram(symbols if symbols.dtype.itemsize <= 4 else symbols.astype(np.uint16)))
+        symbols = clipped(chunk) if escaped or chunk.dtype.itemsize > 4 else chunk  # uint32 symbols: no copy
+        table = rans_table(histogram(symbols))
         size = table.min_bytes() + (RANS_BYTES_OVER_BOUND if table.freqs is not None else 0)
         return size + (LENGTH_BYTES + math.ceil(code_length(excesses(chunk), k) / 8) if escaped else 0)
 

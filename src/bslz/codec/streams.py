@@ -132,11 +132,10 @@ def plan_stream(values, *, mode="auto", chunk_size=DEFAULT_CHUNK_SIZE, block_siz
 
 
 def _plan_rans_escape(arr, chunk_size, block_size):
-    k = best_order(excesses(arr)) if arr.size else 0
-    bounds = [(lo, min(arr.size, lo + chunk_size)) for lo in range(0, arr.size, chunk_size)]
-    coded = tuple(parallel_map(lambda b: encode_escaped(arr[b[0] : b[1]], k), bounds))
+    orders = np.array([best_order(excesses(arr)) if arr.size else 0], np.uint8)
+    coded = _code_byte_chunks(arr, chunk_size, "rans_escape", orders)
     chunk_bits = np.array([8 * len(c) for c in coded], dtype=np.uint64)
-    return StreamPlan("rans_escape", arr.size, chunk_size, block_size, np.array([k], np.uint8), chunk_bits, coded)
+    return StreamPlan("rans_escape", arr.size, chunk_size, block_size, orders, chunk_bits, coded)
 
 
 def _plan_rans(arr, chunk_size, block_size, top, required):
@@ -144,11 +143,24 @@ def _plan_rans(arr, chunk_size, block_size, top, required):
         if required:
             raise InvalidArgumentError(f"rans mode takes symbols below {MAX_ALPHABET}, got {top}")
         return None
-    symbols = _rans_symbols(arr)
-    bounds = [(lo, min(arr.size, lo + chunk_size)) for lo in range(0, arr.size, chunk_size)]
-    coded = tuple(parallel_map(lambda b: encode_rans(symbols[b[0] : b[1]]), bounds))
+    coded = _code_byte_chunks(arr, chunk_size, "rans", None)
     chunk_bits = np.array([8 * len(c) for c in coded], dtype=np.uint64)
     return StreamPlan("rans", arr.size, chunk_size, block_size, np.zeros(0, np.uint8), chunk_bits, coded)
+
+
+def _code_byte_chunks(arr, chunk_size, mode, orders):
+    """The chunks (bytes) of a "rans" or "rans_escape" stream (orders: the escapes' k), on all cores."""
+    if mode == "rans":
+        symbols = _rans_symbols(arr)
+
+        def code(b):
+            return encode_rans(symbols[b[0] : b[1]])
+    else:
+
+        def code(b):
+            return encode_escaped(arr[b[0] : b[1]], int(orders[0]))
+
+    return tuple(parallel_map(code, [(lo, min(arr.size, lo + chunk_size)) for lo in range(0, arr.size, chunk_size)]))
 
 
 def _rans_symbols(arr):
@@ -247,12 +259,7 @@ def _pack_rans_chunks(arr, plan):
     """The rANS chunks of a plan, each zero-padded to whole 64-bit words, back to back."""
     coded = plan.coded_chunks
     if coded is None:
-        symbols = _rans_symbols(arr) if plan.mode == "rans" else arr
-        bounds = [(lo, min(arr.size, lo + plan.chunk_size)) for lo in range(0, arr.size, plan.chunk_size)]
-        if plan.mode == "rans":
-            coded = parallel_map(lambda b: encode_rans(symbols[b[0] : b[1]]), bounds)
-        else:
-            coded = parallel_map(lambda b: encode_escaped(symbols[b[0] : b[1]], int(plan.orders[0])), bounds)
+        coded = _code_byte_chunks(arr, plan.chunk_size, plan.mode, plan.orders)
     if [8 * len(c) for c in coded] != plan.chunk_bits.tolist():
         raise InvalidArgumentError("plan does not match the values it is used with")
     return np.frombuffer(b"".join(part for c in coded for part in (c, bytes(-len(c) % 8))), dtype=np.uint8)
