@@ -183,34 +183,56 @@ def test_measured_bfloat16_decoding_gives_the_sums_of_the_values_and_their_recon
 
 @pytest.mark.small
 def test_viterbi_matches_a_table_driven_search():
-    """The vector add-compare-select step and the four-quarter walk back against a plain search over
-    TRANSITIONS (same tie rule); blocks of 1000 and 4096 are long enough for the quartered walk."""
+    """The vector add-compare-select step, the lockstep chains and the four-quarter walk back against
+    a plain search over TRANSITIONS in the same arithmetic (same tie rule); blocks of 1000 and 4096
+    are long enough for the quartered walk, 600 and 1000 for costs brought back to 0 mid-block,
+    blocks of 64 (on two threads) run four, two and one chain at once, and values at half-steps make
+    ties that only the rounding breaks."""
     rng = np.random.default_rng(7)
     x = np.concatenate([rng.laplace(0, 1.0, 3000), np.round(rng.normal(0, 3, 1000)) * 0.25, np.zeros(50)])
-    for step, block in ((0.25, 1000), (0.1, 64), (1.0, 4096)):
+    for step, block in ((0.25, 1000), (0.1, 64), (1.0, 4096), (0.05, 600)):
         np.testing.assert_array_equal(dq.quantize_dq(x, step, block), viterbi_reference(x, step, block))
 
 
-def viterbi_reference(x, step, block):
-    """Viterbi over the 8 states with a cost per state and both indices around each value, in Python."""
+def test_float32_costs_lose_nothing_measurable():
+    """Against a search in exact float64 arithmetic the float32 one finds paths whose squared error
+    is the same to 1e-7 (ties and near-ties aside, the same path), at a coarse and a fine step."""
+    x = np.random.default_rng(8).normal(0, 1.0, 20_000)
+    for step in (0.5, 0.02):
+        k = dq.quantize_dq(x, step, 10_000)
+        exact = viterbi_reference(x, step, 10_000, arithmetic=np.float64)
+        errors = [float(((x - dq.dequantize_dq(i, step, 10_000, np.float64)) ** 2).sum()) for i in (k, exact)]
+        assert errors[0] == pytest.approx(errors[1], rel=1e-7)
+        assert np.mean(k == exact) > 0.99
+
+
+def viterbi_reference(x, step, block, arithmetic=np.float32):
+    """Viterbi over the 8 states with a cost per state and both indices around each value, in Python.
+
+    As the search computes them: errors in units of step^2 from c = v / step, rounded to float32,
+    costs summed in float32 and brought back to a minimum of 0 after every _SUB_BLOCK values of a
+    block; with `arithmetic` float64, exact errors and sums instead."""
     out = []
     for lo in range(0, x.size, block):
-        cost = [0.0] + [math.inf] * 7
+        cost = [arithmetic(0.0)] + [math.inf] * 7
         back = []
-        for v in (float(t) for t in x[lo : lo + block]):
+        for i, v in enumerate(float(t) for t in x[lo : lo + block]):
+            c = v / step
             new, arg = [math.inf] * 8, [None] * 8
             for s in range(8):
                 if cost[s] == math.inf:
                     continue
                 q = int(dq.QUANTIZER[s])
-                for k in _around(v, q, step):
-                    level = 2 * k * step if q == 0 else (0.0 if k == 0 else (2 * k - (1 if k > 0 else -1)) * step)
-                    j = cost[s] + (v - level) ** 2
+                for k, error in _around(c, q):
+                    j = arithmetic(cost[s] + arithmetic(error))
                     ns = int(dq.TRANSITIONS[s][k & 1])
                     if j < new[ns]:
                         new[ns], arg[ns] = j, (s, k)
             cost = new
             back.append(arg)
+            if arithmetic == np.float32 and (i + 1) % search._SUB_BLOCK == 0:
+                low = min(cost)
+                cost = [t if t == math.inf else np.float32(t - low) for t in cost]
         s = min(range(8), key=lambda t: (cost[t], t))
         path = []
         for arg in reversed(back):
@@ -220,24 +242,27 @@ def viterbi_reference(x, step, block):
     return np.array(out, dtype=np.int32)
 
 
-def _around(v, q, step):
-    """Indices of quantizer q whose levels are the nearest below and above v."""
+def _around(c, q):
+    """The indices of quantizer q whose levels (2k, or 2k - sgn k) are the nearest below and above
+    c = v / step, each with its squared error in units of step^2, computed as the search does."""
     if q == 0:
-        k = math.floor(v / (2 * step))
-        return (k, k + 1)
-    c = v / step
-    m = math.floor((c + 1) / 2) if c >= 0 else math.ceil((c - 1) / 2)
-    return (m, m + 1) if c >= 0 else (m, m - 1)
+        h = math.floor(c * 0.5)
+        d = c - 2.0 * h
+        return [(h, d * d), (h + 1, (d - 2.0) * (d - 2.0))]
+    a, sign = abs(c), (-1 if c < 0 else 1)
+    m = math.floor((a + 1.0) * 0.5)
+    d = a - max(2.0 * m - 1.0, 0.0)
+    return [(sign * m, d * d), (sign * (m + 1), (a - 2.0 * m - 1.0) * (a - 2.0 * m - 1.0))]
 
 
 def _acs_reference(costs, errors, n):
     """(new costs, decision bytes) of n steps, from the predecessor tables in Python."""
     costs, out = costs.copy(), []
     for i in range(n):
-        new, byte = np.empty(8), 0
+        new, byte = np.empty(8, np.float32), 0
         for j in range(8):
             paths = [
-                costs[s] + errors[2 * dq.QUANTIZER[s] + p, i]
+                costs[s] + errors[i, 2 * dq.QUANTIZER[s] + p]
                 for s, p in zip(search.PRED_STATES[j], search.PRED_PARITIES[j])
             ]
             new[j] = min(paths)
@@ -252,27 +277,30 @@ def test_add_compare_select_against_the_predecessor_tables():
     """Each state's new cost is the cheaper of its two predecessors' (costs plus the error of the
     predecessor's quantizer at the parity that leads here), the second only if strictly cheaper;
     decision bit j set when state j took its second. Ties included (integer errors). One chain,
-    and two in lockstep, each with its own costs, errors and decisions."""
+    and two and four in lockstep, each with its own costs, errors and decisions."""
     rng = np.random.default_rng(3)
     n, stride = 200, 230
-    errors = rng.integers(0, 4, (8, search._SUB_BLOCK)).astype(np.float64)
-    costs = rng.integers(0, 6, 16).astype(np.float64)
-    expected = [_acs_reference(costs[8 * c : 8 * c + 8], errors[4 * c : 4 * c + 4], n) for c in (0, 1)]
+    errors = rng.integers(0, 4, (4, search._SUB_BLOCK, 4)).astype(np.float32)
+    costs = rng.integers(0, 6, 32).astype(np.float32)
+    expected = [_acs_reference(costs[8 * c : 8 * c + 8], errors[c], n) for c in range(4)]
 
     one, decisions = costs[:8].copy(), np.zeros(n + 5, dtype=np.uint8)
-    search._add_compare_select(one, errors[:4], decisions, decisions.size, 5, n)
+    search._add_compare_select(one, errors[:1], decisions, decisions.size, 5, n)
     assert decisions[5:].tolist() == expected[0][1] and decisions[:5].tolist() == [0] * 5
     np.testing.assert_array_equal(one, expected[0][0])
 
-    two, decisions = costs.copy(), np.zeros(2 * stride, dtype=np.uint8)
-    search._add_compare_select_2(two, errors, decisions, stride, 5, n)
-    for c in (0, 1):
-        assert decisions[c * stride + 5 : c * stride + 5 + n].tolist() == expected[c][1]
-        np.testing.assert_array_equal(two[8 * c : 8 * c + 8], expected[c][0])
+    for chains, acs in ((2, search._add_compare_select_2), (4, search._add_compare_select_4)):
+        several, decisions = costs[: 8 * chains].copy(), np.zeros(chains * stride, dtype=np.uint8)
+        acs(several, errors[:chains], decisions, stride, 5, n)
+        for c in range(chains):
+            assert decisions[c * stride + 5 : c * stride + 5 + n].tolist() == expected[c][1]
+            np.testing.assert_array_equal(several[8 * c : 8 * c + 8], expected[c][0])
     with pytest.raises(ValueError):  # never past the arrays it is given
-        search._add_compare_select(one, errors[:4], decisions[: n + 5], n + 5, 6, n)
-    with pytest.raises(ValueError):  # nor one chain's decisions into the other's
-        search._add_compare_select_2(two, errors, decisions, n, 5, n)
+        search._add_compare_select(one, errors[:1], decisions[: n + 5], n + 5, 6, n)
+    with pytest.raises(ValueError):  # nor one chain's decisions into the next one's
+        search._add_compare_select_4(several, errors, decisions, n, 5, n)
+    with pytest.raises(ValueError):  # nor errors of another shape
+        search._add_compare_select_2(costs[:16].copy(), errors[:1], decisions, stride, 5, n)
 
 
 @pytest.mark.small

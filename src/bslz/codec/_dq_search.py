@@ -8,10 +8,10 @@ import math
 import numpy as np
 
 from bslz.codec._dq_acs import make_add_compare_select
-from bslz.codec._dq_machine import NUM_STATES, QUANTIZER, TRANSITIONS, reconstruct_index
+from bslz.codec._dq_machine import NUM_STATES, QUANTIZER, TRANSITIONS
 from bslz.codec._jit import njit, njit_inline
 
-_INF = 1e300
+_INF = 1e30  # the cost of a state not reached yet (float32)
 
 
 @njit_inline
@@ -45,20 +45,14 @@ def _predecessors(transitions):
 PRED_STATES, PRED_PARITIES = _predecessors(TRANSITIONS)
 
 
-# The add-compare-select step of the search, as vector code (`_dq_acs`): one block, or two in lockstep
+# The add-compare-select step of the search, as vector code (`_dq_acs`), for one, two or four
+# blocks in lockstep. Float32 costs: one chain's eight states fill one 256-bit vector (half the
+# work of float64's): measured on one thread, 2.74 / 1.44 / 0.99 ns a value for 1 / 2 / 4 chains,
+# where float64 took 3.5 / 2.1 for 1 / 2 (benchmarks/bench_dq.py has the whole search).
+CHAINS = 4
 _add_compare_select = make_add_compare_select(PRED_STATES, PRED_PARITIES, QUANTIZER)
 _add_compare_select_2 = make_add_compare_select(PRED_STATES, PRED_PARITIES, QUANTIZER, chains=2)
-
-
-@njit_inline
-def _errors(v, c, quantizer, step):
-    """Squared errors of `quantizer`'s two levels around v (c = v / step): (even index's, odd index's)."""
-    k1, k2 = _candidates(c, quantizer)
-    d1 = v - reconstruct_index(k1, quantizer, step)
-    d2 = v - reconstruct_index(k2, quantizer, step)
-    e1, e2 = d1 * d1, d2 * d2
-    odd = (k1 & 1) == 1
-    return e2 if odd else e1, e1 if odd else e2
+_add_compare_select_4 = make_add_compare_select(PRED_STATES, PRED_PARITIES, QUANTIZER, chains=CHAINS)
 
 
 def _trace_table():
@@ -74,19 +68,34 @@ def _trace_table():
 
 
 TRACE = _trace_table()
-_SUB_BLOCK = 512  # values whose candidate errors are computed ahead of the search (fits L1)
+# values whose candidate errors are computed ahead of the search (in L1); the costs are brought
+# back to a minimum of 0 after each, so that float32 keeps them to within 2**-12 step^2 (costs
+# grow by at most 4 step^2 a value)
+_SUB_BLOCK = 512
 
 
 @njit
-def _block_errors(x, step, errors, row):
-    """errors[row + r, i] for the values x (a sub-block): the squared errors of the four candidate
-    levels, two per quantizer, one of each parity (rows: quantizer 0 even / odd, quantizer 1
-    even / odd). No chain: this loop vectorizes."""
+def _block_errors(x, step, errors):
+    """errors[4 i + r] for the values x (a sub-block): the squared errors, in units of step^2 and
+    rounded to float32, of the four candidate levels, two per quantizer, one of each parity (r:
+    quantizer 0 even / odd, quantizer 1 even / odd). In units of the step the levels are the
+    integers 2k and 2k - sgn k, and the candidates those of `_candidates`; float arithmetic
+    throughout, with no chain: this loop vectorizes."""
     for i in range(x.size):
-        v = np.float64(x[i])
-        c = v / step
-        errors[row, i], errors[row + 1, i] = _errors(v, c, 0, step)
-        errors[row + 2, i], errors[row + 3, i] = _errors(v, c, 1, step)
+        c = np.float64(x[i]) / step
+        h = np.floor(c * 0.5)  # quantizer 0: indices h and h + 1, levels 2h and 2h + 2
+        d = c - 2.0 * h
+        e_low, e_high = d * d, (d - 2.0) * (d - 2.0)
+        odd = h - 2.0 * np.floor(h * 0.5) == 1.0
+        errors[4 * i + 0] = np.float32(e_high if odd else e_low)
+        errors[4 * i + 1] = np.float32(e_low if odd else e_high)
+        a = abs(c)  # quantizer 1, by symmetry: indices m and m + 1 at levels max(2m - 1, 0) and 2m + 1
+        m = np.floor((a + 1.0) * 0.5)
+        d = a - max(2.0 * m - 1.0, 0.0)
+        e_low, e_high = d * d, (a - 2.0 * m - 1.0) * (a - 2.0 * m - 1.0)
+        odd = m - 2.0 * np.floor(m * 0.5) == 1.0
+        errors[4 * i + 2] = np.float32(e_high if odd else e_low)
+        errors[4 * i + 3] = np.float32(e_low if odd else e_high)
 
 
 @njit
@@ -97,6 +106,18 @@ def _best_end_state(costs, lo):
         if costs[lo + t] < costs[lo + s]:
             s = t
     return s
+
+
+@njit
+def _renormalize(costs, chains):
+    """Each chain's costs less their minimum (exact differences near it: float32 keeps the costs
+    that decide the search small)."""
+    for c in range(chains):
+        low = costs[NUM_STATES * c]
+        for t in range(1, NUM_STATES):
+            low = min(low, costs[NUM_STATES * c + t])
+        for t in range(NUM_STATES):
+            costs[NUM_STATES * c + t] -= low
 
 
 @njit
@@ -116,48 +137,35 @@ def _indices(x, step, trace, out, as_symbols):
 
 
 @njit
-def _quantize_block(x, step, out, decisions, trace, errors, costs, as_symbols):
-    """Viterbi search over the values x (one block); writes their indices to out.
+def _search_blocks(x, lo, n, chains, step, out, decisions, trace, errors, costs, as_symbols):
+    """Viterbi search over `chains` (1, 2 or 4) blocks of n values in lockstep, block c being
+    x[lo + c n : lo + (c + 1) n]; writes their indices to out (same positions).
 
     Three passes, so that only the add-compare-select runs on the dependency chain (one loop doing
     everything ran 3x slower, measured): per sub-block, the errors (`_block_errors`), then each
-    state takes the cheaper of its two predecessors (decisions[i]: one bit per state, 1 for the
-    second predecessor; `_dq_acs`). Then the walk back (`_trace_back`: trace[i], the TRACE entry
-    of each step back), then the indices (`_indices`), no chain left.
-
-    4.5 ns a value on one thread (MiniLM-like data), 6.7 with a scalar add-compare-select and a
-    sequential walk back; 3.6 for two blocks in lockstep (`_quantize_block_pair`). Tried and
-    dropped: eight blocks in lockstep, one a SIMD lane (the blocks are independent): numba's LLVM
-    left the lane loop scalar (vaddsd, not vaddpd), 12.7-15 ns."""
-    costs[:NUM_STATES] = _INF
-    costs[0] = 0.0
-    for lo in range(0, x.size, _SUB_BLOCK):
-        xs = x[lo : lo + _SUB_BLOCK]
-        _block_errors(xs, step, errors, 0)
-        _add_compare_select(costs[:NUM_STATES], errors[:4], decisions, decisions.size, lo, xs.size)
-    _trace_back(decisions[: x.size], trace, _best_end_state(costs, 0), TRACE_WARM_UP)
-    _indices(x, step, trace, out, as_symbols)
-
-
-@njit
-def _quantize_block_pair(xa, xb, step, out_a, out_b, decisions, trace, errors, costs, as_symbols):
-    """`_quantize_block` of two blocks of the same size at once: their add-compare-select chains
-    interleaved in one loop (each step waits ~10 cycles for the last: two chains hide each other's
-    wait). decisions: two blocks' room, block a's first; errors: 8 rows; costs: 16."""
-    n = xa.size
-    half = decisions.size // 2
+    state takes the cheaper of its two predecessors (decisions[c n + i]: one bit per state, 1 for
+    the second predecessor; `_dq_acs`). Then, block by block, the walk back (`_trace_back`:
+    trace[i], the TRACE entry of each step back), then the indices (`_indices`), no chain left.
+    Each step of a chain waits ~10 cycles for the last: the chains hide each other's wait.
+    decisions: room for chains * n; errors: (CHAINS, _SUB_BLOCK, 4); costs: 8 CHAINS."""
     costs[:] = _INF
-    costs[0] = 0.0
-    costs[NUM_STATES] = 0.0
-    for lo in range(0, n, _SUB_BLOCK):
-        m = min(_SUB_BLOCK, n - lo)
-        _block_errors(xa[lo : lo + m], step, errors, 0)
-        _block_errors(xb[lo : lo + m], step, errors, 4)
-        _add_compare_select_2(costs, errors, decisions, half, lo, m)
-    _trace_back(decisions[:n], trace, _best_end_state(costs, 0), TRACE_WARM_UP)
-    _indices(xa, step, trace, out_a, as_symbols)
-    _trace_back(decisions[half : half + n], trace, _best_end_state(costs, NUM_STATES), TRACE_WARM_UP)
-    _indices(xb, step, trace, out_b, as_symbols)
+    for c in range(chains):
+        costs[NUM_STATES * c] = 0.0
+    for sub in range(0, n, _SUB_BLOCK):
+        m = min(_SUB_BLOCK, n - sub)
+        for c in range(chains):
+            _block_errors(x[lo + c * n + sub : lo + c * n + sub + m], step, errors[c].reshape(-1))
+        if chains == 4:
+            _add_compare_select_4(costs, errors, decisions, n, sub, m)
+        elif chains == 2:
+            _add_compare_select_2(costs[: 2 * NUM_STATES], errors[:2], decisions, n, sub, m)
+        else:
+            _add_compare_select(costs[:NUM_STATES], errors[:1], decisions, n, sub, m)
+        _renormalize(costs, chains)
+    for c in range(chains):
+        block = slice(lo + c * n, lo + (c + 1) * n)
+        _trace_back(decisions[c * n : (c + 1) * n], trace[:n], _best_end_state(costs, NUM_STATES * c), TRACE_WARM_UP)
+        _indices(x[block], step, trace[:n], out[block], as_symbols)
 
 
 # Paths traced back from any two states meet within a few dozen values in practice (measured: every
@@ -230,20 +238,18 @@ def _trace_back(decisions, trace, s, warm_up):
 
 @njit
 def quantize_blocks(x, step, block, out, b_lo, b_hi, as_symbols=False):
-    """Blocks b_lo..b_hi of x, two full blocks at a time while there are two; out: int32, the
-    indices, or their se(v) mappings if `as_symbols` (below 2**31 for indices within ±2**30)."""
-    decisions = np.empty(2 * block, dtype=np.uint8)
+    """Blocks b_lo..b_hi of x, four (or two) full blocks at a time while there are as many; out:
+    int32, the indices, or their se(v) mappings if `as_symbols` (below 2**31 for indices within
+    ±2**30)."""
+    decisions = np.empty(CHAINS * block, dtype=np.uint8)
     trace = np.empty(block, dtype=np.uint8)
-    errors = np.empty((8, _SUB_BLOCK))
-    costs = np.empty(2 * NUM_STATES)
+    errors = np.zeros((CHAINS, _SUB_BLOCK, 4), dtype=np.float32)
+    costs = np.empty(NUM_STATES * CHAINS, dtype=np.float32)
     b = b_lo
     while b < b_hi:
-        lo, mid, hi = b * block, min(x.size, (b + 1) * block), min(x.size, (b + 2) * block)
-        if b + 1 < b_hi and hi - mid == mid - lo:
-            _quantize_block_pair(
-                x[lo:mid], x[mid:hi], step, out[lo:mid], out[mid:hi], decisions, trace, errors, costs, as_symbols
-            )
-            b += 2
-        else:
-            _quantize_block(x[lo:mid], step, out[lo:mid], decisions[:block], trace, errors, costs, as_symbols)
-            b += 1
+        lo = b * block
+        n = min(x.size, lo + block) - lo
+        whole = 0 if n < block else min(b_hi - b, (x.size - lo) // block)  # full blocks from here on
+        chains = 4 if whole >= 4 else (2 if whole >= 2 else 1)
+        _search_blocks(x, lo, n, chains, step, out, decisions, trace, errors, costs, as_symbols)
+        b += chains
