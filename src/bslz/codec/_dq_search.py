@@ -3,8 +3,6 @@ least squared error over the paths of the state machine (`_dq_machine`). Callers
 see `dq.quantize_dq`.
 """
 
-import math
-
 import numpy as np
 
 from bslz.codec._dq_acs import make_add_compare_select
@@ -15,18 +13,26 @@ _INF = 1e30  # the cost of a state not reached yet (float32)
 
 
 @njit_inline
+def _lower_candidate(c, quantizer):
+    """As a float, from c = v / step: quantizer 0's lower index h = floor(c / 2) (levels 2h and
+    2h + 2 bracket c), quantizer 1's index m of smaller magnitude (levels 0, ±1, ±3, ...: for |c|
+    in [2m - 1, 2m + 1) the indices m and m + 1, signed like c). The one rule the search's errors
+    (`_block_errors`) and its indices (`_candidates`) share."""
+    if quantizer == 0:  # a literal where inlined: folded
+        return np.floor(c * 0.5)
+    return np.floor((abs(c) + 1.0) * 0.5)
+
+
+@njit_inline
 def _candidates(c, quantizer):
     """The two indices of `quantizer` whose levels bracket v, from c = v / step (branch-free, as
     `reconstruct_index`). One division serves both quantizers: c / 2 is exactly v / (2 step) (halving commutes
     with rounding away from the subnormal range)."""
-    if quantizer == 0:  # a literal where inlined: folded
-        k = np.int64(math.floor(c * 0.5))
+    k = np.int64(_lower_candidate(c, quantizer))
+    if quantizer == 0:
         return k, k + 1
-    # levels 0, ±1, ±3, ...: for |c| in [2m - 1, 2m + 1) the indices m and m + 1, signed like c
-    # (-0.0 counts as positive); a sign taken by multiplication, not a branch
-    m = np.int64(math.floor((abs(c) + 1.0) * 0.5))
-    sign = 1 - 2 * np.int64(c < 0)
-    return sign * m, sign * (m + 1)
+    sign = 1 - 2 * np.int64(c < 0)  # -0.0 counts as positive; a sign taken by multiplication, not a branch
+    return sign * k, sign * (k + 1)
 
 
 def _predecessors(transitions):
@@ -79,18 +85,18 @@ def _block_errors(x, step, errors):
     """errors[4 i + r] for the values x (a sub-block): the squared errors, in units of step^2 and
     rounded to float32, of the four candidate levels, two per quantizer, one of each parity (r:
     quantizer 0 even / odd, quantizer 1 even / odd). In units of the step the levels are the
-    integers 2k and 2k - sgn k, and the candidates those of `_candidates`; float arithmetic
+    integers 2k and 2k - sgn k, and the candidates those of `_lower_candidate`; float arithmetic
     throughout, with no chain: this loop vectorizes."""
     for i in range(x.size):
         c = np.float64(x[i]) / step
-        h = np.floor(c * 0.5)  # quantizer 0: indices h and h + 1, levels 2h and 2h + 2
+        h = _lower_candidate(c, 0)  # quantizer 0: indices h and h + 1, levels 2h and 2h + 2
         d = c - 2.0 * h
         e_low, e_high = d * d, (d - 2.0) * (d - 2.0)
         odd = h - 2.0 * np.floor(h * 0.5) == 1.0
         errors[4 * i + 0] = np.float32(e_high if odd else e_low)
         errors[4 * i + 1] = np.float32(e_low if odd else e_high)
         a = abs(c)  # quantizer 1, by symmetry: indices m and m + 1 at levels max(2m - 1, 0) and 2m + 1
-        m = np.floor((a + 1.0) * 0.5)
+        m = _lower_candidate(c, 1)
         d = a - max(2.0 * m - 1.0, 0.0)
         e_low, e_high = d * d, (a - 2.0 * m - 1.0) * (a - 2.0 * m - 1.0)
         odd = m - 2.0 * np.floor(m * 0.5) == 1.0
