@@ -85,13 +85,24 @@ def outlier_tensors():
     return {"proj.weight": torch.from_numpy(w.reshape(32, 64))}
 
 
-INPUTS = {"lossless": lossless_tensors, "lossy": lossy_tensors, "outliers": outlier_tensors}
+def head_tensors():
+    """Weights large enough that their float heads are Huffman-coded (format 1.2); a few KB."""
+    rng = np.random.default_rng(20261204)
+    w = (rng.laplace(size=2048) * 0.02).astype(np.float32)
+    return {
+        "bf16.weight": torch.from_numpy(w).to(torch.bfloat16).reshape(32, 64),
+        "f32.weight": torch.from_numpy(w[:1024]),
+    }
+
+
+INPUTS = {"lossless": lossless_tensors, "lossy": lossy_tensors, "outliers": outlier_tensors, "heads": head_tensors}
 # name -> (input, compress_file options)
 CASES = {
     "lossless": ("lossless", {}),
     "quantized-step": ("lossy", {"step": 0.01, "min_lossy_elements": 256}),
     "quantized-snr": ("lossy", {"snr": 25.0, "min_lossy_elements": 256}),
     "quantized-escape": ("outliers", {"step": 0.0005, "min_lossy_elements": 256}),  # from format 1.1
+    "lossless-huffman": ("heads", {}),  # from format 1.2
 }
 
 

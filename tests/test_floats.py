@@ -8,6 +8,7 @@ from hypothesis.extra import numpy as hnp
 
 from bslz.codec import expgolomb as eg
 from bslz.codec import floats
+from bslz.codec.huffman import encode_huffman
 from bslz.codec.rans import encode_rans
 from bslz.errors import BslzError, FormatError, InvalidArgumentError, TruncatedError
 
@@ -88,43 +89,68 @@ def test_every_method_is_chosen_where_it_is_smallest():
         floats.CONSTANT: np.full(1000, 7, dtype=np.uint16),
         floats.RAW: rng.integers(0, 256, 1000).astype(np.uint16),
         floats.EXP_GOLOMB: (128 + rng.geometric(0.1, 200) * rng.choice([-1, 1], 200)).astype(np.uint16),
-        floats.RANS: rng.choice([3, 9, 200], 5000, p=[0.7, 0.2, 0.1]).astype(np.uint16),
+        # probabilities that are powers of two: Huffman meets the entropy, rANS pays for its table
+        floats.HUFFMAN: rng.choice([3, 9, 200, 201], 5000, p=[0.5, 0.25, 0.125, 0.125]).astype(np.uint16),
+        # one symbol of probability 0.9: Huffman spends a whole bit on it
+        floats.RANS: rng.choice([3, 9, 200], 5000, p=[0.9, 0.05, 0.05]).astype(np.uint16),
     }
     for expected, values in cases.items():
         method, _, _, payload = floats.encode_segment(values, 8)
         assert method == expected, (floats.METHOD_NAMES[method], floats.METHOD_NAMES[expected])
         mapped = eg.signed_to_unsigned(values.astype(np.int64) - int(np.bincount(values).argmax()))
         sizes = [values.size, (eg.code_length(mapped, eg.best_order(mapped)) + 7) // 8, len(encode_rans(values))]
+        if method != floats.CONSTANT:
+            sizes.append(len(encode_huffman(values)))
         assert len(payload) == (0 if method == floats.CONSTANT else min(sizes))
 
 
 @pytest.mark.small
-def test_rans_must_save_a_128th_to_be_chosen():
-    """A near-uniform piece that rANS would shrink by less than 1/128 stays raw (its decoding pass
-    is not worth it); one skewed just enough more is rANS-coded."""
+def test_an_entropy_coder_must_save_a_128th_to_be_chosen():
+    """A near-uniform piece that Huffman and rANS would shrink by less than 1/128 stays raw (their
+    decoding pass is not worth it); one skewed just enough more is entropy-coded."""
     rng = np.random.default_rng(4)
-    for skew, expected in ((0.5, floats.RAW), (1.5, floats.RANS)):  # rANS saves 0.2 % and 1.7 %
+    for skew, expected in ((0.5, floats.RAW), (1.5, floats.HUFFMAN)):  # rANS saves 0.2 % and 1.6 % of raw
         p = np.full(64, 1.0)
         p[:8] += skew
         values = rng.choice(64, 300_000, p=p / p.sum()).astype(np.uint16)
-        raw, coded = (values.size * 6 + 7) // 8, len(encode_rans(values))
+        raw, coded, huff = (values.size * 6 + 7) // 8, len(encode_rans(values)), len(encode_huffman(values))
         method, _, _, payload = floats.encode_segment(values, 6)
         assert coded < raw  # rANS is smaller in both cases: the rule, not the size, decides
-        assert (method, len(payload)) == ((floats.RAW, raw) if expected == floats.RAW else (floats.RANS, coded))
-        assert (coded < raw - raw // 128) == (expected == floats.RANS)
+        assert (method, len(payload)) == ((floats.RAW, raw) if expected == floats.RAW else (floats.HUFFMAN, huff))
+        assert (huff < raw - raw // 128) == (expected == floats.HUFFMAN)
+        assert coded >= huff - huff // 32  # and rANS does not save enough over Huffman to be chosen
 
 
 @pytest.mark.small
-def test_a_rans_head_coding_values_wider_than_the_head_is_an_error():
+def test_rans_must_save_a_32nd_of_huffman_to_be_chosen():
+    """Float heads are Huffman-coded unless rANS saves at least 1/32 of Huffman's size: rANS lands
+    about 1 % nearer the entropy on real heads, Huffman decodes them 2-3x as fast."""
+    rng = np.random.default_rng(5)
+    gaussian_head = np.clip(np.round(rng.standard_normal(100_000) * 12 + 500), 0, 1023).astype(np.uint16)
+    peaked = rng.choice([3, 9, 200], 20_000, p=[0.9, 0.05, 0.05]).astype(np.uint16)
+    for values, expected in ((gaussian_head, floats.HUFFMAN), (peaked, floats.RANS)):
+        huff, coded = len(encode_huffman(values)), len(encode_rans(values))
+        method, _, _, payload = floats.encode_segment(values, 10)
+        assert method == expected, floats.METHOD_NAMES[method]
+        assert coded < huff  # rANS is smaller in both cases
+        assert (coded < huff - huff // 32) == (expected == floats.RANS)
+        assert len(payload) == (huff if expected == floats.HUFFMAN else coded)
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("method", ["rans", "huffman"])
+def test_a_head_coding_values_wider_than_the_head_is_an_error(method):
     """A hostile bf16 chunk whose exponent segment codes 1024 (the head has 10 bits): decoded into
     the words unchecked it would reach the sign bit."""
     n = 16
-    head = encode_rans(np.array([1024, 3] * (n // 2), np.uint16))
+    symbols = np.array([1024, 3] * (n // 2), np.uint16)
+    head = encode_rans(symbols) if method == "rans" else encode_huffman(symbols)
     tail = bytes(n * 6 // 8)
     segments = b""
-    for method, payload in ((floats.RANS, head), (floats.RAW, tail)):
+    code = floats.RANS if method == "rans" else floats.HUFFMAN
+    for m, payload in ((code, head), (floats.RAW, tail)):
         header = np.zeros(1, dtype=floats.SEGMENT_HEADER)
-        header[0] = (method, 0, 0, len(payload))
+        header[0] = (m, 0, 0, len(payload))
         segments += header.tobytes() + payload
     table = np.array([0, len(segments)], "<u8").tobytes()
     enc = floats.EncodedFloats("bfloat16", n, n, table + segments)

@@ -2,13 +2,15 @@
 
 Each float is cut into pieces (see `_float_kernels`): the exponent with the top mantissa bits,
 then sign and the rest of the mantissa as a top piece and whole bytes. The tensor is cut into
-chunks; every (chunk, piece) is one segment, coded with whichever of four methods is smallest,
-by exact size (rANS only if it saves at least 1/128 of the next best: RANS_MIN_GAIN):
+chunks; every (chunk, piece) is one segment, coded with whichever of five methods is smallest,
+by exact size (an entropy coder only if it saves at least 1/128 of raw or exp-Golomb, and rANS only
+if it saves at least 1/32 of Huffman: ENTROPY_MIN_GAIN, RANS_MIN_GAIN_OVER_HUFFMAN):
 
     RAW       the piece's bits packed back to back
     CONSTANT  one value repeated (no payload)
     EXP_GOLOMB  order-k exp-Golomb of se(v - center), center = the most frequent value
     RANS      the static rANS table coder
+    HUFFMAN   canonical Huffman, 12-bit codewords at most (format 1.2)
 
 Layout of an encoded tensor (all integers little-endian):
 
@@ -24,20 +26,25 @@ from bslz.codec import _float_kernels as FK
 from bslz.codec import expgolomb as eg
 from bslz.codec._bits import bytes_to_words, words_to_bytes
 from bslz.codec._parallel import parallel_map
+from bslz.codec.huffman import decode_huffman, encode_huffman, huffman_code
 from bslz.codec.rans import decode_rans, encode_rans, histogram, rans_table
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
 
 U64 = np.uint64
-RAW, CONSTANT, EXP_GOLOMB, RANS = 0, 1, 2, 3
-METHOD_NAMES = {RAW: "raw", CONSTANT: "constant", EXP_GOLOMB: "exp-golomb", RANS: "rans"}
+RAW, CONSTANT, EXP_GOLOMB, RANS, HUFFMAN = 0, 1, 2, 3, 4
+METHOD_NAMES = {RAW: "raw", CONSTANT: "constant", EXP_GOLOMB: "exp-golomb", RANS: "rans", HUFFMAN: "huffman"}
 SEGMENT_HEADER = np.dtype([("method", "u1"), ("k", "u1"), ("center", "<u2"), ("nbytes", "<u4")])
 # 512 KiB of original data a chunk: half the per-chunk overhead of 256 KiB, the same ratio (measured)
 DEFAULT_CHUNK_BYTES = 1 << 19
-# rANS is chosen for a segment only if it saves at least 1/RANS_MIN_GAIN of the next best coding:
-# its decoding is a pass of ~1.3 ns a value, and on the near-uniform pieces (sign and low mantissa
-# bits) it saved 0.1-0.2 % of them, 0.002 % of a MiniLM bf16 file, while trying it took a third of
-# the compression time. (zstd's rule for its entropy-coded blocks is 1/64.)
-RANS_MIN_GAIN = 128
+# An entropy coder is chosen for a segment only if it saves at least 1/ENTROPY_MIN_GAIN of raw or
+# exp-Golomb: its decoding is a pass of ~1-1.3 ns a value, and on the near-uniform pieces (sign and
+# low mantissa bits) rANS saved 0.1-0.2 % of them, 0.002 % of a MiniLM bf16 file, while trying it
+# took a third of the compression time. (zstd's rule for its entropy-coded blocks is 1/64.)
+ENTROPY_MIN_GAIN = 128
+# rANS must then save 1/RANS_MIN_GAIN_OVER_HUFFMAN of the Huffman size: on MiniLM's heads it saves
+# about 1 %, and Huffman decodes them 2-3x as fast (two symbols a lookup against a multiply and two
+# dependent loads a symbol).
+RANS_MIN_GAIN_OVER_HUFFMAN = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,15 +153,25 @@ def encode_segment(values, width):
     raw_size = (n * width + 7) // 8
     eg_size = (int(eg_bits) + 7) // 8
     best_size = min(raw_size, eg_size)
-    rans_limit = best_size - best_size // RANS_MIN_GAIN  # rANS must come in below it
-    # rANS never beats the order-0 entropy plus its table, which spends at least a bit on each
-    # distinct value and 5 more: try it only if it may win (small pieces of many values never do)
-    if (entropy_bits + distinct + 5) / 8 < rans_limit:
+    limit = best_size - best_size // ENTROPY_MIN_GAIN  # an entropy coder must come in below it
+    huffman = None
+    # neither entropy coder beats the order-0 entropy: small pieces of many values skip both
+    if entropy_bits / 8 < limit:
+        code = huffman_code(hist[: 1 << width])
+        if code is not None and code.max_bytes() - 16 < limit:  # max_bytes is at most 16 over the size
+            coded = encode_huffman(values, code)
+            if len(coded) < limit:
+                huffman = coded
+                limit = len(coded) - len(coded) // RANS_MIN_GAIN_OVER_HUFFMAN
+    # rANS spends at least a bit of table on each distinct value and 5 more
+    if (entropy_bits + distinct + 5) / 8 < limit:
         table = rans_table(hist[: 1 << width])
-        if table.min_bytes() < rans_limit:  # nor its own table plus the cost of its frequencies
+        if table.min_bytes() < limit:  # nor its own table plus the cost of its frequencies
             coded = encode_rans(values, table)
-            if len(coded) < rans_limit:
+            if len(coded) < limit:
                 return RANS, 0, 0, coded
+    if huffman is not None:
+        return HUFFMAN, 0, 0, huffman
     if eg_size < raw_size:
         mapped = np.empty(n, dtype=np.uint32)
         FK.zigzag_around(values, center, mapped)
@@ -277,8 +294,9 @@ def _decode_chunk(data, out, lo, hi, layout):
                     out, lo, hi, U64(layout.bits - 1), U64(layout.low_bits), U64(shift), U64(width), payload
                 )
             continue
-        if method == RANS and shift is None:  # the common head: decoded straight into the words (zeroed)
-            decode_rans(payload, n, out=out[lo:hi], shift=layout.low_bits, limit=(1 << width) - 1)
+        if method in (HUFFMAN, RANS) and shift is None:  # the common head: decoded straight into the words
+            decode = decode_huffman if method == HUFFMAN else decode_rans
+            decode(payload, n, out=out[lo:hi], shift=layout.low_bits, limit=(1 << width) - 1)
             continue
         _decode_segment(payload, method, k, center, width, piece, name)
         if shift is None:
@@ -319,6 +337,8 @@ def _decode_segment(payload, method, k, center, width, piece, name):
         decode_rans(payload, n, out=piece)
         if n and int(piece.max()) > limit:
             raise FormatError(f"{name}: rANS symbols out of range")
+    elif method == HUFFMAN:
+        decode_huffman(payload, n, out=piece, limit=limit)
     else:
         raise FormatError(f"{name}: unknown segment method {method}")
 

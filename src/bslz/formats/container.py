@@ -1,4 +1,4 @@
-"""The `.bslz` container, format 1.1: writer and validating reader. FORMAT.md is the normative spec.
+"""The `.bslz` container, format 1.2: writer and validating reader. FORMAT.md is the normative spec.
 
     magic (8) | major u16 | minor u16 | reserved u32 = 0 | header length u64 | header (UTF-8 JSON,
     padded with spaces) | zero bytes to a 64-byte boundary | payloads, each 64-byte aligned
@@ -22,7 +22,7 @@ from bslz.formats.tensor_codec import CODINGS, crc32, decode_tensor
 
 MAGIC = b"\x89BSLZ\r\n\x1a"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 1
+FORMAT_MINOR = 2
 PREFIX = struct.Struct("<8sHHIQ")
 ALIGN = 64
 MAX_HEADER_BYTES = 64 * 1024 * 1024

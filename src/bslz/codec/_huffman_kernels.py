@@ -1,0 +1,348 @@
+"""Numba kernels for the canonical Huffman coder of float heads. Callers validate input; see `huffman.py`.
+
+Codes are at most MAX_LENGTH bits, so a decoder looks every codeword up in a table indexed by the
+next MAX_LENGTH bits. Streams are read least significant bit first (as deflate packs its bits), so
+a 64-bit buffer refills by OR-ing a word in above the bits it holds and shifts codewords out at the
+bottom. A symbol's codeword enters the stream most significant bit first: its bits, reversed, are
+what the encoder ORs in.
+
+The count of symbols is cut into NUM_STREAMS contiguous quarters, each its own stream, decoded in
+lockstep so that four dependency chains run at once; a table entry gives up to two symbols (both
+codewords inside the MAX_LENGTH-bit window), so a lookup yields ~1.9 symbols on MiniLM's bf16 heads.
+
+Decoders return a status instead of raising (STATUS_*).
+"""
+
+import numpy as np
+
+from bslz.codec._bits import finish_bits, peek64, put_bits
+from bslz.codec._jit import njit, njit_inline
+from bslz.codec._rans_kernels import STATUS_BAD_TABLE, STATUS_OK, STATUS_TRAILING, STATUS_TRUNCATED
+from bslz.codec._rans_table import put_eg, read_eg
+
+U64 = np.uint64
+U32 = np.uint32
+
+MAX_LENGTH = 12  # codeword bits at most: 4096-entry tables (16 KiB of pairs), alphabets up to 4096
+MAX_ALPHABET = 1 << MAX_LENGTH
+NUM_STREAMS = 4
+
+# The statuses are the rANS coder's (the header reader shares its exp-Golomb reader): BAD_TABLE is
+# lengths that make no complete prefix code, TRAILING a stream with bits left after its symbols.
+
+_WINDOW = U64(MAX_ALPHABET - 1)
+_SYM = U64(0xFFF)
+_L = U64(MAX_LENGTH)
+_W32 = U64(32)
+_LO32 = U64(0xFFFFFFFF)
+
+
+@njit
+def limited_code_lengths(hist, max_length, lengths):
+    """Optimal code lengths of at most `max_length` bits for the counts `hist` (package-merge,
+    Larmore and Hirschberg): `lengths` (uint8, zeroed, as long as hist) gets a length for every
+    symbol with a non-zero count. Needs 2 <= present symbols <= 2**max_length (returns False otherwise).
+
+    Package-merge: the list of level `max_length` is the leaves by weight; each shallower level
+    merges the leaves with the pairs ("packages") of the level below. The first 2n - 2 items of
+    level 1 make the code: a leaf is one bit longer for every level where it is among the chosen
+    leaves, and the chosen items of a level below are the two halves of the packages chosen above.
+    """
+    present = 0
+    for s in range(hist.size):
+        if hist[s] > 0:
+            present += 1
+    if present < 2 or present > (1 << max_length):
+        return False
+    symbols = np.empty(present, dtype=np.int64)
+    weights = np.empty(present, dtype=np.int64)
+    t = 0
+    for s in range(hist.size):
+        if hist[s] > 0:
+            symbols[t] = s
+            weights[t] = np.int64(hist[s])
+            t += 1
+    order = np.argsort(weights, kind="mergesort")  # stable: equal counts keep symbol order
+    leaves = weights[order]
+    n = present
+    width = 2 * n
+    # per level: the merged list's weights, and how many of its first j items are leaves
+    level_weights = np.zeros(width, dtype=np.int64)
+    leaf_prefix = np.zeros((max_length + 1, width + 1), dtype=np.int64)
+    level_size = np.zeros(max_length + 1, dtype=np.int64)
+    level_weights[:n] = leaves
+    size = n
+    for j in range(n):
+        leaf_prefix[max_length, j + 1] = j + 1
+    level_size[max_length] = n
+    merged = np.empty(width, dtype=np.int64)
+    for level in range(max_length - 1, 0, -1):
+        packages = size // 2
+        a = 0  # next leaf
+        b = 0  # next package
+        m = 0
+        while a < n or b < packages:
+            take_leaf = b >= packages or (a < n and leaves[a] <= level_weights[2 * b] + level_weights[2 * b + 1])
+            if take_leaf:
+                merged[m] = leaves[a]
+                a += 1
+                leaf_prefix[level, m + 1] = leaf_prefix[level, m] + 1
+            else:
+                merged[m] = level_weights[2 * b] + level_weights[2 * b + 1]
+                b += 1
+                leaf_prefix[level, m + 1] = leaf_prefix[level, m]
+            m += 1
+        level_weights[:m] = merged[:m]
+        size = m
+        level_size[level] = m
+    code_length = np.zeros(n, dtype=np.int64)
+    chosen = 2 * n - 2
+    for level in range(1, max_length + 1):
+        chosen = min(chosen, level_size[level])
+        leaves_chosen = leaf_prefix[level, chosen]
+        for j in range(leaves_chosen):
+            code_length[j] += 1
+        chosen = 2 * (chosen - leaves_chosen)
+    for j in range(n):
+        lengths[symbols[order[j]]] = code_length[j]
+    return True
+
+
+@njit
+def reversed_codes(lengths, codes):
+    """Canonical codes (by length, then symbol; the first code of each length continues the last
+    code of the shorter ones, shifted), bit-reversed into `codes` (uint64) for an LSB-first stream.
+    Returns a status: the lengths must make a complete prefix code (Kraft sum exactly 1)."""
+    count = np.zeros(MAX_LENGTH + 1, dtype=np.int64)
+    for s in range(lengths.size):
+        if lengths[s] > MAX_LENGTH:
+            return STATUS_BAD_TABLE
+        count[lengths[s]] += 1
+    count[0] = 0
+    kraft = 0
+    for length in range(1, MAX_LENGTH + 1):
+        kraft += count[length] << (MAX_LENGTH - length)
+    if kraft != 1 << MAX_LENGTH:
+        return STATUS_BAD_TABLE
+    next_code = np.zeros(MAX_LENGTH + 1, dtype=np.int64)
+    code = 0
+    for length in range(1, MAX_LENGTH + 1):
+        code = (code + count[length - 1]) << 1
+        next_code[length] = code
+    for s in range(lengths.size):
+        length = np.int64(lengths[s])
+        if length == 0:
+            continue
+        c = next_code[length]
+        next_code[length] += 1
+        r = 0
+        for _ in range(length):
+            r = (r << 1) | (c & 1)
+            c >>= 1
+        codes[s] = U64(r)
+    return STATUS_OK
+
+
+@njit
+def decode_tables(lengths, codes, single, pairs):
+    """Fill the lookup tables from complete code lengths and their `reversed_codes`.
+
+    single[window] = symbol | length << 12 of the codeword at the bottom of a MAX_LENGTH-bit window;
+    pairs[window] = s1 | s2 << 12 | total length << 24 | symbols (1 or 2) << 28: the second symbol
+    when its codeword also lies inside the window."""
+    for s in range(lengths.size):
+        length = np.int64(lengths[s])
+        if length == 0:
+            continue
+        entry = np.uint16(s | (length << 12))
+        for j in range(1 << (MAX_LENGTH - length)):
+            single[np.int64(codes[s]) | (j << length)] = entry
+    for x in range(MAX_ALPHABET):
+        e1 = np.int64(single[x])
+        l1 = e1 >> 12
+        e2 = np.int64(single[x >> l1])
+        l2 = e2 >> 12
+        if l1 + l2 <= MAX_LENGTH:
+            pairs[x] = U32((e1 & 0xFFF) | ((e2 & 0xFFF) << 12) | ((l1 + l2) << 24) | (2 << 28))
+        else:
+            pairs[x] = U32((e1 & 0xFFF) | (l1 << 24) | (1 << 28))
+
+
+@njit
+def encode_streams(symbols, codes, lengths, quarter, out, stream_words):
+    """Code stream j = symbols[j * quarter: (j + 1) * quarter] into `out` (uint32, zeroed, one region
+    of quarter * MAX_LENGTH / 32 + 1 words a stream, back to back); stream_words[j] = words used."""
+    n = symbols.size
+    region = (quarter * MAX_LENGTH) // 32 + 1
+    for j in range(NUM_STREAMS):
+        lo = min(j * quarter, n)
+        hi = min(lo + quarter, n)
+        p = j * region
+        acc = U64(0)
+        filled = U64(0)
+        for i in range(lo, hi):
+            s = symbols[i]
+            acc |= codes[s] << filled
+            filled += U64(lengths[s])
+            if filled >= _W32:
+                out[p] = U32(acc & _LO32)
+                p += 1
+                acc >>= _W32
+                filled -= _W32
+        if filled > U64(0):
+            out[p] = U32(acc)
+            p += 1
+        stream_words[j] = p - j * region
+
+
+@njit
+def compact_streams(out, stream_words, quarter, packed):
+    """Copy the streams of `encode_streams` back to back into `packed`."""
+    region = (quarter * MAX_LENGTH) // 32 + 1
+    pos = 0
+    for j in range(NUM_STREAMS):
+        packed[pos : pos + stream_words[j]] = out[j * region : j * region + stream_words[j]]
+        pos += stream_words[j]
+
+
+@njit_inline
+def _lookup_pair(pairs, out, sh, b, n, o):
+    """One table lookup of a fast round: writes two symbols (the second a guess when the entry
+    holds one, overwritten by the next lookup), returns the buffer, its bit count and position."""
+    e = U64(pairs[b & _WINDOW])
+    out[o] = (e & _SYM) << sh
+    out[o + U64(1)] = ((e >> U64(12)) & _SYM) << sh
+    length = (e >> U64(24)) & U64(15)
+    return b >> length, n - length, o + (e >> U64(28))
+
+
+@njit_inline
+def _refill(words, b, n, p):
+    """Top the buffer up to >= 32 bits: OR the next word in when it holds fewer (n <= 63, so
+    n | 32 is n + 32 exactly when a word comes in); the word is read either way, so it must exist."""
+    need = U64(1) - (n >> U64(5))
+    return b | ((U64(words[p]) * need) << (n & U64(31))), n | _W32, p + need
+
+
+@njit
+def decode_streams(words, first_word, pairs, single, count, out, shift):
+    """Decode `count` symbols (stream j: its quarter) from `words` into out, each shifted left by
+    `shift`. first_word[j] is where stream j starts, first_word[NUM_STREAMS] = words.size.
+
+    Any word content is safe: the tables are complete (every window decodes), a stream reads a
+    word only below its end, and every step moves an output position. Returns a status.
+
+    Fast rounds: each stream refills once and makes two lookups (<= 24 bits, <= 4 symbols), so
+    min(room / 4, words left) rounds need no check; counted rounds and the multiply-masked refill
+    were 15 % faster than checking every round with a selected refill (1.24 -> 1.07 ns a symbol).
+    """
+    quarter = U64((count + NUM_STREAMS - 1) // NUM_STREAMS)
+    n = U64(count)
+    sh = U64(shift)
+    o0, o1, o2, o3 = min(U64(0), n), min(quarter, n), min(U64(2) * quarter, n), min(U64(3) * quarter, n)
+    e0, e1, e2, e3 = min(o0 + quarter, n), min(o1 + quarter, n), min(o2 + quarter, n), min(o3 + quarter, n)
+    p0, p1, p2, p3 = U64(first_word[0]), U64(first_word[1]), U64(first_word[2]), U64(first_word[3])
+    w0, w1, w2, w3 = U64(first_word[1]), U64(first_word[2]), U64(first_word[3]), U64(first_word[4])
+    b0 = b1 = b2 = b3 = U64(0)
+    n0 = n1 = n2 = n3 = U64(0)
+    two = U64(2)
+    while True:
+        room = min(min((e0 - o0) >> two, (e1 - o1) >> two), min((e2 - o2) >> two, (e3 - o3) >> two))
+        rounds = min(room, min(min(w0 - p0, w1 - p1), min(w2 - p2, w3 - p3)))
+        if rounds == U64(0):
+            break
+        for _ in range(rounds):
+            b0, n0, p0 = _refill(words, b0, n0, p0)
+            b1, n1, p1 = _refill(words, b1, n1, p1)
+            b2, n2, p2 = _refill(words, b2, n2, p2)
+            b3, n3, p3 = _refill(words, b3, n3, p3)
+            b0, n0, o0 = _lookup_pair(pairs, out, sh, b0, n0, o0)
+            b1, n1, o1 = _lookup_pair(pairs, out, sh, b1, n1, o1)
+            b2, n2, o2 = _lookup_pair(pairs, out, sh, b2, n2, o2)
+            b3, n3, o3 = _lookup_pair(pairs, out, sh, b3, n3, o3)
+            b0, n0, o0 = _lookup_pair(pairs, out, sh, b0, n0, o0)
+            b1, n1, o1 = _lookup_pair(pairs, out, sh, b1, n1, o1)
+            b2, n2, o2 = _lookup_pair(pairs, out, sh, b2, n2, o2)
+            b3, n3, o3 = _lookup_pair(pairs, out, sh, b3, n3, o3)
+    status = _finish_stream(words, single, out, sh, b0, n0, p0, w0, o0, e0)
+    if status == STATUS_OK:
+        status = _finish_stream(words, single, out, sh, b1, n1, p1, w1, o1, e1)
+    if status == STATUS_OK:
+        status = _finish_stream(words, single, out, sh, b2, n2, p2, w2, o2, e2)
+    if status == STATUS_OK:
+        status = _finish_stream(words, single, out, sh, b3, n3, p3, w3, o3, e3)
+    return status
+
+
+@njit
+def _finish_stream(words, single, out, sh, b, n, p, w_end, o, end):
+    """Decode the rest of one stream a symbol at a time, checking every read, then check that it
+    ends exactly: every word read, fewer than 32 bits left, and those zero (padding)."""
+    while o < end:
+        if n <= _W32 and p < w_end:
+            b |= U64(words[p]) << n
+            n += _W32
+            p += U64(1)
+        e = U64(single[b & _WINDOW])
+        length = e >> U64(12)
+        if length > n:
+            return STATUS_TRUNCATED
+        out[o] = (e & _SYM) << sh
+        b >>= length
+        n -= length
+        o += U64(1)
+    if p != w_end or n >= _W32 or b != U64(0):
+        return STATUS_TRAILING
+    return STATUS_OK
+
+
+@njit
+def write_header(lengths, max_symbol, words):
+    """Header bits, most significant first, into zeroed `words`: EG0(max_symbol), then per symbol
+    0..max_symbol its 4-bit code length; a zero length is followed by EG0(r), r more zero lengths
+    (never reaching max_symbol). Returns the length in bits."""
+    w, acc, filled = put_eg(words, 0, U64(0), U64(0), U64(max_symbol), U64(0))
+    s = 0
+    while s <= max_symbol:
+        length = U64(lengths[s])
+        w, acc, filled = put_bits(words, w, acc, filled, length, U64(4))
+        if length == U64(0):
+            e = s
+            while lengths[e] == 0:  # lengths[max_symbol] > 0 ends the run
+                e += 1
+            w, acc, filled = put_eg(words, w, acc, filled, U64(e - s - 1), U64(0))
+            s = e
+        else:
+            s += 1
+    return finish_bits(words, w, acc, filled, 0)[1]
+
+
+@njit
+def read_header(words, nbits, lengths):
+    """Parse a header into `lengths` (uint8, size MAX_ALPHABET, zeroed): (status, max_symbol, bits)."""
+    nbits = U64(nbits)
+    status, max_symbol, pos = read_eg(words, U64(0), nbits, U64(0))
+    if status != STATUS_OK:
+        return status, 0, pos
+    if max_symbol >= U64(MAX_ALPHABET):
+        return STATUS_BAD_TABLE, 0, pos
+    top = np.int64(max_symbol)
+    s = 0
+    while s <= top:
+        if pos + U64(4) > nbits:
+            return STATUS_TRUNCATED, 0, pos
+        length = peek64(words, pos) >> U64(60)
+        pos += U64(4)
+        if length > _L:
+            return STATUS_BAD_TABLE, 0, pos
+        if length == U64(0):
+            status, r, pos = read_eg(words, pos, nbits, U64(0))
+            if status != STATUS_OK:
+                return status, 0, pos
+            if r >= U64(top - s):  # the run may not reach max_symbol, whose length is not zero
+                return STATUS_BAD_TABLE, 0, pos
+            s += 1 + np.int64(r)
+        else:
+            lengths[s] = length
+            s += 1
+    return STATUS_OK, top, pos
