@@ -169,30 +169,43 @@ def decode_tables(lengths, codes, single, pairs):
 
 
 @njit
-def encode_streams(symbols, codes, lengths, quarter, out, stream_words):
-    """Code stream j = symbols[j * quarter: (j + 1) * quarter] into `out` (uint32, zeroed, one region
-    of quarter * MAX_LENGTH / 32 + 1 words a stream, back to back); stream_words[j] = words used."""
-    n = symbols.size
-    region = (quarter * MAX_LENGTH) // 32 + 1
+def encode_streams(symbols, codewords, quarter, out, stream_words):
+    """Code stream j = symbols[j * quarter: (j + 1) * quarter] into `out` (uint32, one region of
+    quarter * MAX_LENGTH / 32 + 1 words a stream, back to back); stream_words[j] = words used.
+    `codewords[s]` = reversed code | length << 32, for every symbol (callers check symbols < size).
+    Returns False, having coded nothing sure, if a symbol has no codeword (length 0).
+
+    The low word is stored after every symbol and kept only when 32 bits are full: no branch (a
+    spill comes every ~7 symbols of a bf16 head, too irregular to predict), and `filled` stays
+    below 32 + MAX_LENGTH, so its bit 5 says "full". Four streams in lockstep were slower, a
+    length check branching per symbol cost 0.5 ns a symbol more (measured)."""
+    n = U64(symbols.size)
+    region = U64((quarter * MAX_LENGTH) // 32 + 1)
+    q = U64(quarter)
+    missing = U64(0)  # bit 63 set once a length was 0 (length - 1 wraps)
     for j in range(NUM_STREAMS):
-        lo = min(j * quarter, n)
-        hi = min(lo + quarter, n)
-        p = j * region
+        i = min(U64(j) * q, n)  # unsigned indices: no negative-index check (1.9 -> 1.3 ns a symbol)
+        hi = min(i + q, n)
+        p = U64(j) * region
         acc = U64(0)
         filled = U64(0)
-        for i in range(lo, hi):
-            s = symbols[i]
-            acc |= codes[s] << filled
-            filled += U64(lengths[s])
-            if filled >= _W32:
-                out[p] = U32(acc & _LO32)
-                p += 1
-                acc >>= _W32
-                filled -= _W32
+        while i < hi:
+            e = codewords[symbols[i]]
+            length = e >> _W32
+            missing |= length - U64(1)
+            acc |= (e & _LO32) << filled
+            filled += length
+            out[p] = U32(acc & _LO32)
+            full = filled & _W32
+            acc >>= full
+            p += full >> U64(5)
+            filled -= full
+            i += U64(1)
         if filled > U64(0):
             out[p] = U32(acc)
-            p += 1
-        stream_words[j] = p - j * region
+            p += U64(1)
+        stream_words[j] = np.int64(p - U64(j) * region)
+    return (missing >> U64(63)) == U64(0)
 
 
 @njit

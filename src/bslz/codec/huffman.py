@@ -76,16 +76,18 @@ def encode_huffman(symbols, code=None):
         code = huffman_code(np.bincount(arr) if arr.size else np.zeros(0, dtype=np.int64))
         if code is None:
             raise InvalidArgumentError("Huffman coding needs at least two distinct symbols, all below 4096")
-    elif arr.size and int(arr.max()) >= code.lengths.size or np.any(code.lengths[arr] == 0):
+    if arr.size and int(arr.max()) >= code.lengths.size:
         raise InvalidArgumentError("the code has no codeword for some of the symbols")
-    codes = np.zeros(code.lengths.size, dtype=np.uint64)
-    if K.reversed_codes(code.lengths, codes) != K.STATUS_OK:
+    codewords = np.zeros(code.lengths.size, dtype=np.uint64)
+    if K.reversed_codes(code.lengths, codewords) != K.STATUS_OK:
         raise InvalidArgumentError("code lengths do not make a complete prefix code")
+    codewords |= code.lengths.astype(np.uint64) << np.uint64(32)
     quarter = -(-arr.size // NUM_STREAMS)
     region = quarter * MAX_LENGTH // 32 + 1
-    out = np.zeros(NUM_STREAMS * region, dtype=np.uint32)
+    out = np.empty(NUM_STREAMS * region, dtype=np.uint32)
     stream_words = np.zeros(NUM_STREAMS, dtype=np.int64)
-    K.encode_streams(arr, codes, code.lengths, quarter, out, stream_words)
+    if not K.encode_streams(arr, codewords, quarter, out, stream_words):
+        raise InvalidArgumentError("the code has no codeword for some of the symbols")
     packed = np.empty(int(stream_words.sum()), dtype=np.uint32)
     K.compact_streams(out, stream_words, quarter, packed)
     table = stream_words[: NUM_STREAMS - 1].astype("<u4")
