@@ -52,7 +52,10 @@ def seed_tensors():
     lossless("f16", "F16", (rng.standard_normal(300) * 0.1).astype(np.float16))
     lossless("f64", "F64", w[:200].astype(np.float64))
     lossless("bf16", "BF16", (w[:256].view(np.uint32) >> 16).astype(np.uint16))
-    lossless("f8", "F8_E4M3", (rng.geometric(0.2, 1000) + 30).astype(np.uint8))
+    lossless("f8", "F8_E4M3", (rng.geometric(0.2, 1000) + 30).astype(np.uint8))  # Huffman segments
+    # rANS segments; its own generator keeps the draws of the seeds after it (regressions/ expect them)
+    peaked = np.random.default_rng(2026).geometric(0.7, 1000) + 30
+    lossless("f8.peaked", "F8_E4M3", peaked.astype(np.uint8))
     lossless("f32.const", "F32", np.full(100, 0.5, np.float32))
     lossless("raw.u8", "U8", np.array([3, 1, 4, 1, 5], np.uint8))
     lossless("raw.empty", "F32", np.zeros((0, 4), np.float32))
