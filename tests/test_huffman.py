@@ -151,6 +151,20 @@ def test_decode_with_a_shift_writes_the_symbols_shifted(dtype, shift):
 
 
 @pytest.mark.small
+@pytest.mark.parametrize("offset", [0, 1, 3])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, ">u2"])
+def test_decode_into_a_slice_of_any_offset_and_byte_order(offset, dtype):
+    """Two symbols a 32-bit store: at odd element offsets too, and never past the slice."""
+    symbols = (geometric(1001, 0.3, seed=offset) % 200).astype(np.uint16)
+    symbols[:2] = [0, 1]
+    big = np.full(1001 + 8, 0xAB, dtype=dtype)
+    out = big[offset : offset + 1001]
+    decode_huffman(encode_huffman(symbols), 1001, out=out, shift=0)
+    np.testing.assert_array_equal(out, symbols)
+    assert np.all(big[:offset] == 0xAB) and np.all(big[offset + 1001 :] == 0xAB)
+
+
+@pytest.mark.small
 def test_symbols_above_the_limit_or_the_shifted_width_are_an_error():
     buf = encode_huffman(np.array([0, 1023, 5, 5], np.uint16))
     with pytest.raises(FormatError, match="above 1022"):

@@ -167,13 +167,20 @@ def decode_huffman(buf, count, out=None, *, shift=0, limit=None):
     first[NUM_STREAMS] = body.size // 4
     if first[NUM_STREAMS - 1] > first[NUM_STREAMS]:
         raise TruncatedError(f"Huffman streams claim {first[NUM_STREAMS - 1]} words, {body.size // 4} present")
+    # the kernel writes uint16 words; wider outputs get the symbols through a uint16 buffer
+    direct = out.dtype == np.uint16
+    target = out if direct else np.empty(count, dtype=np.uint16)
     single = np.empty(MAX_ALPHABET, dtype=np.uint16)
     pairs = np.empty(MAX_ALPHABET, dtype=np.uint32)
-    K.decode_tables(lengths, codes, single, pairs)
+    meta = np.empty(MAX_ALPHABET, dtype=np.uint8)
+    K.decode_tables(lengths, codes, shift if direct else 0, single, pairs, meta)
     words = body.view("<u4").astype(np.uint32)  # aligned, native copy
-    status = K.decode_streams(words, first, pairs, single, count, out, shift)
+    status = K.decode_streams(words, first, pairs, meta, single, count, target, shift if direct else 0)
     if status == K.STATUS_TRUNCATED:
         raise TruncatedError("Huffman stream ends early")
     if status != K.STATUS_OK:
         raise FormatError("Huffman stream: bits left over after its last symbol")
+    if not direct:
+        out[:] = target
+        out <<= out.dtype.type(shift)
     return out
