@@ -294,7 +294,9 @@ def _decode_chunk(data, out, lo, hi, layout):
                     out, lo, hi, U64(layout.bits - 1), U64(layout.low_bits), U64(shift), U64(width), payload
                 )
             continue
-        if method in (HUFFMAN, RANS) and shift is None:  # the common head: decoded straight into the words
+        # the common head: decoded straight into the words (the Huffman decoder writes uint16 words;
+        # wider ones get the head through `piece` and merge_head, one pass where a shift took two)
+        if shift is None and (method == RANS or (method == HUFFMAN and out.dtype == np.uint16)):
             decode = decode_huffman if method == HUFFMAN else decode_rans
             decode(payload, n, out=out[lo:hi], shift=layout.low_bits, limit=(1 << width) - 1)
             continue
