@@ -19,7 +19,7 @@ import numpy as np
 from bslz.codec._bits import finish_bits, peek64, put_bits
 from bslz.codec._jit import njit, njit_inline, store_pair16
 from bslz.codec._rans_kernels import STATUS_BAD_TABLE, STATUS_OK, STATUS_TRAILING, STATUS_TRUNCATED
-from bslz.codec._rans_table import put_eg, read_eg
+from bslz.codec._rans_table import put_eg, put_zero_run, read_eg
 
 U64 = np.uint64
 U32 = np.uint32
@@ -323,11 +323,7 @@ def write_header(lengths, max_symbol, words):
         length = U64(lengths[s])
         w, acc, filled = put_bits(words, w, acc, filled, length, U64(4))
         if length == U64(0):
-            e = s
-            while lengths[e] == 0:  # lengths[max_symbol] > 0 ends the run
-                e += 1
-            w, acc, filled = put_eg(words, w, acc, filled, U64(e - s - 1), U64(0))
-            s = e
+            w, acc, filled, s = put_zero_run(words, w, acc, filled, lengths, s, max_symbol)
         else:
             s += 1
     return finish_bits(words, w, acc, filled, 0)[1]

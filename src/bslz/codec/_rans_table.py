@@ -154,6 +154,15 @@ def zero_run_end(freqs, s, max_symbol):
 
 
 @njit
+def put_zero_run(words, w, acc, filled, values, s, max_symbol):
+    """After a zero at values[s]: EG0 of how many zeros follow it (the run ends before max_symbol,
+    whose value is not zero). Returns the writer and the index after the run."""
+    e = zero_run_end(values, s, max_symbol)
+    w, acc, filled = put_eg(words, w, acc, filled, U64(e - s - 1), U64(0))
+    return w, acc, filled, e
+
+
+@njit
 def table_bits(freqs, max_symbol, k):
     """Bits the frequency list (after the 4-bit k) costs under order k."""
     k = U64(k)
@@ -195,9 +204,7 @@ def write_header(freqs, max_symbol, multi, k, words):
             f = U64(freqs[s])
             w, acc, filled = put_eg(words, w, acc, filled, f, kk)
             if f == U64(0):
-                e = zero_run_end(freqs, s, max_symbol)
-                w, acc, filled = put_eg(words, w, acc, filled, U64(e - s - 1), U64(0))
-                s = e
+                w, acc, filled, s = put_zero_run(words, w, acc, filled, freqs, s, max_symbol)
             else:
                 s += 1
     return finish_bits(words, w, acc, filled, 0)[1]

@@ -1,0 +1,104 @@
+"""What Huffman-coded float heads (format 1.2) buy against rANS-coded ones, on MiniLM.
+
+    PYTHONPATH=src:benchmarks python3 benchmarks/bench_heads.py [--rounds 7]
+
+1. One chunk (256 Ki values) of the bf16 word embeddings' heads, one thread: `decode_huffman` and
+   `decode_rans` in interleaved rounds, ns a symbol, and each stream's size.
+2. Whole files (MiniLM in f32, bf16, f16): each compressed twice by the same bslz, once with the
+   default rule (rANS only where it saves 1/32 of Huffman's size) and once with rANS wherever it is
+   smaller (floats.RANS_MIN_GAIN_OVER_HUFFMAN set huge, the choice of format 1.1); both files are
+   decoded in interleaved rounds with `bslz.torch.load_file` and `bslz.decompress_file` (tmpfs).
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+
+import bslz
+import bslz.torch
+from bench_container import build_files
+from bslz.codec import floats
+from bslz.codec.huffman import decode_huffman, encode_huffman
+from bslz.codec.rans import decode_rans, encode_rans
+from timing import best_times_interleaved
+
+CHUNK = 1 << 18
+
+
+def one_chunk(path, rounds):
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:
+        tensor = f.get_tensor("embeddings.word_embeddings.weight")
+    words = tensor.view(torch.uint16).numpy().reshape(-1)[:CHUNK]
+    layout = floats.get_layout("bfloat16")
+    heads = (words >> layout.low_bits).astype(np.uint16)
+    huffman, rans = encode_huffman(heads), encode_rans(heads)
+    out = np.zeros(CHUNK, np.uint16)
+    repeat = 20
+
+    def timed(decode, buf, **kw):
+        return lambda: [decode(buf, CHUNK, out=out, shift=layout.low_bits, **kw) for _ in range(repeat)]
+
+    t_h, t_r = best_times_interleaved([timed(decode_huffman, huffman), timed(decode_rans, rans, limit=1023)], rounds)
+    print("## One chunk of bf16 heads (256 Ki values, one thread)\n")
+    print("| coder | bytes | ns a symbol |\n|---|---|---|")
+    print(f"| Huffman | {len(huffman)} | {1e9 * t_h / repeat / CHUNK:.2f} |")
+    print(f"| rANS | {len(rans)} | {1e9 * t_r / repeat / CHUNK:.2f} |\n")
+
+
+def whole_files(paths, workdir, rounds):
+    print(f"## Whole files: heads Huffman (default) against rANS wherever smaller (best of {rounds}, MB/s)\n")
+    print("| dtype | ratio, default | ratio, rANS heads | load_file | load_file, rANS heads | × |", end="")
+    print(" decompress_file | decompress_file, rANS heads | × |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    default_gain = floats.RANS_MIN_GAIN_OVER_HUFFMAN
+    for name, path in paths.items():
+        size = os.path.getsize(path)
+        files = {}
+        for kind, gain in (("default", default_gain), ("rans", sys.maxsize)):
+            floats.RANS_MIN_GAIN_OVER_HUFFMAN = gain
+            try:
+                files[kind] = os.path.join(workdir, f"{name}.{kind}.bslz")
+                bslz.compress_file(path, files[kind], overwrite=True)
+            finally:
+                floats.RANS_MIN_GAIN_OVER_HUFFMAN = default_gain
+        back = os.path.join(workdir, "back.safetensors")
+        bslz.torch.load_file(files["default"])  # warm-up: compile
+        bslz.torch.load_file(files["rans"])
+        t = best_times_interleaved(
+            [
+                lambda: bslz.torch.load_file(files["default"]),
+                lambda: bslz.torch.load_file(files["rans"]),
+                lambda: bslz.decompress_file(files["default"], back, overwrite=True),
+                lambda: bslz.decompress_file(files["rans"], back, overwrite=True),
+            ],
+            rounds,
+        )
+        mbs = [size / x / 1e6 for x in t]
+        ratios = [size / os.path.getsize(files[k]) for k in ("default", "rans")]
+        print(
+            f"| {name} | {ratios[0]:.4f} | {ratios[1]:.4f} | {mbs[0]:.0f} | {mbs[1]:.0f} | {mbs[0] / mbs[1]:.2f} |"
+            f" {mbs[2]:.0f} | {mbs[3]:.0f} | {mbs[2] / mbs[3]:.2f} |"
+        )
+    print()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free > 2 << 30 else None
+    with tempfile.TemporaryDirectory(prefix="bslz-heads-", dir=base) as workdir:
+        paths = build_files(workdir)
+        one_chunk(paths["BF16"], args.rounds)
+        whole_files(paths, workdir, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
