@@ -37,7 +37,8 @@ def one_chunk(path, rounds):
         tensor = f.get_tensor("embeddings.word_embeddings.weight")
     words = tensor.view(torch.uint16).numpy().reshape(-1)[:CHUNK]
     layout = floats.get_layout("bfloat16")
-    heads = (words >> layout.low_bits).astype(np.uint16)
+    width = layout.pieces()[0][1]
+    heads = ((words >> layout.low_bits) & ((1 << width) - 1)).astype(np.uint16)
     huffman, rans = encode_huffman(heads), encode_rans(heads)
     out = np.zeros(CHUNK, np.uint16)
     repeat = 20
@@ -45,7 +46,8 @@ def one_chunk(path, rounds):
     def timed(decode, buf, **kw):
         return lambda: [decode(buf, CHUNK, out=out, shift=layout.low_bits, **kw) for _ in range(repeat)]
 
-    t_h, t_r = best_times_interleaved([timed(decode_huffman, huffman), timed(decode_rans, rans, limit=1023)], rounds)
+    limit = (1 << width) - 1
+    t_h, t_r = best_times_interleaved([timed(decode_huffman, huffman), timed(decode_rans, rans, limit=limit)], rounds)
     print("## One chunk of bf16 heads (256 Ki values, one thread)\n")
     print("| coder | bytes | ns a symbol |\n|---|---|---|")
     print(f"| Huffman | {len(huffman)} | {1e9 * t_h / repeat / CHUNK:.2f} |")
