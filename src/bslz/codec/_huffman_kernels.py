@@ -171,23 +171,24 @@ def decode_tables(lengths, codes, shift, single, pairs, meta):
 
 @njit
 def encode_streams(symbols, codewords, quarter, out, stream_words):
-    """Code stream j = symbols[j * quarter: (j + 1) * quarter] into `out` (uint32, one region of
-    quarter * MAX_LENGTH / 32 + 1 words a stream, back to back); stream_words[j] = words used.
-    `codewords[s]` = reversed code | length << 32, for every symbol (callers check symbols < size).
-    Returns False, having coded nothing sure, if a symbol has no codeword (length 0).
+    """Code stream j = symbols[j * quarter: (j + 1) * quarter] into `out` (uint32, at least
+    4 * (quarter * MAX_LENGTH // 32 + 1) + 1 words), the streams back to back; stream_words[j] = the
+    words of stream j. `codewords[s]` = reversed code | length << 32, for every symbol (callers
+    check symbols < size). Returns False, having coded nothing sure, if a symbol has no codeword.
 
     The low word is stored after every symbol and kept only when 32 bits are full: no branch (a
     spill comes every ~7 symbols of a bf16 head, too irregular to predict), and `filled` stays
-    below 32 + MAX_LENGTH, so its bit 5 says "full". Four streams in lockstep were slower, a
-    length check branching per symbol cost 0.5 ns a symbol more (measured)."""
+    below 32 + MAX_LENGTH, so its bit 5 says "full"; a stream's last store past its end is what the
+    next one overwrites first. Four streams in lockstep were slower, a length check branching per
+    symbol cost 0.5 ns a symbol more (measured)."""
     n = U64(symbols.size)
-    region = U64((quarter * MAX_LENGTH) // 32 + 1)
     q = U64(quarter)
     missing = U64(0)  # bit 63 set once a length was 0 (length - 1 wraps)
+    p = U64(0)
     for j in range(NUM_STREAMS):
         i = min(U64(j) * q, n)  # unsigned indices: no negative-index check (1.9 -> 1.3 ns a symbol)
         hi = min(i + q, n)
-        p = U64(j) * region
+        start = p
         acc = U64(0)
         filled = U64(0)
         while i < hi:
@@ -205,18 +206,8 @@ def encode_streams(symbols, codewords, quarter, out, stream_words):
         if filled > U64(0):
             out[p] = U32(acc)
             p += U64(1)
-        stream_words[j] = np.int64(p - U64(j) * region)
+        stream_words[j] = np.int64(p - start)
     return (missing >> U64(63)) == U64(0)
-
-
-@njit
-def compact_streams(out, stream_words, quarter, packed):
-    """Copy the streams of `encode_streams` back to back into `packed`."""
-    region = (quarter * MAX_LENGTH) // 32 + 1
-    pos = 0
-    for j in range(NUM_STREAMS):
-        packed[pos : pos + stream_words[j]] = out[j * region : j * region + stream_words[j]]
-        pos += stream_words[j]
 
 
 @njit_inline

@@ -83,15 +83,13 @@ def encode_huffman(symbols, code=None):
         raise InvalidArgumentError("code lengths do not make a complete prefix code")
     codewords |= code.lengths.astype(np.uint64) << np.uint64(32)
     quarter = -(-arr.size // NUM_STREAMS)
-    region = quarter * MAX_LENGTH // 32 + 1
-    out = np.empty(NUM_STREAMS * region, dtype=np.uint32)
+    out = np.empty(NUM_STREAMS * (quarter * MAX_LENGTH // 32 + 1) + 1, dtype=np.uint32)
     stream_words = np.zeros(NUM_STREAMS, dtype=np.int64)
     if not K.encode_streams(arr, codewords, quarter, out, stream_words):
         raise InvalidArgumentError("the code has no codeword for some of the symbols")
-    packed = np.empty(int(stream_words.sum()), dtype=np.uint32)
-    K.compact_streams(out, stream_words, quarter, packed)
+    words = out[: int(stream_words.sum())].astype("<u4", copy=False)
     table = stream_words[: NUM_STREAMS - 1].astype("<u4")
-    return b"".join((code.header, table.tobytes(), memoryview(packed.astype("<u4", copy=False))))
+    return b"".join((code.header, table.tobytes(), memoryview(words)))
 
 
 def _as_uint8(buf):
