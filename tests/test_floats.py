@@ -159,6 +159,23 @@ def test_a_head_coding_values_wider_than_the_head_is_an_error(method):
 
 
 @pytest.mark.small
+@pytest.mark.parametrize("field", ["k", "center"])
+def test_a_huffman_segment_with_k_or_center_set_is_an_error(field):
+    """FORMAT.md: a Huffman segment's k and center MUST be 0."""
+    words = (np.random.default_rng(6).laplace(size=4096) * 0.02).astype(np.float32).view(np.uint32)
+    words = (words >> 16).astype(np.uint16)
+    enc = floats.encode_floats(words, "bfloat16")
+    np.testing.assert_array_equal(floats.decode_floats(enc), words)
+    payload = bytearray(enc.payload)
+    header = np.frombuffer(payload, floats.SEGMENT_HEADER, count=1, offset=16).copy()  # 2-entry chunk table
+    assert header[0]["method"] == floats.HUFFMAN
+    header[0][field] = 1
+    payload[16 : 16 + floats.SEGMENT_HEADER.itemsize] = header.tobytes()
+    with pytest.raises(FormatError, match="must be 0"):
+        floats.decode_floats(dataclasses.replace(enc, payload=bytes(payload)))
+
+
+@pytest.mark.small
 def test_empty_tensor():
     enc = floats.encode_floats(np.zeros(0, dtype=np.uint16), "bfloat16")
     assert floats.decode_floats(enc).size == 0

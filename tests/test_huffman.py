@@ -309,8 +309,10 @@ def test_nonzero_padding_is_an_error():
 
 
 @pytest.mark.small
-@pytest.mark.parametrize("lengths", [[1, 1, 1], [1, 2], [2, 2, 2], [13, 1, 1], [0, 1]])
+@pytest.mark.parametrize("lengths", [[1, 1, 1], [1, 2], [2, 2, 2], [13, 1, 1], [0, 1], [1]])
 def test_lengths_that_make_no_complete_code_are_an_error(lengths):
+    """Three streams of one zero word each: a complete code would decode them (three symbols, the
+    one whose codeword is all zeros), so only the check of the lengths can refuse them."""
     words = np.zeros(8, np.uint64)
     lengths = np.array(lengths, np.uint8)
     if lengths.max() > 12:
@@ -318,8 +320,11 @@ def test_lengths_that_make_no_complete_code_are_an_error(lengths):
     else:
         nbits = kernels.write_header(lengths, lengths.size - 1, words)
         header = words.astype(">u8").view(np.uint8)[: (int(nbits) + 7) // 8].tobytes()
-    with pytest.raises(FormatError):
-        decode_huffman(header + bytes(12) + bytes(4), 3)
+    streams = np.array([1, 1, 1], "<u4").tobytes() + bytes(12)
+    with pytest.raises(FormatError, match="invalid code lengths" if lengths.max() > 12 else "complete"):
+        decode_huffman(header + streams, 3)
+    complete = encode_huffman(np.array([0, 1, 1], np.uint16))[:2]  # lengths 1, 1
+    np.testing.assert_array_equal(decode_huffman(complete + streams, 3), [0, 0, 0])
 
 
 def decode_or_error(buf, count):

@@ -285,6 +285,8 @@ def _decode_chunk(data, out, lo, hi, layout):
             raise TruncatedError(f"float chunk's {name} segment claims {nbytes} bytes, {data.size - pos} left")
         payload = data[pos : pos + nbytes]
         pos += nbytes
+        if method == HUFFMAN and (k or center):
+            raise FormatError(f"{name}: Huffman segment with k={k}, center={center} (both must be 0)")
         if method == RAW and shift is not None:  # the common tail: merged straight from its bits
             _check_raw_size(payload, n, width, name)
             if width == 8:
