@@ -266,13 +266,20 @@ def test_gaussian_heads_within_one_percent_of_entropy():
     assert 8 * len(encode_huffman(symbols)) < entropy * 1.01
 
 
+@given(symbol_arrays(max_symbol=300))
+def test_min_and_max_bytes_bound_any_size(symbols):
+    assume(np.unique(symbols).size >= 2)
+    code = huffman_code(np.bincount(symbols))
+    assert code.min_bytes() <= len(encode_huffman(symbols, code)) <= code.max_bytes()
+
+
 @pytest.mark.small
-def test_max_bytes_bounds_the_size():
+def test_min_and_max_bytes_bound_the_size():
     for seed in range(5):
         symbols = geometric(2 + 997 * seed, 0.1 + 0.2 * seed, seed=seed)
         symbols[:2] = [0, 1]
         code = huffman_code(np.bincount(symbols))
-        assert code.max_bytes() - 16 <= len(encode_huffman(symbols, code)) <= code.max_bytes()
+        assert code.min_bytes() <= len(encode_huffman(symbols, code)) <= code.max_bytes()
 
 
 # ---- corruption and truncation ----

@@ -39,9 +39,13 @@ class HuffmanCode:
     lengths: np.ndarray
     bits: int
 
+    def min_bytes(self):
+        """A lower bound on the coded size: the codewords in whole 32-bit words."""
+        return len(self.header) + STREAM_TABLE_BYTES + 4 * -(-self.bits // 32)
+
     def max_bytes(self):
         """An upper bound on the coded size: each stream pads at most 31 bits to its last word."""
-        return len(self.header) + STREAM_TABLE_BYTES + (self.bits + 31 * NUM_STREAMS) // 8 + NUM_STREAMS
+        return len(self.header) + STREAM_TABLE_BYTES + 4 * -(-(self.bits + 31 * NUM_STREAMS) // 32)
 
 
 def huffman_code(hist):
