@@ -8,6 +8,7 @@ bits at any bit position of a word array padded with `READ_PADDING_WORDS` zero w
 import numpy as np
 
 from bslz.codec._jit import njit_inline
+from bslz.errors import FormatError
 
 U64 = np.uint64
 U32 = np.uint32
@@ -76,3 +77,16 @@ def bytes_to_words(buf, extra_words=READ_PADDING_WORDS):
     padded = np.zeros(nwords * 8, dtype=np.uint8)
     padded[: data.size] = data
     return padded.view(">u8").astype(np.uint64)
+
+
+def as_uint8(buf):
+    """A bytes-like object or array as a 1-D uint8 array (no copy when it is one already)."""
+    if isinstance(buf, np.ndarray):
+        return np.ascontiguousarray(buf).view(np.uint8).reshape(-1)
+    return np.frombuffer(buf, dtype=np.uint8)
+
+
+def check_zero_padding(data, nbits, what):
+    """Raise FormatError unless the bits after the first `nbits` of `data`'s last used byte are zero."""
+    if nbits % 8 and int(data[(nbits + 7) // 8 - 1]) & ((1 << (8 - nbits % 8)) - 1):
+        raise FormatError(f"{what}: non-zero padding bits")

@@ -152,7 +152,7 @@ def decode_tables(lengths, codes, shift, single, pairs, meta):
     single[window] = symbol | length << 12 of the codeword at the bottom of a MAX_LENGTH-bit window;
     pairs[window] = (s1 << shift) | (s2 << shift) << 16, what one 32-bit store writes, and
     meta[window] = total length | symbols (1 or 2) << 4: the second symbol counts when its codeword
-    also lies inside the window (else s2 is s1's successor guess, overwritten by the next lookup)."""
+    also lies inside the window (else s2 is a guess that the next lookup overwrites)."""
     for s in range(lengths.size):
         length = np.int64(lengths[s])
         if length == 0:

@@ -20,7 +20,8 @@ import operator
 import numpy as np
 
 from bslz.codec import _huffman_kernels as K
-from bslz.codec._bits import bytes_to_words, words_to_bytes
+from bslz.codec._bits import as_uint8, bytes_to_words, check_zero_padding, words_to_bytes
+from bslz.codec.rans import check_symbols
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
 
 MAX_LENGTH = K.MAX_LENGTH
@@ -65,17 +66,10 @@ def huffman_code(hist):
     return HuffmanCode(words_to_bytes(words, nbits).tobytes(), lengths, bits)
 
 
-def _check_symbols(symbols):
-    arr = np.asarray(symbols)
-    if arr.ndim != 1 or arr.dtype.kind != "u" or arr.dtype.itemsize > 4:
-        raise InvalidArgumentError(f"symbols must be a 1-D uint8/16/32 array, got {arr.ndim}-D {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("="))
-
-
 def encode_huffman(symbols, code=None):
     """Code a 1-D uint8/16/32 array of symbols < 4096, of at least two distinct values, into bytes
     (count not included). `code`: the `huffman_code` of the symbols' histogram, if the caller has it."""
-    arr = _check_symbols(symbols)
+    arr = check_symbols(symbols)
     if code is None:
         code = huffman_code(np.bincount(arr) if arr.size else np.zeros(0, dtype=np.int64))
         if code is None:
@@ -96,12 +90,6 @@ def encode_huffman(symbols, code=None):
     return b"".join((code.header, table.tobytes(), memoryview(words)))
 
 
-def _as_uint8(buf):
-    if isinstance(buf, np.ndarray):
-        return np.ascontiguousarray(buf).view(np.uint8).reshape(-1)
-    return np.frombuffer(buf, dtype=np.uint8)
-
-
 def _read_header(data):
     """(code lengths, header bytes) of the stream in `data`."""
     lengths = np.zeros(MAX_ALPHABET, dtype=np.uint8)
@@ -114,11 +102,8 @@ def _read_header(data):
         raise TruncatedError("Huffman header ends early")
     if status != K.STATUS_OK:
         raise FormatError("Huffman header: invalid code lengths")
-    nbits = int(nbits)
-    nbytes = (nbits + 7) // 8
-    if nbits % 8 and int(data[nbytes - 1]) & ((1 << (8 - nbits % 8)) - 1):
-        raise FormatError("Huffman header: non-zero padding bits")
-    return lengths[: int(max_symbol) + 1], nbytes
+    check_zero_padding(data, int(nbits), "Huffman header")
+    return lengths[: int(max_symbol) + 1], (int(nbits) + 7) // 8
 
 
 def decode_huffman(buf, count, out=None, *, shift=0, limit=None):
@@ -129,7 +114,7 @@ def decode_huffman(buf, count, out=None, *, shift=0, limit=None):
     short, FormatError on any inconsistency (code lengths that make no complete code, unused bits
     or bytes, a symbol above `limit` or one that does not fit out once shifted).
     """
-    data = _as_uint8(buf)
+    data = as_uint8(buf)
     count = operator.index(count)
     shift = operator.index(shift)
     if count < 0 or shift < 0:

@@ -18,7 +18,7 @@ import numpy as np
 
 from bslz.codec import _rans_kernels as K
 from bslz.codec import _rans_table as T
-from bslz.codec._bits import bytes_to_words, words_to_bytes
+from bslz.codec._bits import as_uint8, bytes_to_words, check_zero_padding, words_to_bytes
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
 
 MAX_ALPHABET = K.MAX_ALPHABET
@@ -29,7 +29,8 @@ HEADER_PREFIX_BYTES = 512  # a typical header fits: parse it without converting 
 MAX_SYMBOLS_PER_WORD = 1 << 19
 
 
-def _check_symbols(symbols):
+def check_symbols(symbols):
+    """`symbols` as a contiguous native-order 1-D uint8/16/32 array (what the table coders take)."""
     arr = np.asarray(symbols)
     if arr.ndim != 1 or arr.dtype.kind != "u" or arr.dtype.itemsize > 4:
         raise InvalidArgumentError(f"symbols must be a 1-D uint8/16/32 array, got {arr.ndim}-D {arr.dtype}")
@@ -54,7 +55,7 @@ def quantize_frequencies(hist, scale=K.SCALE):
 
 def histogram(symbols):
     """Counts of each symbol of a 1-D uint8/16/32 array, as uint64 of size MAX_ALPHABET."""
-    arr = _check_symbols(symbols)
+    arr = check_symbols(symbols)
     hist = np.zeros(MAX_ALPHABET, dtype=np.uint64)
     if T.histogram(arr, hist) != K.STATUS_OK:
         raise InvalidArgumentError(f"symbols must be < {MAX_ALPHABET}")
@@ -98,7 +99,7 @@ def encode_rans(symbols, table=None):
     """Code a 1-D uint8/16/32 array of symbols < 4096 into bytes (count not included).
 
     `table`: the `rans_table` of the symbols' histogram, if the caller already has it."""
-    arr = _check_symbols(symbols)
+    arr = check_symbols(symbols)
     if arr.size == 0:
         return b""
     if table is None:
@@ -129,12 +130,6 @@ def order0_entropy_bits(symbols):
     c = np.bincount(arr)
     c = c[c > 0].astype(np.float64)
     return float(-(c * np.log2(c / arr.size)).sum())
-
-
-def _as_uint8(buf):
-    if isinstance(buf, np.ndarray):
-        return np.ascontiguousarray(buf).view(np.uint8).reshape(-1)
-    return np.frombuffer(buf, dtype=np.uint8)
 
 
 def _check_out(out, count, shift):
@@ -169,11 +164,8 @@ def _read_header(data):
         status, max_symbol, multi, nbits = T.read_header(bytes_to_words(data), 8 * data.size, freqs)
     if status != K.STATUS_OK:
         _raise_for(status, "header")
-    nbits = int(nbits)
-    nbytes = (nbits + 7) // 8
-    if nbits % 8 and int(data[nbytes - 1]) & ((1 << (8 - nbits % 8)) - 1):
-        raise FormatError("rANS header: non-zero padding bits")
-    return int(max_symbol), bool(multi), nbytes, freqs[: int(max_symbol) + 1]
+    check_zero_padding(data, int(nbits), "rANS header")
+    return int(max_symbol), bool(multi), (int(nbits) + 7) // 8, freqs[: int(max_symbol) + 1]
 
 
 def decode_rans(buf, count, out=None, *, shift=0, limit=None):
@@ -186,7 +178,7 @@ def decode_rans(buf, count, out=None, *, shift=0, limit=None):
     where the stream's table gives a symbol above `limit` a non-zero frequency (or, shifted, one
     that does not fit out).
     """
-    data = _as_uint8(buf)
+    data = as_uint8(buf)
     count = operator.index(count)
     shift = operator.index(shift)
     if count < 0:

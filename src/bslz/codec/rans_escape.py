@@ -15,6 +15,7 @@ one or two indices past 4095, at 0.33-0.41 bits a parameter (4-5 %) more than wi
 import numpy as np
 
 from bslz.codec import expgolomb
+from bslz.codec._bits import check_zero_padding
 from bslz.codec.rans import MAX_ALPHABET, decode_rans, encode_rans
 from bslz.errors import FormatError, TruncatedError
 
@@ -66,7 +67,6 @@ def decode_escaped(buf, count, k, out):
     nbits = expgolomb.code_length(values, k)
     if (nbits + 7) // 8 != tail.size:
         raise FormatError(f"rans_escape chunk: {tail.size} bytes of escapes, {nbits} bits used")
-    if nbits % 8 and int(tail[-1]) & ((1 << (8 - nbits % 8)) - 1):
-        raise FormatError("rans_escape chunk: non-zero padding bits")
+    check_zero_padding(tail, nbits, "rans_escape chunk")
     out[where] = values + np.uint64(ESCAPE)
     return out
