@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from bslz.codec import _float_kernels as FK
 from bslz.codec import expgolomb as eg
 from bslz.codec import floats
 from bslz.codec.huffman import encode_huffman
@@ -13,6 +14,7 @@ from bslz.codec.rans import encode_rans
 from bslz.errors import BslzError, FormatError, InvalidArgumentError, TruncatedError
 
 LAYOUTS = sorted(floats.LAYOUTS)
+U64 = np.uint64
 
 
 def word_arrays(layout, max_size=700):
@@ -70,6 +72,41 @@ def test_raw_pieces_are_their_bits_back_to_back(data, width):
     bits += "0" * (-len(bits) % 8)
     expected = bytes(int(bits[i : i + 8], 2) for i in range(0, len(bits), 8))
     assert bytes(floats._raw_bytes(values, width)) == expected
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("layout", LAYOUTS)
+@given(data=st.data())
+def test_a_packed_tail_piece_merges_back_into_its_bits(layout, data):
+    """merge_packed_tail puts each packed value's bits back where they came from in the word (its
+    sign bit at the top), for the pieces below a byte that each layout has: 6 bits (bf16, f32),
+    1 (f16, e5m2), 2 (e4m3), 3 (f64), through their own loops and the remainder loop alike."""
+    spec = floats.LAYOUTS[layout]
+    words = data.draw(hnp.arrays(spec.word_dtype, st.integers(0, 200)))
+    for _, width, shift in spec.pieces()[1:]:
+        if width >= 8:
+            continue
+        piece = np.empty(words.size, dtype=np.uint16)
+        floats._piece_values(words, 0, words.size, spec, width, shift, piece)
+        merged = np.zeros_like(words)
+        FK.merge_packed_tail(
+            merged,
+            0,
+            words.size,
+            U64(spec.bits - 1),
+            U64(spec.low_bits),
+            U64(shift),
+            U64(width),
+            floats._raw_bytes(piece, width),
+        )
+        expected = np.zeros_like(words)
+        FK.merge_tail(expected, 0, words.size, U64(spec.bits - 1), U64(spec.low_bits), U64(shift), piece)
+        np.testing.assert_array_equal(merged, expected)
+        top_bit = spec.word_dtype.type(1 << (spec.bits - 1))
+        piece_bits = (top_bit if shift + width - 1 == spec.low_bits else 0) | (
+            ((1 << (width - (shift + width - 1 == spec.low_bits))) - 1) << shift
+        )
+        np.testing.assert_array_equal(merged, words & spec.word_dtype.type(piece_bits))
 
 
 @pytest.mark.parametrize("dtype,layout", [(np.float16, "float16"), (np.float32, "float32"), (np.float64, "float64")])

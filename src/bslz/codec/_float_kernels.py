@@ -15,6 +15,7 @@ from bslz.codec._expgolomb_kernels import order_costs_from_histogram
 from bslz.codec._jit import bit_length, njit, njit_inline
 
 U64 = np.uint64
+U32 = np.uint32
 
 
 @njit
@@ -62,17 +63,68 @@ def merge_tail(words, lo, hi, sign_pos, low_bits, shift, piece):
 @njit
 def merge_packed_tail(words, lo, hi, sign_pos, low_bits, shift, width, packed):
     """`merge_tail` of a raw piece straight from its packed bytes (`width` < 8 bits a value, MSB
-    first), without unpacking it into an array: eight values are exactly `width` bytes, read as
-    one 8-byte big-endian window while a whole window lies inside `packed`. Each value's bits in
-    the word come from a table of the 2**width values (2.2x faster than moving the sign bit)."""
-    table = np.empty(np.int64(1) << np.int64(width), dtype=words.dtype)
+    first), without unpacking it into an array. The common widths have loops of their own that
+    vectorize: 6 (the bf16 and f32 tails: four values in three bytes) and 1 (the f16 and e5m2
+    sign: eight values in a byte). Other widths read eight values (exactly `width` bytes) as one
+    8-byte big-endian window, each value's bits in the word from a table of the 2**width values
+    (2.2x faster than moving the sign bit). The last values go bit position by bit position."""
+    chunk = words[lo:hi]
+    n = chunk.size
+    if width == U64(6) and chunk.itemsize <= 4:  # sign_pos < 32: 32-bit arithmetic holds it
+        done = _merge_six_bit_groups(chunk, sign_pos, low_bits, shift, packed)
+    elif width == U64(1):
+        done = _merge_one_bit_groups(chunk, sign_pos, low_bits, shift, packed)
+    else:
+        done = _merge_eight_value_groups(chunk, sign_pos, low_bits, shift, width, packed)
+    mask = (U64(1) << width) - U64(1)
+    for i in range(done, n):
+        bit = U64(i) * width
+        first = np.int64(bit >> U64(3))
+        v = U64(packed[first]) << U64(8)
+        if first + 1 < packed.size:
+            v |= U64(packed[first + 1])
+        chunk[i] |= _tail_bits(((v >> (U64(16) - (bit & U64(7)) - width)) & mask) << shift, sign_pos, low_bits)
+
+
+@njit_inline
+def _merge_six_bit_groups(chunk, sign_pos, low_bits, shift, packed):
+    """Four values from each three bytes, moved in 32-bit arithmetic with no table, so that the loop
+    vectorizes (a bf16 tail: 0.87 -> 0.56 ns a value). Returns the values merged."""
+    sign_bit = U32(1) << U32(low_bits)
+    up = U32(sign_pos - low_bits)
+    sh = U32(shift)
+    groups = min(chunk.size // 4, packed.size // 3)
+    for g in range(groups):
+        x = (U32(packed[3 * g]) << U32(16)) | (U32(packed[3 * g + 1]) << U32(8)) | U32(packed[3 * g + 2])
+        for j in range(4):
+            t = ((x >> U32(18 - 6 * j)) & U32(63)) << sh
+            chunk[4 * g + j] |= ((t & sign_bit) << up) | (t & (sign_bit - U32(1)))
+    return 4 * groups
+
+
+@njit_inline
+def _merge_one_bit_groups(chunk, sign_pos, low_bits, shift, packed):
+    """Eight values from each byte (a lone sign bit: its place in the word is sign_pos when the
+    piece holds the tail's top bit, else bit shift). Returns the values merged."""
+    place = U64(sign_pos) if shift == low_bits else U64(shift)
+    groups = min(chunk.size // 8, packed.size)
+    for g in range(groups):
+        byte = U64(packed[g])
+        for j in range(8):
+            chunk[8 * g + j] |= ((byte >> U64(7 - j)) & U64(1)) << place
+    return 8 * groups
+
+
+@njit_inline
+def _merge_eight_value_groups(chunk, sign_pos, low_bits, shift, width, packed):
+    """Eight values from each `width` bytes, through a table of their bits in the word, while a
+    whole 8-byte window lies inside `packed`. Returns the values merged."""
+    table = np.empty(np.int64(1) << np.int64(width), dtype=chunk.dtype)
     for v in range(table.size):
         table[v] = _tail_bits(U64(v) << shift, sign_pos, low_bits)
     mask = (U64(1) << width) - U64(1)
-    chunk = words[lo:hi]
-    n = chunk.size
     w = np.int64(width)
-    groups = min(n // 8, max(0, (packed.size - 8) // w + 1))
+    groups = min(chunk.size // 8, max(0, (packed.size - 8) // w + 1))
     for g in range(groups):
         window = packed[g * w : g * w + 8]  # slices indexed from 0: the fixed-count loops unroll
         v = U64(0)
@@ -81,13 +133,7 @@ def merge_packed_tail(words, lo, hi, sign_pos, low_bits, shift, width, packed):
         out = chunk[8 * g : 8 * g + 8]
         for j in range(8):
             out[j] |= table[(v >> (U64(64) - width * U64(j + 1))) & mask]
-    for i in range(8 * groups, n):  # the last values: bit by bit position
-        bit = U64(i) * width
-        first = np.int64(bit >> U64(3))
-        v = U64(packed[first]) << U64(8)
-        if first + 1 < packed.size:
-            v |= U64(packed[first + 1])
-        chunk[i] |= table[(v >> (U64(16) - (bit & U64(7)) - width)) & mask]
+    return 8 * groups
 
 
 @njit
