@@ -31,7 +31,7 @@ from bslz.codec.rans import decode_rans, encode_rans, histogram, rans_table
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
 
 U64 = np.uint64
-RAW, CONSTANT, EXP_GOLOMB, RANS, HUFFMAN = 0, 1, 2, 3, 4
+RAW, CONSTANT, EXP_GOLOMB, RANS, HUFFMAN = FK.RAW, FK.CONSTANT, FK.EXP_GOLOMB, FK.RANS, FK.HUFFMAN
 METHOD_NAMES = {RAW: "raw", CONSTANT: "constant", EXP_GOLOMB: "exp-golomb", RANS: "rans", HUFFMAN: "huffman"}
 SEGMENT_HEADER = np.dtype([("method", "u1"), ("k", "u1"), ("center", "<u2"), ("nbytes", "<u4")])
 # 512 KiB of original data a chunk: half the per-chunk overhead of 256 KiB, the same ratio (measured)
@@ -264,9 +264,18 @@ def decode_floats(encoded, out=None, *, workers=None):
     else:
         out[:] = 0
 
+    pieces = layout.pieces()
+    widths = np.array([width for _, width, _ in pieces], dtype=np.int64)
+    shifts = np.array([-1 if shift is None else shift for _, _, shift in pieces], dtype=np.int64)
+    sign_pos, low_bits = U64(layout.bits - 1), U64(layout.low_bits)
+    heads = out if out.dtype == np.uint16 else np.empty(0, dtype=np.uint16)  # see FK.decode_chunk
+
     def decode_chunk(c):
         lo, hi = c * chunk_size, min(count, (c + 1) * chunk_size)
-        _decode_chunk(body[int(offsets[c]) : int(offsets[c + 1])], out, lo, hi, layout)
+        data = body[int(offsets[c]) : int(offsets[c + 1])]
+        if not FK.decode_chunk(data, out, heads, lo, hi, sign_pos, low_bits, widths, shifts):
+            out[lo:hi] = 0  # the long way, which raises for a bad chunk
+            _decode_chunk(data, out, lo, hi, layout)
 
     parallel_map(decode_chunk, range(nchunks), workers)
     return out

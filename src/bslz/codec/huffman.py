@@ -20,7 +20,7 @@ import operator
 import numpy as np
 
 from bslz.codec import _huffman_kernels as K
-from bslz.codec._bits import as_uint8, bytes_to_words, check_zero_padding, words_to_bytes
+from bslz.codec._bits import as_uint8, words_to_bytes
 from bslz.codec.rans import check_symbols
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
 
@@ -28,7 +28,6 @@ MAX_LENGTH = K.MAX_LENGTH
 MAX_ALPHABET = K.MAX_ALPHABET
 NUM_STREAMS = K.NUM_STREAMS
 STREAM_TABLE_BYTES = 4 * (NUM_STREAMS - 1)
-HEADER_PREFIX_BYTES = 1024  # a typical header fits: parse it without converting the whole buffer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,22 +89,6 @@ def encode_huffman(symbols, code=None):
     return b"".join((code.header, table.tobytes(), memoryview(words)))
 
 
-def _read_header(data):
-    """(code lengths, header bytes) of the stream in `data`."""
-    lengths = np.zeros(MAX_ALPHABET, dtype=np.uint8)
-    prefix = data[:HEADER_PREFIX_BYTES]
-    status, max_symbol, nbits = K.read_header(bytes_to_words(prefix), 8 * prefix.size, lengths)
-    if status == K.STATUS_TRUNCATED and prefix.size < data.size:
-        lengths[:] = 0
-        status, max_symbol, nbits = K.read_header(bytes_to_words(data), 8 * data.size, lengths)
-    if status == K.STATUS_TRUNCATED:
-        raise TruncatedError("Huffman header ends early")
-    if status != K.STATUS_OK:
-        raise FormatError("Huffman header: invalid code lengths")
-    check_zero_padding(data, int(nbits), "Huffman header")
-    return lengths[: int(max_symbol) + 1], (int(nbits) + 7) // 8
-
-
 def decode_huffman(buf, count, out=None, *, shift=0, limit=None):
     """Decode `count` symbols from `buf` (bytes-like or uint8 array) made by `encode_huffman`.
 
@@ -134,40 +117,39 @@ def decode_huffman(buf, count, out=None, *, shift=0, limit=None):
         if data.size:
             raise FormatError(f"{data.size} bytes where an empty Huffman stream has none")
         return out
-    lengths, hbytes = _read_header(data)
-    max_symbol = lengths.size - 1
-    top = (1 << (8 * out.itemsize - shift)) - 1
+    top = min((1 << (8 * out.itemsize - shift)) - 1, MAX_ALPHABET - 1)
     if limit is not None:
         top = min(top, limit)
-    if max_symbol > top:
-        raise FormatError(f"Huffman stream codes symbols up to {max_symbol}, above {top}")
-    codes = np.zeros(lengths.size, dtype=np.uint64)
-    if K.reversed_codes(lengths, codes) != K.STATUS_OK:
-        raise FormatError("Huffman header: code lengths do not make a complete prefix code")
-    if data.size < hbytes + STREAM_TABLE_BYTES:
-        raise TruncatedError("Huffman stream ends inside its stream table")
-    first = np.zeros(NUM_STREAMS + 1, dtype=np.int64)
-    np.cumsum(data[hbytes : hbytes + STREAM_TABLE_BYTES].view("<u4"), out=first[1:NUM_STREAMS])
-    body = data[hbytes + STREAM_TABLE_BYTES :]
-    if body.size % 4:
-        raise FormatError(f"Huffman stream: {body.size % 4} bytes after the last word")
-    first[NUM_STREAMS] = body.size // 4
-    if first[NUM_STREAMS - 1] > first[NUM_STREAMS]:
-        raise TruncatedError(f"Huffman streams claim {first[NUM_STREAMS - 1]} words, {body.size // 4} present")
     # the kernel writes uint16 words; wider outputs get the symbols through a uint16 buffer
     direct = out.dtype == np.uint16
     target = out if direct else np.empty(count, dtype=np.uint16)
-    single = np.empty(MAX_ALPHABET, dtype=np.uint16)
-    pairs = np.empty(MAX_ALPHABET, dtype=np.uint32)
-    meta = np.empty(MAX_ALPHABET, dtype=np.uint8)
-    K.decode_tables(lengths, codes, shift if direct else 0, single, pairs, meta)
-    words = body.view("<u4").astype(np.uint32)  # aligned, native copy
-    status = K.decode_streams(words, first, pairs, meta, single, count, target, shift if direct else 0)
-    if status == K.STATUS_TRUNCATED:
-        raise TruncatedError("Huffman stream ends early")
-    if status != K.STATUS_OK:
-        raise FormatError("Huffman stream: bits left over after its last symbol")
+    info = np.zeros(2, dtype=np.int64)
+    status = K.decode_segment(data, count, target, shift if direct else 0, top, info)
+    if status != K.SEGMENT_OK:
+        raise _segment_error(status, info, top)
     if not direct:
         out[:] = target
         out <<= out.dtype.type(shift)
     return out
+
+
+def _segment_error(status, info, top):
+    """The exception for a SEGMENT_* status of `K.decode_segment`."""
+    truncated = {
+        K.SEGMENT_HEADER_TRUNCATED: "Huffman header ends early",
+        K.SEGMENT_TABLE_TRUNCATED: "Huffman stream ends inside its stream table",
+        K.SEGMENT_STREAMS_TRUNCATED: f"Huffman streams claim {info[0]} words, {info[1]} present",
+        K.SEGMENT_STREAM_TRUNCATED: "Huffman stream ends early",
+    }
+    if status in truncated:
+        return TruncatedError(truncated[status])
+    return FormatError(
+        {
+            K.SEGMENT_BAD_LENGTHS: "Huffman header: invalid code lengths",
+            K.SEGMENT_BAD_PADDING: "Huffman header: non-zero padding bits",
+            K.SEGMENT_SYMBOL_ABOVE_TOP: f"Huffman stream codes symbols up to {info[0]}, above {top}",
+            K.SEGMENT_INCOMPLETE_CODE: "Huffman header: code lengths do not make a complete prefix code",
+            K.SEGMENT_PARTIAL_WORD: f"Huffman stream: {info[0]} bytes after the last word",
+            K.SEGMENT_TRAILING: "Huffman stream: bits left over after its last symbol",
+        }.get(status, f"Huffman stream: status {status}")
+    )
