@@ -14,14 +14,18 @@ _local = threading.local()
 
 
 def default_workers():
-    """Threads to use: NUMBA_NUM_THREADS if set, else one per core."""
+    """Threads to use: NUMBA_NUM_THREADS if set, else one per CPU this process may run on."""
     env = os.environ.get("NUMBA_NUM_THREADS")
     return max(1, int(env)) if env and env.isdigit() else _cores()
 
 
 @functools.cache
 def _cores():
-    return max(1, os.cpu_count() or 1)  # glibc reads a /sys file each time: ~20 us, called for every tensor
+    """The CPUs this process may run on (taskset, a container's cpuset), not every CPU of the machine;
+    cached: glibc reads a /sys file each time, ~20 us, and this is asked for every tensor."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def _mark_pool_thread():
