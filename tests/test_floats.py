@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from bslz.codec import _float_chunks as FC
 from bslz.codec import _float_kernels as FK
 from bslz.codec import expgolomb as eg
 from bslz.codec import floats
@@ -107,6 +108,75 @@ def test_a_packed_tail_piece_merges_back_into_its_bits(layout, data):
             ((1 << (width - (shift + width - 1 == spec.low_bits))) - 1) << shift
         )
         np.testing.assert_array_equal(merged, words & spec.word_dtype.type(piece_bits))
+
+
+def _weight_like_words(layout, n, seed, scale):
+    """Bit patterns of Gaussian weights in `layout` (their heads get Huffman-coded), some exact zeros."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(0, scale, n)
+    values[rng.random(n) < 0.05] = 0
+    if layout == "bfloat16":
+        return (values.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    return values.astype({"float16": np.float16, "float32": np.float32, "float64": np.float64}[layout]).view(
+        floats.LAYOUTS[layout].word_dtype
+    )
+
+
+@pytest.mark.parametrize("layout", ["bfloat16", "float16", "float32", "float64"])
+@given(data=st.data())
+def test_one_call_chunk_encoding_matches_the_segment_by_segment_one(layout, data):
+    """FC.encode_chunk gives the very bytes of the long way (`_encode_pieces`), or declines (empty)
+    where a piece's coding would be exp-Golomb or might be rANS (small chunks: a Huffman header
+    costs enough that rANS may win). FC.decode_chunk decodes the long way's bytes, or declines."""
+    spec = floats.LAYOUTS[layout]
+    kind = data.draw(st.sampled_from(["weights", "any", "few values"]))
+    n = data.draw(st.integers(1, 3000))
+    if kind == "weights":
+        words = _weight_like_words(
+            layout, n, data.draw(st.integers(0, 2**32 - 1)), 10.0 ** data.draw(st.integers(-4, 1))
+        )
+    elif kind == "any":
+        words = data.draw(hnp.arrays(spec.word_dtype, n))
+    else:
+        words = np.array(
+            data.draw(st.lists(hnp.from_dtype(spec.word_dtype), min_size=1, max_size=3)), dtype=spec.word_dtype
+        )
+        words = words[data.draw(hnp.arrays(np.int64, n, elements=st.integers(0, words.size - 1)))]
+    widths, shifts = floats._piece_arrays(spec)
+    fast = FC.encode_chunk(words, 0, n, U64(spec.bits - 1), U64(spec.low_bits), widths, shifts, floats.eg.MAX_ORDER)
+    slow = b"".join(bytes(part) for part in floats._encode_pieces(words, 0, n, spec))
+    if fast.size:
+        assert bytes(fast) == slow
+    out = np.zeros(n, dtype=spec.word_dtype)
+    if FC.decode_chunk(
+        np.frombuffer(slow, np.uint8),
+        out,
+        out if out.dtype == np.uint16 else np.empty(0, np.uint16),
+        0,
+        n,
+        U64(spec.bits - 1),
+        U64(spec.low_bits),
+        widths,
+        shifts,
+    ):
+        np.testing.assert_array_equal(out, words)
+
+
+@pytest.mark.small
+def test_weight_chunks_take_the_one_call_paths():
+    """Weights in chunks of the default size (256 Ki values): coded and decoded in one kernel call
+    each (smaller chunks may go the long way: their Huffman header costs enough that rANS may win)."""
+    for layout in ("bfloat16", "float16", "float32"):
+        spec = floats.LAYOUTS[layout]
+        words = _weight_like_words(layout, 1 << 18, 7, 0.05)
+        widths, shifts = floats._piece_arrays(spec)
+        args = (U64(spec.bits - 1), U64(spec.low_bits), widths, shifts)
+        segments = FC.encode_chunk(words, 0, words.size, *args, floats.eg.MAX_ORDER)
+        assert segments.size and segments[0] == floats.HUFFMAN
+        out = np.zeros_like(words)
+        heads = out if out.dtype == np.uint16 else np.empty(0, np.uint16)
+        assert FC.decode_chunk(segments, out, heads, 0, words.size, *args)
+        np.testing.assert_array_equal(out, words)
 
 
 @pytest.mark.parametrize("dtype,layout", [(np.float16, "float16"), (np.float32, "float32"), (np.float64, "float64")])

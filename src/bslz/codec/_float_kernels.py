@@ -12,15 +12,10 @@ import numpy as np
 
 from bslz.codec._bits import finish_bits, peek64, put_bits
 from bslz.codec._expgolomb_kernels import order_costs_from_histogram
-from bslz.codec._huffman_kernels import SEGMENT_OK, decode_segment
 from bslz.codec._jit import bit_length, njit, njit_inline
 
 U64 = np.uint64
 U32 = np.uint32
-
-# segment methods (format: FORMAT.md, float segments; see floats.py)
-RAW, CONSTANT, EXP_GOLOMB, RANS, HUFFMAN = 0, 1, 2, 3, 4
-SEGMENT_HEADER_BYTES = 8  # method u8 | k u8 | center u16 | nbytes u32, little-endian
 
 
 @njit
@@ -257,60 +252,3 @@ def segment_costs(hist, width, max_order):
         if costs[j] < costs[k]:
             k = j
     return center, k, costs[k], entropy, distinct
-
-
-@njit
-def decode_chunk(data, words, heads, lo, hi, sign_pos, low_bits, widths, shifts):
-    """Decode one chunk's segments (`data`) into words[lo:hi] (zeroed) in one call, when they are
-    what MiniLM-like weights give: a Huffman or constant head (widths[0] bits), then raw or constant
-    tail pieces (widths[p] bits at shifts[p]). `heads` is `words` when they are uint16 (the head is
-    decoded straight into them), else an empty uint16 array. Returns False, perhaps having written some words,
-    for any other method and any inconsistency: the caller then zeroes the words and decodes the
-    chunk piece by piece, which names the error.
-
-    One call a chunk, where the Python loop made a dozen: threads decoding chunks side by side
-    held the GIL for ~80 us a chunk (of ~400), and waited on each other for it."""
-    n = hi - lo
-    chunk = words[lo:hi]
-    info = np.zeros(2, dtype=np.int64)
-    pos = 0
-    for p in range(widths.size):
-        if data.size - pos < SEGMENT_HEADER_BYTES:
-            return False
-        method, k = data[pos], data[pos + 1]
-        center = np.int64(data[pos + 2]) | (np.int64(data[pos + 3]) << 8)
-        nbytes = np.int64(data[pos + 4]) | (np.int64(data[pos + 5]) << 8) | (np.int64(data[pos + 6]) << 16)
-        nbytes |= np.int64(data[pos + 7]) << 24
-        pos += SEGMENT_HEADER_BYTES
-        if nbytes > data.size - pos:
-            return False
-        payload = data[pos : pos + nbytes]
-        pos += nbytes
-        width = np.int64(widths[p])
-        limit = (1 << width) - 1
-        if method == CONSTANT:
-            if nbytes or center > limit:
-                return False
-            bits = U64(center) << low_bits if p == 0 else _tail_bits(U64(center) << U64(shifts[p]), sign_pos, low_bits)
-            for i in range(n):
-                chunk[i] |= bits
-        elif p == 0 and method == HUFFMAN and k == 0 and center == 0 and n > 0:
-            if heads.size:  # straight into the words
-                top = min(limit, (1 << (16 - np.int64(low_bits))) - 1)
-                if decode_segment(payload, n, heads[lo:hi], np.int64(low_bits), top, info) != SEGMENT_OK:
-                    return False
-            else:
-                piece = np.empty(n, dtype=np.uint16)
-                if decode_segment(payload, n, piece, 0, limit, info) != SEGMENT_OK:
-                    return False
-                merge_head(words, lo, hi, low_bits, piece)
-        elif p > 0 and method == RAW:
-            if nbytes != (n * width + 7) // 8:
-                return False
-            if width == 8:
-                merge_tail(words, lo, hi, sign_pos, low_bits, U64(shifts[p]), payload)
-            else:
-                merge_packed_tail(words, lo, hi, sign_pos, low_bits, U64(shifts[p]), U64(width), payload)
-        else:
-            return False
-    return pos == data.size

@@ -19,9 +19,11 @@ Layout of an encoded tensor (all integers little-endian):
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 
+from bslz.codec import _float_chunks as FC
 from bslz.codec import _float_kernels as FK
 from bslz.codec import expgolomb as eg
 from bslz.codec._bits import bytes_to_words, words_to_bytes
@@ -31,7 +33,7 @@ from bslz.codec.rans import decode_rans, encode_rans, histogram, rans_table
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
 
 U64 = np.uint64
-RAW, CONSTANT, EXP_GOLOMB, RANS, HUFFMAN = FK.RAW, FK.CONSTANT, FK.EXP_GOLOMB, FK.RANS, FK.HUFFMAN
+RAW, CONSTANT, EXP_GOLOMB, RANS, HUFFMAN = FC.RAW, FC.CONSTANT, FC.EXP_GOLOMB, FC.RANS, FC.HUFFMAN
 METHOD_NAMES = {RAW: "raw", CONSTANT: "constant", EXP_GOLOMB: "exp-golomb", RANS: "rans", HUFFMAN: "huffman"}
 SEGMENT_HEADER = np.dtype([("method", "u1"), ("k", "u1"), ("center", "<u2"), ("nbytes", "<u4")])
 # 512 KiB of original data a chunk: half the per-chunk overhead of 256 KiB, the same ratio (measured)
@@ -40,11 +42,11 @@ DEFAULT_CHUNK_BYTES = 1 << 19
 # exp-Golomb: its decoding is a pass of ~1-1.3 ns a value, and on the near-uniform pieces (sign and
 # low mantissa bits) rANS saved 0.1-0.2 % of them, 0.002 % of a MiniLM bf16 file, while trying it
 # took a third of the compression time. (zstd's rule for its entropy-coded blocks is 1/64.)
-ENTROPY_MIN_GAIN = 128
+ENTROPY_MIN_GAIN = FC.ENTROPY_MIN_GAIN  # 128
 # rANS must then save 1/RANS_MIN_GAIN_OVER_HUFFMAN of the Huffman size: on MiniLM's heads it saves
 # 0.6-1.05 %, and Huffman decodes them about 2x as fast (bench_heads.py: 1.03 against 2.31 ns a
 # symbol; up to two symbols a lookup, where rANS takes a multiply and two dependent loads a symbol).
-RANS_MIN_GAIN_OVER_HUFFMAN = 32
+RANS_MIN_GAIN_OVER_HUFFMAN = FC.RANS_MIN_GAIN_OVER_HUFFMAN  # 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,8 +182,28 @@ def encode_segment(values, width):
     return RAW, 0, 0, _raw_bytes(values, width)
 
 
+@functools.cache
+def _piece_arrays(layout):
+    """(widths, shifts) of the layout's pieces as the chunk kernels take them (the head's shift: -1)."""
+    pieces = layout.pieces()
+    widths = np.array([width for _, width, _ in pieces], dtype=np.int64)
+    shifts = np.array([-1 if shift is None else shift for _, _, shift in pieces], dtype=np.int64)
+    return widths, shifts
+
+
 def _encode_chunk(words, lo, hi, layout):
     """The chunk's segments as a list of byte buffers (joined once, with every chunk's, by the caller)."""
+    if ENTROPY_MIN_GAIN == FC.ENTROPY_MIN_GAIN and RANS_MIN_GAIN_OVER_HUFFMAN == FC.RANS_MIN_GAIN_OVER_HUFFMAN:
+        widths, shifts = _piece_arrays(layout)
+        sign_pos, low_bits = U64(layout.bits - 1), U64(layout.low_bits)
+        segments = FC.encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, eg.MAX_ORDER)
+        if segments.size:  # the common case in one call
+            return [segments]
+    return _encode_pieces(words, lo, hi, layout)
+
+
+def _encode_pieces(words, lo, hi, layout):
+    """`_encode_chunk` the long way, a segment at a time (what FC.encode_chunk matches byte for byte)."""
     parts = []
     piece_buf = np.empty(hi - lo, dtype=np.uint16)
     for _, width, shift in layout.pieces():
@@ -264,16 +286,14 @@ def decode_floats(encoded, out=None, *, workers=None):
     else:
         out[:] = 0
 
-    pieces = layout.pieces()
-    widths = np.array([width for _, width, _ in pieces], dtype=np.int64)
-    shifts = np.array([-1 if shift is None else shift for _, _, shift in pieces], dtype=np.int64)
+    widths, shifts = _piece_arrays(layout)
     sign_pos, low_bits = U64(layout.bits - 1), U64(layout.low_bits)
-    heads = out if out.dtype == np.uint16 else np.empty(0, dtype=np.uint16)  # see FK.decode_chunk
+    heads = out if out.dtype == np.uint16 else np.empty(0, dtype=np.uint16)  # see FC.decode_chunk
 
     def decode_chunk(c):
         lo, hi = c * chunk_size, min(count, (c + 1) * chunk_size)
         data = body[int(offsets[c]) : int(offsets[c + 1])]
-        if not FK.decode_chunk(data, out, heads, lo, hi, sign_pos, low_bits, widths, shifts):
+        if not FC.decode_chunk(data, out, heads, lo, hi, sign_pos, low_bits, widths, shifts):
             out[lo:hi] = 0  # the long way, which raises for a bad chunk
             _decode_chunk(data, out, lo, hi, layout)
 

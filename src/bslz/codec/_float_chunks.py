@@ -1,0 +1,227 @@
+"""One kernel call per float chunk, for the segments that weights almost always have.
+
+Decoding or encoding a chunk from Python took a dozen kernel calls and as many numpy ones, each
+releasing and taking back the GIL: threads coding chunks side by side waited on each other for it
+(16 threads decoded MiniLM bf16's embedding 1.5x faster than one; with one call a chunk, 4x). These
+kernels do the common case in one call and leave everything else to the Python path in `floats`,
+which they match byte for byte (encoding) or which names the error (decoding):
+
+    head: Huffman or constant (decoding), Huffman, raw or constant (encoding)
+    tail pieces: Huffman, raw or constant
+
+A chunk whose best coding needs exp-Golomb or rANS, or any inconsistent chunk, goes the long way.
+"""
+
+import numpy as np
+
+from bslz.codec._float_kernels import (
+    _tail_bits,
+    head_piece,
+    merge_head,
+    merge_packed_tail,
+    merge_tail,
+    pack_bits,
+    pack_bytes,
+    segment_costs,
+    tail_piece,
+)
+from bslz.codec._huffman_kernels import (
+    MAX_ALPHABET,
+    MAX_LENGTH,
+    NUM_STREAMS,
+    SEGMENT_OK,
+    decode_segment,
+    encode_streams,
+    limited_code_lengths,
+    reversed_codes,
+    write_header,
+)
+from bslz.codec._jit import njit, njit_inline
+from bslz.codec._rans_table import histogram
+
+U64 = np.uint64
+
+# segment methods (FORMAT.md, float segments); `floats` names them too
+RAW, CONSTANT, EXP_GOLOMB, RANS, HUFFMAN = 0, 1, 2, 3, 4
+SEGMENT_HEADER_BYTES = 8  # method u8 | k u8 | center u16 | nbytes u32, little-endian
+ENTROPY_MIN_GAIN = 128  # floats.ENTROPY_MIN_GAIN and RANS_MIN_GAIN_OVER_HUFFMAN (see there)
+RANS_MIN_GAIN_OVER_HUFFMAN = 32
+
+
+@njit
+def decode_chunk(data, words, heads, lo, hi, sign_pos, low_bits, widths, shifts):
+    """Decode one chunk's segments (`data`) into words[lo:hi] (zeroed) in one call, when each is
+    Huffman, constant or (tail pieces) raw: widths[p] bits at shifts[p] (-1: the head). `heads` is
+    `words` when they are uint16 (the head is decoded straight into them), else an empty uint16
+    array. Returns False, perhaps having written some words, for any other method or any
+    inconsistency: the caller then zeroes the words and decodes the chunk piece by piece, which
+    names the error."""
+    n = hi - lo
+    chunk = words[lo:hi]
+    info = np.zeros(2, dtype=np.int64)
+    pos = 0
+    for p in range(widths.size):
+        if data.size - pos < SEGMENT_HEADER_BYTES:
+            return False
+        method, k = data[pos], data[pos + 1]
+        center = np.int64(data[pos + 2]) | (np.int64(data[pos + 3]) << 8)
+        nbytes = np.int64(data[pos + 4]) | (np.int64(data[pos + 5]) << 8) | (np.int64(data[pos + 6]) << 16)
+        nbytes |= np.int64(data[pos + 7]) << 24
+        pos += SEGMENT_HEADER_BYTES
+        if nbytes > data.size - pos:
+            return False
+        payload = data[pos : pos + nbytes]
+        pos += nbytes
+        width = np.int64(widths[p])
+        limit = (1 << width) - 1
+        if method == CONSTANT:
+            if nbytes or center > limit:
+                return False
+            bits = U64(center) << low_bits if p == 0 else _tail_bits(U64(center) << U64(shifts[p]), sign_pos, low_bits)
+            for i in range(n):
+                chunk[i] |= bits
+        elif method == HUFFMAN and k == 0 and center == 0 and n > 0:
+            if p == 0 and heads.size:  # straight into the words
+                top = min(limit, (1 << (16 - np.int64(low_bits))) - 1)
+                if decode_segment(payload, n, heads[lo:hi], np.int64(low_bits), top, info) != SEGMENT_OK:
+                    return False
+                continue
+            piece = np.empty(n, dtype=np.uint16)
+            if decode_segment(payload, n, piece, 0, limit, info) != SEGMENT_OK:
+                return False
+            if p == 0:
+                merge_head(words, lo, hi, low_bits, piece)
+            else:
+                merge_tail(words, lo, hi, sign_pos, low_bits, U64(shifts[p]), piece)
+        elif p > 0 and method == RAW:
+            if nbytes != (n * width + 7) // 8:
+                return False
+            if width == 8:
+                merge_tail(words, lo, hi, sign_pos, low_bits, U64(shifts[p]), payload)
+            else:
+                merge_packed_tail(words, lo, hi, sign_pos, low_bits, U64(shifts[p]), U64(width), payload)
+        else:
+            return False
+    return pos == data.size
+
+
+@njit
+def encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, max_order):
+    """The segments of words[lo:hi] (uint8 array, its size the bytes used), exactly as
+    `floats.encode_segment` codes each piece (widths[p] bits, at shifts[p]; -1: the head), or an
+    empty array when a piece's coding would be exp-Golomb or might be rANS: the caller codes the
+    chunk the long way."""
+    n = hi - lo
+    bound = 0
+    for p in range(widths.size):
+        bound += SEGMENT_HEADER_BYTES + (n * np.int64(widths[p]) + 7) // 8
+    out = np.zeros(bound, dtype=np.uint8)  # every coding kept here is at most the raw size
+    piece = np.empty(n, dtype=np.uint16)
+    pos = 0
+    for p in range(widths.size):
+        width = np.int64(widths[p])
+        mask = (U64(1) << U64(width)) - U64(1)
+        if p == 0:
+            head_piece(words, lo, hi, low_bits, mask, piece)
+        else:
+            tail_piece(words, lo, hi, sign_pos, low_bits, U64(shifts[p]), mask, piece)
+        hist = np.zeros(MAX_ALPHABET, dtype=np.uint64)
+        histogram(piece, hist)
+        center, k, eg_bits, entropy_bits, distinct = segment_costs(hist, width, max_order)
+        if hist[center] == U64(n):
+            _put_segment_header(out, pos, CONSTANT, 0, center, 0)
+            pos += SEGMENT_HEADER_BYTES
+            continue
+        raw_size = (n * width + 7) // 8
+        eg_size = (np.int64(eg_bits) + 7) // 8
+        best = min(raw_size, eg_size)
+        limit = best - best // ENTROPY_MIN_GAIN
+        coded = np.zeros(0, dtype=np.uint8)
+        if entropy_bits / 8 < limit:
+            coded = _huffman_segment(piece, hist[: 1 << width], limit)
+            if coded.size:
+                limit = coded.size - coded.size // RANS_MIN_GAIN_OVER_HUFFMAN
+        if (entropy_bits + distinct + 5) / 8 < limit:
+            return np.zeros(0, dtype=np.uint8)  # rANS may be smaller still: the long way
+        if coded.size:
+            _put_segment_header(out, pos, HUFFMAN, 0, 0, coded.size)
+            out[pos + SEGMENT_HEADER_BYTES : pos + SEGMENT_HEADER_BYTES + coded.size] = coded
+            pos += SEGMENT_HEADER_BYTES + coded.size
+            continue
+        if eg_size < raw_size:
+            return np.zeros(0, dtype=np.uint8)  # exp-Golomb: the long way
+        _put_segment_header(out, pos, RAW, 0, 0, raw_size)
+        pos += SEGMENT_HEADER_BYTES
+        _put_raw(piece, width, out[pos : pos + raw_size])
+        pos += raw_size
+    return out[:pos]
+
+
+@njit_inline
+def _put_segment_header(out, pos, method, k, center, nbytes):
+    out[pos] = method
+    out[pos + 1] = k
+    out[pos + 2] = center & 0xFF
+    out[pos + 3] = center >> 8
+    for b in range(4):
+        out[pos + 4 + b] = (nbytes >> (8 * b)) & 0xFF
+
+
+@njit
+def _huffman_segment(values, hist, limit):
+    """`huffman.encode_huffman(values, huffman_code(hist))` if its size is below `limit` (the code's
+    lower bound already tells when it cannot be), else an empty array."""
+    max_symbol = -1
+    for s in range(hist.size):
+        if hist[s] > 0:
+            max_symbol = s
+    counts = hist[: max_symbol + 1]
+    lengths = np.zeros(max_symbol + 1, dtype=np.uint8)
+    if max_symbol >= MAX_ALPHABET or not limited_code_lengths(counts, MAX_LENGTH, lengths):
+        return np.zeros(0, dtype=np.uint8)
+    bits = 0
+    for s in range(max_symbol + 1):
+        bits += np.int64(counts[s]) * np.int64(lengths[s])
+    header_words = np.zeros((max_symbol + 1) * 5 // 64 + 4, dtype=np.uint64)
+    header_bytes = (np.int64(write_header(lengths, max_symbol, header_words)) + 7) // 8
+    table_bytes = 4 * (NUM_STREAMS - 1)
+    if header_bytes + table_bytes + 4 * ((bits + 31) // 32) >= limit:  # HuffmanCode.min_bytes
+        return np.zeros(0, dtype=np.uint8)
+    codewords = np.zeros(max_symbol + 1, dtype=np.uint64)
+    reversed_codes(lengths, codewords)
+    for s in range(max_symbol + 1):
+        codewords[s] |= U64(lengths[s]) << U64(32)
+    quarter = (values.size + NUM_STREAMS - 1) // NUM_STREAMS
+    streams = np.empty(NUM_STREAMS * (quarter * MAX_LENGTH // 32 + 1) + 1, dtype=np.uint32)
+    stream_words = np.zeros(NUM_STREAMS, dtype=np.int64)
+    encode_streams(values, codewords, quarter, streams, stream_words)
+    nwords = stream_words.sum()
+    size = header_bytes + table_bytes + 4 * nwords
+    if size >= limit:
+        return np.zeros(0, dtype=np.uint8)
+    out = np.empty(size, dtype=np.uint8)
+    for i in range(header_bytes):  # the header words, most significant byte first
+        out[i] = (header_words[i >> 3] >> U64(56 - 8 * (i & 7))) & U64(0xFF)
+    for j in range(NUM_STREAMS - 1):
+        for b in range(4):
+            out[header_bytes + 4 * j + b] = (stream_words[j] >> (8 * b)) & 0xFF
+    body = header_bytes + table_bytes
+    for w in range(nwords):
+        for b in range(4):
+            out[body + 4 * w + b] = (streams[w] >> U64(8 * b)) & U64(0xFF)
+    return out
+
+
+@njit
+def _put_raw(values, width, out):
+    """`floats._raw_bytes(values, width)` into `out` (zeroed, its exact size)."""
+    if width == 8:
+        for i in range(values.size):
+            out[i] = values[i]
+    elif width < 8:
+        pack_bytes(values, width, out)
+    else:
+        words = np.zeros((values.size * width) // 64 + 2, dtype=np.uint64)
+        pack_bits(values, width, words)
+        for i in range(out.size):
+            out[i] = (words[i >> 3] >> U64(56 - 8 * (i & 7))) & U64(0xFF)
