@@ -219,9 +219,9 @@ def _put_raw(values, width, out):
         for i in range(values.size):
             out[i] = values[i]
     elif width < 8:
-        pack_bytes(values, width, out)
+        pack_bytes(values, U64(width), out)
     else:
         words = np.zeros((values.size * width) // 64 + 2, dtype=np.uint64)
-        pack_bits(values, width, words)
+        pack_bits(values, U64(width), words)
         for i in range(out.size):
             out[i] = (words[i >> 3] >> U64(56 - 8 * (i & 7))) & U64(0xFF)
