@@ -60,7 +60,7 @@ def measure(path, workdir, thread_counts):
         return list(map_tensors_in_order(lambda r: encode_lossless(*r), raws, lambda r: math.prod(r[2])))
 
     print(f"MiniLM bf16, {size / 1e6:.1f} MB; the process may run on {len(_cpus())} CPUs\n")
-    print("| threads | decode file ms (MB/s) | encode file ms (MB/s) | decode largest tensor ms | encode largest tensor ms |")
+    print("| threads | decode file ms (MB/s) | encode file ms (MB/s) | decode largest ms | encode largest ms |")
     print("|---|---|---|---|---|")
     default_workers = parallel.default_workers
     try:
@@ -69,7 +69,9 @@ def measure(path, workdir, thread_counts):
             d, e = best_ms(decode_all, 5), best_ms(encode_all, 3)
             dl = best_ms(lambda: floats.decode_floats(encoded, out), 5)
             el = best_ms(lambda: floats.encode_floats(largest, "bfloat16"), 3)
-            print(f"| {threads} | {d:.1f} ({size / d / 1e3:.0f}) | {e:.1f} ({size / e / 1e3:.0f}) | {dl:.1f} | {el:.1f} |")
+            print(
+                f"| {threads} | {d:.1f} ({size / d / 1e3:.0f}) | {e:.1f} ({size / e / 1e3:.0f}) | {dl:.1f} | {el:.1f} |"
+            )
     finally:
         parallel.default_workers = default_workers
         reader.close()
