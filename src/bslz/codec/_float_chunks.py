@@ -115,7 +115,7 @@ def encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, max_order):
     bound = 0
     for p in range(widths.size):
         bound += SEGMENT_HEADER_BYTES + (n * np.int64(widths[p]) + 7) // 8
-    out = np.zeros(bound, dtype=np.uint8)  # every coding kept here is at most the raw size
+    out = np.empty(bound, dtype=np.uint8)  # every coding kept here is at most the raw size
     piece = np.empty(n, dtype=np.uint16)
     pos = 0
     for p in range(widths.size):
@@ -152,6 +152,7 @@ def encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, max_order):
             return np.zeros(0, dtype=np.uint8)  # exp-Golomb: the long way
         _put_segment_header(out, pos, RAW, 0, 0, raw_size)
         pos += SEGMENT_HEADER_BYTES
+        out[pos : pos + raw_size] = 0  # the packers OR bits in
         _put_raw(piece, width, out[pos : pos + raw_size])
         pos += raw_size
     return out[:pos]
@@ -205,16 +206,13 @@ def _huffman_segment(values, hist, limit):
     for j in range(NUM_STREAMS - 1):
         for b in range(4):
             out[header_bytes + 4 * j + b] = (stream_words[j] >> (8 * b)) & 0xFF
-    body = header_bytes + table_bytes
-    for w in range(nwords):
-        for b in range(4):
-            out[body + 4 * w + b] = (streams[w] >> U64(8 * b)) & U64(0xFF)
+    out[header_bytes + table_bytes :] = streams[:nwords].view(np.uint8)  # little-endian words (numba: LE only)
     return out
 
 
 @njit
 def _put_raw(values, width, out):
-    """`floats._raw_bytes(values, width)` into `out` (zeroed, its exact size)."""
+    """`floats._raw_bytes(values, width)` into `out` (zeroed, of exactly that size)."""
     if width == 8:
         for i in range(values.size):
             out[i] = values[i]
