@@ -122,6 +122,21 @@ def build_files(workdir):
     return paths
 
 
+def work_base():
+    """/dev/shm when it has room (a tmpfs: file I/O at memory speed), else the default temporary folder."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free > 2 << 30 else None
+
+
+def minilm_bf16(workdir, given=None):
+    """MiniLM in bf16 in `workdir`: a copy of `given` (a file this script wrote, for a machine without
+    the model's package), else built from the package."""
+    if given is None:
+        return build_files(workdir)["BF16"]
+    path = os.path.join(workdir, "minilm-bf16.safetensors")
+    shutil.copyfile(given, path)
+    return path
+
+
 def aggregate_snr(original_path, decoded_path):
     """(aggregate SNR dB, float params, dtypes/shapes preserved) recomputed from the two files."""
     from safetensors.torch import load_file
@@ -477,17 +492,13 @@ def main():
     )
     args = parser.parse_args()
     repeats_ll, repeats_lossy = (2, 1) if args.quick else (5, 2)
-    base = "/dev/shm" if os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free > 2 << 30 else None
+    base = work_base()
     t0 = time.perf_counter()
     machine_info()
     results = {"lossless": {}, "lossy": {}}
     with tempfile.TemporaryDirectory(prefix="bslz-bench-", dir=base) as workdir:
         print(f"Work directory: {workdir}\n")
-        if args.bf16_file:
-            paths = {"BF16": os.path.join(workdir, "minilm-bf16.safetensors")}
-            shutil.copyfile(args.bf16_file, paths["BF16"])
-        else:
-            paths = build_files(workdir)
+        paths = {"BF16": minilm_bf16(workdir, args.bf16_file)} if args.bf16_file else build_files(workdir)
         lossless_section(paths, workdir, repeats_ll, results)
         lossy_section(
             paths,

@@ -19,13 +19,14 @@
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 
 import numpy as np
+
+from bench_container import minilm_bf16, work_base
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHUNK = 1 << 18
@@ -202,15 +203,8 @@ def main():
         "--bf16-file", metavar="PATH", help="MiniLM in bf16 (bench_container.py writes it), if not built here"
     )
     args = parser.parse_args()
-    from bench_container import build_files
-
-    base = "/dev/shm" if os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free > 2 << 30 else None
-    with tempfile.TemporaryDirectory(prefix="bslz-limits-", dir=base) as workdir:
-        if args.bf16_file:
-            path = os.path.join(workdir, "minilm-bf16.safetensors")
-            shutil.copyfile(args.bf16_file, path)
-        else:
-            path = build_files(workdir)["BF16"]
+    with tempfile.TemporaryDirectory(prefix="bslz-limits-", dir=work_base()) as workdir:
+        path = minilm_bf16(workdir, args.bf16_file)
         two_threads(path, args.rounds)
         page_faults(path, workdir, args.rounds)
         head_split(path)

@@ -17,7 +17,6 @@ Threads beyond the machine's CPUs only show the cost of oversubscription.
 import argparse
 import math
 import os
-import shutil
 import tempfile
 import time
 
@@ -25,6 +24,7 @@ import numpy as np
 
 import bslz
 import bslz.codec._parallel as parallel
+from bench_container import minilm_bf16, work_base
 from bslz.codec import floats
 from bslz.codec._parallel import map_tensors_in_order
 from bslz.formats.container import ContainerReader
@@ -90,15 +90,8 @@ def main():
     parser.add_argument("--bf16-file", metavar="PATH", help="MiniLM in bf16 (bench_container.py writes it)")
     parser.add_argument("--threads", default="1,2,4,8,16", help="comma-separated thread counts")
     args = parser.parse_args()
-    base = "/dev/shm" if os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free > 2 << 30 else None
-    with tempfile.TemporaryDirectory(prefix="bslz-scaling-", dir=base) as workdir:
-        if args.bf16_file:
-            path = os.path.join(workdir, "minilm-bf16.safetensors")
-            shutil.copyfile(args.bf16_file, path)
-        else:
-            from bench_container import build_files
-
-            path = build_files(workdir)["BF16"]
+    with tempfile.TemporaryDirectory(prefix="bslz-scaling-", dir=work_base()) as workdir:
+        path = minilm_bf16(workdir, args.bf16_file)
         measure(path, workdir, [int(t) for t in args.threads.split(",") if t.strip()])
 
 
