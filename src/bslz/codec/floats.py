@@ -16,6 +16,9 @@ Layout of an encoded tensor (all integers little-endian):
 
     chunk table: (num_chunks + 1) x u64 byte offsets of each chunk, relative to the end of the table
     per chunk, per piece, a segment: method u8 | k u8 | center u16 | nbytes u32 | nbytes of payload
+
+A chunk is coded and decoded in one kernel call (`_float_chunks`) when its segments are Huffman,
+raw or constant, as weights' almost always are; others go a segment at a time from here.
 """
 
 import dataclasses
@@ -193,6 +196,7 @@ def _piece_arrays(layout):
 
 def _encode_chunk(words, lo, hi, layout):
     """The chunk's segments as a list of byte buffers (joined once, with every chunk's, by the caller)."""
+    # the kernel has the default choice rules built in: with others set (bench_heads.py) the long way
     if ENTROPY_MIN_GAIN == FC.ENTROPY_MIN_GAIN and RANS_MIN_GAIN_OVER_HUFFMAN == FC.RANS_MIN_GAIN_OVER_HUFFMAN:
         widths, shifts = _piece_arrays(layout)
         sign_pos, low_bits = U64(layout.bits - 1), U64(layout.low_bits)
