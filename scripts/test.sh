@@ -1,9 +1,25 @@
 #!/usr/bin/env bash
 # The whole test suite: the normal run, then the kernel tests once without the JIT (pure-Python
 # path) and once with numba's bounds checking (own cache dir: cached machine code would skip it).
+# Those two re-runs are independent and each mostly one thread (Python, or LLVM compiling): they
+# run side by side, each into its own log, printed when both are done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ]; then . .venv/bin/activate; fi
 python -m pytest -q "$@"
-NUMBA_DISABLE_JIT=1 python -m pytest -q -m small -p no:cacheprovider tests/
-NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR="$(mktemp -d)" python -m pytest -q -m small -p no:cacheprovider tests/
+logs="$(mktemp -d)"
+trap 'rm -rf "$logs"' EXIT
+NUMBA_DISABLE_JIT=1 python -m pytest -q -m small -p no:cacheprovider tests/ >"$logs/nojit" 2>&1 &
+nojit=$!
+NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR="$logs/numba-cache" python -m pytest -q -m small -p no:cacheprovider tests/ \
+    >"$logs/boundscheck" 2>&1 &
+boundscheck=$!
+status=0
+wait "$nojit" || status=$?
+echo "== NUMBA_DISABLE_JIT=1 (exit $status)"
+cat "$logs/nojit"
+second=0
+wait "$boundscheck" || second=$?
+echo "== NUMBA_BOUNDSCHECK=1 (exit $second)"
+cat "$logs/boundscheck"
+[ "$status" -eq 0 ] && [ "$second" -eq 0 ]
