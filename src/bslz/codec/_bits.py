@@ -7,7 +7,7 @@ bits at any bit position of a word array padded with `READ_PADDING_WORDS` zero w
 
 import numpy as np
 
-from bslz.codec._jit import njit_inline
+from bslz.codec._jit import njit, njit_inline
 from bslz.errors import FormatError
 
 U64 = np.uint64
@@ -68,6 +68,15 @@ def words_to_bytes(words, nbits):
     return words.astype(">u8").view(np.uint8)[:nbytes]
 
 
+@njit
+def big_endian_bytes(words, nbytes):
+    """`words_to_bytes` inside a kernel: the first `nbytes` bytes of the words, most significant first."""
+    out = np.empty(nbytes, dtype=np.uint8)
+    for i in range(nbytes):
+        out[i] = (words[i >> 3] >> U64(56 - 8 * (i & 7))) & U64(0xFF)
+    return out
+
+
 def bytes_to_words(buf, extra_words=READ_PADDING_WORDS):
     """Native uint64 words holding `buf` big-endian, zero-padded so any peek inside stays in bounds."""
     data = np.frombuffer(buf, dtype=np.uint8) if not isinstance(buf, np.ndarray) else buf
@@ -77,6 +86,15 @@ def bytes_to_words(buf, extra_words=READ_PADDING_WORDS):
     padded = np.zeros(nwords * 8, dtype=np.uint8)
     padded[: data.size] = data
     return padded.view(">u8").astype(np.uint64)
+
+
+@njit
+def big_endian_words(data, nbytes):
+    """`bytes_to_words` of data[:nbytes] inside a kernel (uint8 `data`), with the same padding."""
+    words = np.zeros((nbytes + 7) // 8 + READ_PADDING_WORDS, dtype=np.uint64)
+    for i in range(nbytes):
+        words[i >> 3] |= U64(data[i]) << U64(56 - 8 * (i & 7))
+    return words
 
 
 def as_uint8(buf):

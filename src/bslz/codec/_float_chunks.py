@@ -14,6 +14,7 @@ A chunk whose best coding needs exp-Golomb or rANS, or any inconsistent chunk, g
 
 import numpy as np
 
+from bslz.codec._bits import big_endian_bytes
 from bslz.codec._float_kernels import (
     _tail_bits,
     head_piece,
@@ -25,17 +26,8 @@ from bslz.codec._float_kernels import (
     segment_costs,
     tail_piece,
 )
-from bslz.codec._huffman_kernels import (
-    MAX_ALPHABET,
-    MAX_LENGTH,
-    NUM_STREAMS,
-    SEGMENT_OK,
-    decode_segment,
-    encode_streams,
-    limited_code_lengths,
-    reversed_codes,
-    write_header,
-)
+from bslz.codec._huffman_kernels import MAX_ALPHABET
+from bslz.codec._huffman_segment import SEGMENT_OK, code_for, decode_segment, encode_segment, min_segment_bytes
 from bslz.codec._jit import njit, njit_inline
 from bslz.codec._rans_table import histogram
 
@@ -176,38 +168,11 @@ def _huffman_segment(values, hist, limit):
     for s in range(hist.size):
         if hist[s] > 0:
             max_symbol = s
-    counts = hist[: max_symbol + 1]
-    lengths = np.zeros(max_symbol + 1, dtype=np.uint8)
-    if max_symbol >= MAX_ALPHABET or not limited_code_lengths(counts, MAX_LENGTH, lengths):
+    lengths, header, bits = code_for(hist[: max_symbol + 1])
+    if bits < 0 or min_segment_bytes(header.size, bits) >= limit:
         return np.zeros(0, dtype=np.uint8)
-    bits = 0
-    for s in range(max_symbol + 1):
-        bits += np.int64(counts[s]) * np.int64(lengths[s])
-    header_words = np.zeros((max_symbol + 1) * 5 // 64 + 4, dtype=np.uint64)
-    header_bytes = (np.int64(write_header(lengths, max_symbol, header_words)) + 7) // 8
-    table_bytes = 4 * (NUM_STREAMS - 1)
-    if header_bytes + table_bytes + 4 * ((bits + 31) // 32) >= limit:  # HuffmanCode.min_bytes
-        return np.zeros(0, dtype=np.uint8)
-    codewords = np.zeros(max_symbol + 1, dtype=np.uint64)
-    reversed_codes(lengths, codewords)
-    for s in range(max_symbol + 1):
-        codewords[s] |= U64(lengths[s]) << U64(32)
-    quarter = (values.size + NUM_STREAMS - 1) // NUM_STREAMS
-    streams = np.empty(NUM_STREAMS * (quarter * MAX_LENGTH // 32 + 1) + 1, dtype=np.uint32)
-    stream_words = np.zeros(NUM_STREAMS, dtype=np.int64)
-    encode_streams(values, codewords, quarter, streams, stream_words)
-    nwords = stream_words.sum()
-    size = header_bytes + table_bytes + 4 * nwords
-    if size >= limit:
-        return np.zeros(0, dtype=np.uint8)
-    out = np.empty(size, dtype=np.uint8)
-    for i in range(header_bytes):  # the header words, most significant byte first
-        out[i] = (header_words[i >> 3] >> U64(56 - 8 * (i & 7))) & U64(0xFF)
-    for j in range(NUM_STREAMS - 1):
-        for b in range(4):
-            out[header_bytes + 4 * j + b] = (stream_words[j] >> (8 * b)) & 0xFF
-    out[header_bytes + table_bytes :] = streams[:nwords].view(np.uint8)  # little-endian words (numba: LE only)
-    return out
+    coded = encode_segment(values, lengths, header)
+    return coded if coded.size < limit else np.zeros(0, dtype=np.uint8)
 
 
 @njit
@@ -221,5 +186,4 @@ def _put_raw(values, width, out):
     else:
         words = np.zeros((values.size * width) // 64 + 2, dtype=np.uint64)
         pack_bits(values, U64(width), words)
-        for i in range(out.size):
-            out[i] = (words[i >> 3] >> U64(56 - 8 * (i & 7))) & U64(0xFF)
+        out[:] = big_endian_bytes(words, out.size)

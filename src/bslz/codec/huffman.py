@@ -20,14 +20,15 @@ import operator
 import numpy as np
 
 from bslz.codec import _huffman_kernels as K
-from bslz.codec._bits import as_uint8, words_to_bytes
+from bslz.codec import _huffman_segment as S
+from bslz.codec._bits import as_uint8
 from bslz.codec.rans import check_symbols
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
 
 MAX_LENGTH = K.MAX_LENGTH
 MAX_ALPHABET = K.MAX_ALPHABET
 NUM_STREAMS = K.NUM_STREAMS
-STREAM_TABLE_BYTES = 4 * (NUM_STREAMS - 1)
+STREAM_TABLE_BYTES = S.STREAM_TABLE_BYTES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +42,7 @@ class HuffmanCode:
 
     def min_bytes(self):
         """A lower bound on the coded size: the codewords in whole 32-bit words."""
-        return len(self.header) + STREAM_TABLE_BYTES + 4 * -(-self.bits // 32)
+        return S.min_segment_bytes(len(self.header), self.bits)
 
     def max_bytes(self):
         """An upper bound on the coded size: each stream pads at most 31 bits to its last word."""
@@ -55,14 +56,9 @@ def huffman_code(hist):
     present = np.flatnonzero(hist)
     if present.size < 2 or present[-1] >= MAX_ALPHABET:
         return None
-    max_symbol = int(present[-1])
-    counts = np.ascontiguousarray(hist[: max_symbol + 1], dtype=np.uint64)
-    lengths = np.zeros(max_symbol + 1, dtype=np.uint8)
-    K.limited_code_lengths(counts, MAX_LENGTH, lengths)
-    bits = int(np.dot(counts, lengths.astype(np.uint64)))
-    words = np.zeros((max_symbol + 1) * 5 // 64 + 4, dtype=np.uint64)  # 4 bits a length, runs shorter
-    nbits = K.write_header(lengths, max_symbol, words)
-    return HuffmanCode(words_to_bytes(words, nbits).tobytes(), lengths, bits)
+    counts = np.ascontiguousarray(hist[: int(present[-1]) + 1], dtype=np.uint64)
+    lengths, header, bits = S.code_for(counts)
+    return HuffmanCode(header.tobytes(), lengths, int(bits))
 
 
 def encode_huffman(symbols, code=None):
@@ -75,18 +71,12 @@ def encode_huffman(symbols, code=None):
             raise InvalidArgumentError("Huffman coding needs at least two distinct symbols, all below 4096")
     if arr.size and int(arr.max()) >= code.lengths.size:
         raise InvalidArgumentError("the code has no codeword for some of the symbols")
-    codewords = np.zeros(code.lengths.size, dtype=np.uint64)
-    if K.reversed_codes(code.lengths, codewords) != K.STATUS_OK:
-        raise InvalidArgumentError("code lengths do not make a complete prefix code")
-    codewords |= code.lengths.astype(np.uint64) << np.uint64(32)
-    quarter = -(-arr.size // NUM_STREAMS)
-    out = np.empty(NUM_STREAMS * (quarter * MAX_LENGTH // 32 + 1) + 1, dtype=np.uint32)
-    stream_words = np.zeros(NUM_STREAMS, dtype=np.int64)
-    if not K.encode_streams(arr, codewords, quarter, out, stream_words):
+    coded = S.encode_segment(arr, code.lengths, np.frombuffer(code.header, dtype=np.uint8))
+    if not coded.size:  # which of the two it was
+        if K.reversed_codes(code.lengths, np.zeros(code.lengths.size, dtype=np.uint64)) != K.STATUS_OK:
+            raise InvalidArgumentError("code lengths do not make a complete prefix code")
         raise InvalidArgumentError("the code has no codeword for some of the symbols")
-    words = out[: int(stream_words.sum())].astype("<u4", copy=False)
-    table = stream_words[: NUM_STREAMS - 1].astype("<u4")
-    return b"".join((code.header, table.tobytes(), memoryview(words)))
+    return coded.tobytes()
 
 
 def decode_huffman(buf, count, out=None, *, shift=0, limit=None):
@@ -124,8 +114,8 @@ def decode_huffman(buf, count, out=None, *, shift=0, limit=None):
     direct = out.dtype == np.uint16
     target = out if direct else np.empty(count, dtype=np.uint16)
     info = np.zeros(2, dtype=np.int64)
-    status = K.decode_segment(data, count, target, shift if direct else 0, top, info)
-    if status != K.SEGMENT_OK:
+    status = S.decode_segment(data, count, target, shift if direct else 0, top, info)
+    if status != S.SEGMENT_OK:
         raise _segment_error(status, info, top)
     if not direct:
         out[:] = target
@@ -134,22 +124,22 @@ def decode_huffman(buf, count, out=None, *, shift=0, limit=None):
 
 
 def _segment_error(status, info, top):
-    """The exception for a SEGMENT_* status of `K.decode_segment`."""
+    """The exception for a SEGMENT_* status of `S.decode_segment`."""
     truncated = {
-        K.SEGMENT_HEADER_TRUNCATED: "Huffman header ends early",
-        K.SEGMENT_TABLE_TRUNCATED: "Huffman stream ends inside its stream table",
-        K.SEGMENT_STREAMS_TRUNCATED: f"Huffman streams claim {info[0]} words, {info[1]} present",
-        K.SEGMENT_STREAM_TRUNCATED: "Huffman stream ends early",
+        S.SEGMENT_HEADER_TRUNCATED: "Huffman header ends early",
+        S.SEGMENT_TABLE_TRUNCATED: "Huffman stream ends inside its stream table",
+        S.SEGMENT_STREAMS_TRUNCATED: f"Huffman streams claim {info[0]} words, {info[1]} present",
+        S.SEGMENT_STREAM_TRUNCATED: "Huffman stream ends early",
     }
     if status in truncated:
         return TruncatedError(truncated[status])
     return FormatError(
         {
-            K.SEGMENT_BAD_LENGTHS: "Huffman header: invalid code lengths",
-            K.SEGMENT_BAD_PADDING: "Huffman header: non-zero padding bits",
-            K.SEGMENT_SYMBOL_ABOVE_TOP: f"Huffman stream codes symbols up to {info[0]}, above {top}",
-            K.SEGMENT_INCOMPLETE_CODE: "Huffman header: code lengths do not make a complete prefix code",
-            K.SEGMENT_PARTIAL_WORD: f"Huffman stream: {info[0]} bytes after the last word",
-            K.SEGMENT_TRAILING: "Huffman stream: bits left over after its last symbol",
+            S.SEGMENT_BAD_LENGTHS: "Huffman header: invalid code lengths",
+            S.SEGMENT_BAD_PADDING: "Huffman header: non-zero padding bits",
+            S.SEGMENT_SYMBOL_ABOVE_TOP: f"Huffman stream codes symbols up to {info[0]}, above {top}",
+            S.SEGMENT_INCOMPLETE_CODE: "Huffman header: code lengths do not make a complete prefix code",
+            S.SEGMENT_PARTIAL_WORD: f"Huffman stream: {info[0]} bytes after the last word",
+            S.SEGMENT_TRAILING: "Huffman stream: bits left over after its last symbol",
         }.get(status, f"Huffman stream: status {status}")
     )
