@@ -39,7 +39,7 @@ def test_decoder_matches_the_definition_and_errors_stay_below_two_steps(x, step,
     assert k.shape == x.shape and k.dtype == np.int32
     decoded = dq.dequantize_dq(k, step, block, np.float64)
     np.testing.assert_array_equal(decoded, replay_reference(k, step, block))
-    assert np.all(np.abs(x.astype(np.float64) - decoded) < 2 * step * (1 + 1e-12))
+    assert np.all(np.abs(x.astype(np.float64) - decoded) < (2 + 2**-11) * step)
 
 
 @pytest.mark.small
@@ -194,6 +194,42 @@ def test_viterbi_matches_a_table_driven_search():
         np.testing.assert_array_equal(dq.quantize_dq(x, step, block), viterbi_reference(x, step, block))
 
 
+@pytest.mark.small
+def test_float32_search_matches_a_table_driven_search_in_float32():
+    """Float32 values within F32_SEARCH_LIMIT steps are searched in float32 arithmetic (c = v *
+    (1 / step)): against the plain search computing its candidates the same way, steps whose
+    inverse is and is not exact in float32, ties at half-steps included; values a step beyond the
+    limit, float64 values and a step whose inverse is no normal float32 go to the float64 search."""
+    rng = np.random.default_rng(17)
+    x = np.concatenate([rng.laplace(0, 1.0, 2000), np.round(rng.normal(0, 3, 600)) * 0.25]).astype(np.float32)
+    for step, block in ((0.25, 1000), (0.1, 64), (0.05, 600)):
+        assert dq._float32_search(x, step, float(np.abs(x).max()))
+        np.testing.assert_array_equal(
+            dq.quantize_dq(x, step, block), viterbi_reference(x, step, block, candidates=np.float32)
+        )
+    top = float(np.abs(x).max())
+    assert not dq._float32_search(x, top / dq.F32_SEARCH_LIMIT, top)
+    assert not dq._float32_search(x.astype(np.float64), 0.25, top)
+    assert not dq._float32_search(np.zeros(3, np.float32), 1e-39, 0.0)
+    assert not dq._float32_search(np.zeros(3, np.float32), 1e39, 0.0)
+    # beyond the limit: the float64 search, as the float64 values get
+    fine = top / (1.5 * dq.F32_SEARCH_LIMIT)
+    np.testing.assert_array_equal(dq.quantize_dq(x, fine, 1000), dq.quantize_dq(x.astype(np.float64), fine, 1000))
+
+
+def test_float32_search_loses_nothing_measurable():
+    """On weight-like float32 values the float32 search's squared error is the float64 search's
+    to 1e-7, at a coarse and a fine step."""
+    x = np.random.default_rng(9).normal(0, 1.0, 40_000).astype(np.float32)
+    for step in (0.5, 0.02):
+        assert dq._float32_search(x, step, float(np.abs(x).max()))
+        errors = [
+            float(((x - dq.dequantize_dq(dq.quantize_dq(v, step, 10_000), step, 10_000, np.float64)) ** 2).sum())
+            for v in (x, x.astype(np.float64))
+        ]
+        assert errors[0] == pytest.approx(errors[1], rel=1e-7)
+
+
 def test_float32_costs_lose_nothing_measurable():
     """Against a search in exact float64 arithmetic the float32 one finds paths whose squared error
     is the same to 1e-7 (ties and near-ties aside, the same path), at a coarse and a fine step."""
@@ -206,18 +242,22 @@ def test_float32_costs_lose_nothing_measurable():
         assert np.mean(k == exact) > 0.99
 
 
-def viterbi_reference(x, step, block, arithmetic=np.float32):
+def viterbi_reference(x, step, block, arithmetic=np.float32, candidates=np.float64):
     """Viterbi over the 8 states with a cost per state and both indices around each value, in Python.
 
     As the search computes them: errors in units of step^2 from c = v / step, rounded to float32,
     costs summed in float32 and brought back to a minimum of 0 after every _SUB_BLOCK values of a
-    block; with `arithmetic` float64, exact errors and sums instead."""
+    block; with `arithmetic` float64, exact errors and sums instead. With `candidates` float32,
+    c = v * (1 / step) and the errors in float32 arithmetic, as the float32 search computes them."""
     out = []
     for lo in range(0, x.size, block):
         cost = [arithmetic(0.0)] + [math.inf] * 7
         back = []
-        for i, v in enumerate(float(t) for t in x[lo : lo + block]):
-            c = v / step
+        for i, v in enumerate(x[lo : lo + block]):
+            if candidates == np.float32:
+                c = np.float32(v) * np.float32(1.0 / step)
+            else:
+                c = float(v) / step
             new, arg = [math.inf] * 8, [None] * 8
             for s in range(8):
                 if cost[s] == math.inf:
@@ -244,15 +284,18 @@ def viterbi_reference(x, step, block, arithmetic=np.float32):
 
 def _around(c, q):
     """The indices of quantizer q whose levels (2k, or 2k - sgn k) are the nearest below and above
-    c = v / step, each with its squared error in units of step^2, computed as the search does."""
+    c = v / step, each with its squared error in units of step^2, computed as the search does, in
+    the arithmetic of c (a float, or a numpy float32)."""
+    real = type(c)
+    half, one, two, zero = real(0.5), real(1.0), real(2.0), real(0.0)
     if q == 0:
-        h = math.floor(c * 0.5)
-        d = c - 2.0 * h
-        return [(h, d * d), (h + 1, (d - 2.0) * (d - 2.0))]
+        h = np.floor(c * half)
+        d = c - two * h
+        return [(int(h), d * d), (int(h) + 1, (d - two) * (d - two))]
     a, sign = abs(c), (-1 if c < 0 else 1)
-    m = math.floor((a + 1.0) * 0.5)
-    d = a - max(2.0 * m - 1.0, 0.0)
-    return [(sign * m, d * d), (sign * (m + 1), (a - 2.0 * m - 1.0) * (a - 2.0 * m - 1.0))]
+    m = np.floor((a + one) * half)
+    d = a - max(two * m - one, zero)
+    return [(sign * int(m), d * d), (sign * (int(m) + 1), (a - two * m - one) * (a - two * m - one))]
 
 
 def _acs_reference(costs, errors, n):

@@ -12,29 +12,6 @@ from bslz.codec._jit import njit, njit_inline
 _INF = 1e30  # the cost of a state not reached yet (float32)
 
 
-@njit_inline
-def _lower_candidate(c, quantizer):
-    """As a float, from c = v / step: quantizer 0's lower index h = floor(c / 2) (levels 2h and
-    2h + 2 bracket c), quantizer 1's index m of smaller magnitude (levels 0, ±1, ±3, ...: for |c|
-    in [2m - 1, 2m + 1) the indices m and m + 1, signed like c). The one rule the search's errors
-    (`_block_errors`) and its indices (`_candidates`) share."""
-    if quantizer == 0:  # a literal where inlined: folded
-        return np.floor(c * 0.5)
-    return np.floor((abs(c) + 1.0) * 0.5)
-
-
-@njit_inline
-def _candidates(c, quantizer):
-    """The two indices of `quantizer` whose levels bracket v, from c = v / step (branch-free, as
-    `reconstruct_index`). One division serves both quantizers: c / 2 is exactly v / (2 step) (halving commutes
-    with rounding away from the subnormal range)."""
-    k = np.int64(_lower_candidate(c, quantizer))
-    if quantizer == 0:
-        return k, k + 1
-    sign = 1 - 2 * np.int64(c < 0)  # -0.0 counts as positive; a sign taken by multiplication, not a branch
-    return sign * k, sign * (k + 1)
-
-
 def _predecessors(transitions):
     """(states, parities), each (NUM_STATES, 2): the two (state, k & 1) that lead to each state,
     lower state first (the Viterbi keeps the first of equal costs)."""
@@ -81,30 +58,6 @@ _SUB_BLOCK = 512
 
 
 @njit
-def _block_errors(x, step, errors):
-    """errors[4 i + r] for the values x (a sub-block): the squared errors, in units of step^2 and
-    rounded to float32, of the four candidate levels, two per quantizer, one of each parity (r:
-    quantizer 0 even / odd, quantizer 1 even / odd). In units of the step the levels are the
-    integers 2k and 2k - sgn k, and the candidates those of `_lower_candidate`; float arithmetic
-    throughout, with no chain: this loop vectorizes."""
-    for i in range(x.size):
-        c = np.float64(x[i]) / step
-        h = _lower_candidate(c, 0)  # quantizer 0: indices h and h + 1, levels 2h and 2h + 2
-        d = c - 2.0 * h
-        e_low, e_high = d * d, (d - 2.0) * (d - 2.0)
-        odd = h - 2.0 * np.floor(h * 0.5) == 1.0
-        errors[4 * i + 0] = np.float32(e_high if odd else e_low)
-        errors[4 * i + 1] = np.float32(e_low if odd else e_high)
-        a = abs(c)  # quantizer 1, by symmetry: indices m and m + 1 at levels max(2m - 1, 0) and 2m + 1
-        m = _lower_candidate(c, 1)
-        d = a - max(2.0 * m - 1.0, 0.0)
-        e_low, e_high = d * d, (a - 2.0 * m - 1.0) * (a - 2.0 * m - 1.0)
-        odd = m - 2.0 * np.floor(m * 0.5) == 1.0
-        errors[4 * i + 2] = np.float32(e_high if odd else e_low)
-        errors[4 * i + 3] = np.float32(e_low if odd else e_high)
-
-
-@njit
 def _best_end_state(costs, lo):
     """The cheapest of the states costs[lo : lo + 8] (the first of equal costs)."""
     s = 0
@@ -124,54 +77,6 @@ def _renormalize(costs, chains):
             low = min(low, costs[NUM_STATES * c + t])
         for t in range(NUM_STATES):
             costs[NUM_STATES * c + t] -= low
-
-
-@njit
-def _indices(x, step, trace, out, as_symbols):
-    """out[i]: the index of value i on the traced path (trace[i]: its quantizer and parity), or its
-    se(v) mapping if `as_symbols` (here, not in a pass of its own: 0.3 ns a value less)."""
-    for i in range(x.size):
-        c = np.float64(x[i]) / step
-        a0, b0 = _candidates(c, 0)  # each quantizer's two candidates; the path picks one quantizer
-        a1, b1 = _candidates(c, 1)  # and the parity of the index, which picks one of the two
-        q1 = (trace[i] >> 4) & 1
-        parity = np.int64((trace[i] >> 3) & 1)
-        k1 = a1 if q1 else a0
-        k2 = b1 if q1 else b0
-        k = k1 if (k1 & 1) == parity else k2
-        out[i] = (2 * k - 1 if k > 0 else -2 * k) if as_symbols else k
-
-
-@njit
-def _search_blocks(x, lo, n, chains, step, out, decisions, trace, errors, costs, as_symbols):
-    """Viterbi search over `chains` (1, 2 or 4) blocks of n values in lockstep, block c being
-    x[lo + c n : lo + (c + 1) n]; writes their indices to out (same positions).
-
-    Three passes, so that only the add-compare-select runs on the dependency chain (one loop doing
-    everything ran 3x slower, measured): per sub-block, the errors (`_block_errors`), then each
-    state takes the cheaper of its two predecessors (decisions[c n + i]: one bit per state, 1 for
-    the second predecessor; `_dq_acs`). Then, block by block, the walk back (`_trace_back`:
-    trace[i], the TRACE entry of each step back), then the indices (`_indices`), no chain left.
-    Each step of a chain waits ~10 cycles for the last: the chains hide each other's wait.
-    decisions: room for chains * n; errors: (CHAINS, _SUB_BLOCK, 4); costs: 8 CHAINS."""
-    costs[:] = _INF
-    for c in range(chains):
-        costs[NUM_STATES * c] = 0.0
-    for sub in range(0, n, _SUB_BLOCK):
-        m = min(_SUB_BLOCK, n - sub)
-        for c in range(chains):
-            _block_errors(x[lo + c * n + sub : lo + c * n + sub + m], step, errors[c].reshape(-1))
-        if chains == 4:
-            _add_compare_select_4(costs, errors, decisions, n, sub, m)
-        elif chains == 2:
-            _add_compare_select_2(costs[: 2 * NUM_STATES], errors[:2], decisions, n, sub, m)
-        else:
-            _add_compare_select(costs[:NUM_STATES], errors[:1], decisions, n, sub, m)
-        _renormalize(costs, chains)
-    for c in range(chains):
-        block = slice(lo + c * n, lo + (c + 1) * n)
-        _trace_back(decisions[c * n : (c + 1) * n], trace[:n], _best_end_state(costs, NUM_STATES * c), TRACE_WARM_UP)
-        _indices(x[block], step, trace[:n], out[block], as_symbols)
 
 
 # Paths traced back from any two states meet within a few dozen values in practice (measured: every
@@ -242,20 +147,146 @@ def _trace_back(decisions, trace, s, warm_up):
     return redone
 
 
-@njit
-def quantize_blocks(x, step, block, out, b_lo, b_hi, as_symbols=False):
-    """Blocks b_lo..b_hi of x, four (or two) full blocks at a time while there are as many; out:
-    int32, the indices, or their se(v) mappings if `as_symbols` (below 2**31 for indices within
-    ±2**30)."""
-    decisions = np.empty(CHAINS * block, dtype=np.uint8)
-    trace = np.empty(block, dtype=np.uint8)
-    errors = np.zeros((CHAINS, _SUB_BLOCK, 4), dtype=np.float32)
-    costs = np.empty(NUM_STATES * CHAINS, dtype=np.float32)
-    b = b_lo
-    while b < b_hi:
-        lo = b * block
-        n = min(x.size, lo + block) - lo
-        whole = 0 if n < block else min(b_hi - b, (x.size - lo) // block)  # full blocks from here on
-        chains = 4 if whole >= 4 else (2 if whole >= 2 else 1)
-        _search_blocks(x, lo, n, chains, step, out, decisions, trace, errors, costs, as_symbols)
-        b += chains
+def _make_search(real):
+    """quantize_blocks(x, step, block, out, b_lo, b_hi, as_symbols) with the candidates and their
+    errors computed in `real` arithmetic from c = v / step:
+
+    - float64: c correctly rounded, the errors exact to float64 before their rounding to float32;
+    - float32: c = v * (1 / step) in float32 (a few ulps of c): eight values a 256-bit vector, half
+      the time of float64's in the two passes that compute candidates (errors 2.6 -> 1.2, indices
+      1.6 -> 0.8 ns a value, one thread), for values within F32_SEARCH_LIMIT steps (`dq`), where
+      those ulps are below 2**-11 of a step.
+
+    The errors' pass and the indices' pass take their candidates from the same c, by the same rule
+    (`lower_candidate`), so the path's parities always name the levels whose errors it was costed
+    with."""
+    half, one, two, zero = real(0.5), real(1.0), real(2.0), real(0.0)
+    if real is np.float64:
+
+        @njit_inline
+        def scale_of(step):
+            return step
+
+        @njit_inline
+        def scaled(v, scale):  # v / step, correctly rounded
+            return np.float64(v) / scale
+
+    else:
+
+        @njit_inline
+        def scale_of(step):
+            return real(1.0 / step)
+
+        @njit_inline
+        def scaled(v, scale):
+            return real(v) * scale
+
+    @njit_inline
+    def lower_candidate(c, quantizer):
+        """As a float, from c = v / step: quantizer 0's lower index h = floor(c / 2) (levels 2h and
+        2h + 2 bracket c), quantizer 1's index m of smaller magnitude (levels 0, ±1, ±3, ...: for
+        |c| in [2m - 1, 2m + 1) the indices m and m + 1, signed like c)."""
+        if quantizer == 0:  # a literal where inlined: folded
+            return np.floor(c * half)
+        return np.floor((abs(c) + one) * half)
+
+    @njit
+    def block_errors(x, step, errors):
+        """errors[4 i + r] for the values x (a sub-block): the squared errors, in units of step^2
+        and rounded to float32, of the four candidate levels, two per quantizer, one of each parity
+        (r: quantizer 0 even / odd, quantizer 1 even / odd). In units of the step the levels are
+        the integers 2k and 2k - sgn k; float arithmetic throughout, with no chain: this loop
+        vectorizes."""
+        scale = scale_of(step)
+        for i in range(x.size):
+            c = scaled(x[i], scale)
+            h = lower_candidate(c, 0)  # quantizer 0: indices h and h + 1, levels 2h and 2h + 2
+            d = c - two * h
+            e_low, e_high = d * d, (d - two) * (d - two)
+            odd = h - two * np.floor(h * half) == one
+            errors[4 * i + 0] = np.float32(e_high if odd else e_low)
+            errors[4 * i + 1] = np.float32(e_low if odd else e_high)
+            a = abs(c)  # quantizer 1, by symmetry: indices m and m + 1 at levels max(2m - 1, 0) and 2m + 1
+            m = lower_candidate(c, 1)
+            d = a - max(two * m - one, zero)
+            e_low, e_high = d * d, (a - two * m - one) * (a - two * m - one)
+            odd = m - two * np.floor(m * half) == one
+            errors[4 * i + 2] = np.float32(e_high if odd else e_low)
+            errors[4 * i + 3] = np.float32(e_low if odd else e_high)
+
+    @njit
+    def indices(x, step, trace, out, as_symbols):
+        """out[i]: the index of value i on the traced path (trace[i]: its quantizer and parity), or
+        its se(v) mapping if `as_symbols` (here, not in a pass of its own: 0.3 ns a value less).
+
+        The path's quantizer picks its lower candidate, and the index's parity picks it or the next
+        one. Float arithmetic, converted once at the end (a value is at most 2**31 - 1,
+        `dq._check`): the loop vectorizes, where int64 candidates did not (3.2 -> 1.5 ns a value
+        in float64, one thread)."""
+        scale = scale_of(step)
+        for i in range(x.size):
+            c = scaled(x[i], scale)
+            q1 = (trace[i] >> 4) & 1
+            parity = real((trace[i] >> 3) & 1)
+            low = lower_candidate(c, 1) if q1 else lower_candidate(c, 0)
+            low_parity = low - two * np.floor(low * half)  # 0 or 1, negative lows too
+            chosen = low + (one if low_parity != parity else zero)
+            k = -chosen if (q1 and c < zero) else chosen  # quantizer 1's candidates are signed like c
+            out[i] = np.int32((two * k - one if k > zero else -two * k) if as_symbols else k)
+
+    @njit
+    def search_blocks(x, lo, n, chains, step, out, decisions, trace, errors, costs, as_symbols):
+        """Viterbi search over `chains` (1, 2 or 4) blocks of n values in lockstep, block c being
+        x[lo + c n : lo + (c + 1) n]; writes their indices to out (same positions).
+
+        Three passes, so that only the add-compare-select runs on the dependency chain (one loop
+        doing everything ran 3x slower, measured): per sub-block, the errors (`block_errors`),
+        then each state takes the cheaper of its two predecessors (decisions[c n + i]: one bit per
+        state, 1 for the second predecessor; `_dq_acs`). Then, block by block, the walk back
+        (`_trace_back`: trace[i], the TRACE entry of each step back), then the indices
+        (`indices`), no chain left. Each step of a chain waits ~10 cycles for the last: the
+        chains hide each other's wait. decisions: room for chains * n; errors: (CHAINS,
+        _SUB_BLOCK, 4); costs: 8 CHAINS."""
+        costs[:] = _INF
+        for c in range(chains):
+            costs[NUM_STATES * c] = 0.0
+        for sub in range(0, n, _SUB_BLOCK):
+            m = min(_SUB_BLOCK, n - sub)
+            for c in range(chains):
+                block_errors(x[lo + c * n + sub : lo + c * n + sub + m], step, errors[c].reshape(-1))
+            if chains == 4:
+                _add_compare_select_4(costs, errors, decisions, n, sub, m)
+            elif chains == 2:
+                _add_compare_select_2(costs[: 2 * NUM_STATES], errors[:2], decisions, n, sub, m)
+            else:
+                _add_compare_select(costs[:NUM_STATES], errors[:1], decisions, n, sub, m)
+            _renormalize(costs, chains)
+        for c in range(chains):
+            block = slice(lo + c * n, lo + (c + 1) * n)
+            end = _best_end_state(costs, NUM_STATES * c)
+            _trace_back(decisions[c * n : (c + 1) * n], trace[:n], end, TRACE_WARM_UP)
+            indices(x[block], step, trace[:n], out[block], as_symbols)
+
+    @njit
+    def quantize_blocks(x, step, block, out, b_lo, b_hi, as_symbols=False):
+        """Blocks b_lo..b_hi of x, four (or two) full blocks at a time while there are as many;
+        out: int32, the indices, or their se(v) mappings if `as_symbols` (below 2**31 for indices
+        within ±2**30)."""
+        decisions = np.empty(CHAINS * block, dtype=np.uint8)
+        trace = np.empty(block, dtype=np.uint8)
+        errors = np.zeros((CHAINS, _SUB_BLOCK, 4), dtype=np.float32)
+        costs = np.empty(NUM_STATES * CHAINS, dtype=np.float32)
+        b = b_lo
+        while b < b_hi:
+            lo = b * block
+            n = min(x.size, lo + block) - lo
+            whole = 0 if n < block else min(b_hi - b, (x.size - lo) // block)  # full blocks from here on
+            chains = 4 if whole >= 4 else (2 if whole >= 2 else 1)
+            search_blocks(x, lo, n, chains, step, out, decisions, trace, errors, costs, as_symbols)
+            b += chains
+
+    return quantize_blocks
+
+
+quantize_blocks_float64 = _make_search(np.float64)
+quantize_blocks_float32 = _make_search(np.float32)

@@ -11,8 +11,9 @@ index entropy, it buys 0.83-0.95 dB over uniform rounding with VVC's 4-state mac
 interleaved copies of the 4-state one (benchmarks/dq_study.py). The search is `_dq_search`; this
 module holds the public calls and the decoder.
 
-Each value is reconstructed at one of the two levels of its quantizer around it (levels are at
-most 2Δ apart), so |x − x̂| < 2Δ. Reconstruction is an integer times Δ in float64: correctly
+Each value is reconstructed at one of the two levels of its quantizer around x / Δ as the search
+computes it (levels are at most 2Δ apart; x / Δ is within 2**-11 of exact in the float32 search),
+so |x − x̂| < (2 + 2**-11)Δ. Reconstruction is an integer times Δ in float64: correctly
 rounded, the same bits everywhere.
 """
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from bslz.codec._bits import bfloat16_bits
 from bslz.codec._dq_machine import NUM_STATES, QUANTIZER, TRANSITIONS
-from bslz.codec._dq_search import quantize_blocks
+from bslz.codec._dq_search import quantize_blocks_float32, quantize_blocks_float64
 from bslz.codec._jit import gather_byte_bits, njit, njit_inline
 from bslz.codec._parallel import default_workers, parallel_map, split_range
 from bslz.codec.expgolomb import signed_to_unsigned
@@ -33,6 +34,10 @@ DEFAULT_BLOCK = 1 << 16
 U64 = np.uint64
 U32 = np.uint32
 MAX_INDEX = 2**30  # |k|: its se(v) mapping then fits uint32 with room
+# The search computes in float32 (`_dq_search._make_search`) when every |v| / step is below this:
+# c = v / step then carries an error below 2**-11 steps (a few float32 ulps of 2**12)
+F32_SEARCH_LIMIT = 2.0**12
+_F32_NORMAL = (float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max))
 
 
 def _eight_step_tables():
@@ -177,7 +182,7 @@ def _check(x, step, block):
         raise InvalidArgumentError("tensor holds NaN or infinity")
     if top / (2.0 * step) + 2 > MAX_INDEX:
         raise InvalidArgumentError(f"step {step} is too small for values up to {top}: indices would pass 2**30")
-    return flat, float(step), int(block)
+    return flat, float(step), int(block), top
 
 
 def quantize_dq(x, step, block=DEFAULT_BLOCK):
@@ -194,14 +199,25 @@ def quantize_dq_symbols(x, step, block=DEFAULT_BLOCK):
 
 def _trellis(x, step, block, as_symbols):
     """The flat int32 indices of x, their se(v) symbols in their place if `as_symbols`."""
-    flat, step, block = _check(x, step, block)
+    flat, step, block, top = _check(x, step, block)
     indices = np.empty(flat.size, dtype=np.int32)  # |index| <= MAX_INDEX: se(v) < 2**31 fits uint32
+    search = quantize_blocks_float32 if _float32_search(flat, step, top) else quantize_blocks_float64
 
     def run(blocks):
-        quantize_blocks(flat, step, block, indices, *blocks, as_symbols)
+        search(flat, step, block, indices, *blocks, as_symbols)
 
     parallel_map(run, split_range(-(-flat.size // block), default_workers()))
     return indices
+
+
+def _float32_search(flat, step, top):
+    """Whether the search may compute in float32: float32 values, all within F32_SEARCH_LIMIT
+    steps, and 1 / step a normal float32."""
+    return (
+        flat.dtype == np.float32
+        and top < F32_SEARCH_LIMIT * step
+        and _F32_NORMAL[0] <= 1.0 / step <= _F32_NORMAL[1]
+    )
 
 
 def _block_ranges(size, block):
