@@ -213,11 +213,7 @@ def _trellis(x, step, block, as_symbols):
 def _float32_search(flat, step, top):
     """Whether the search may compute in float32: float32 values, all within F32_SEARCH_LIMIT
     steps, and 1 / step a normal float32."""
-    return (
-        flat.dtype == np.float32
-        and top < F32_SEARCH_LIMIT * step
-        and _F32_NORMAL[0] <= 1.0 / step <= _F32_NORMAL[1]
-    )
+    return flat.dtype == np.float32 and top < F32_SEARCH_LIMIT * step and _F32_NORMAL[0] <= 1.0 / step <= _F32_NORMAL[1]
 
 
 def _block_ranges(size, block):
