@@ -342,3 +342,26 @@ def test_a_short_last_chunk_decodes_in_lanes(tail):
             with pytest.raises(FormatError):
                 streams.decode_stream(bad)
     assert_flips_caught_or_exact(enc, arr, 5)
+
+
+def test_long_streams_cost_exp_golomb_only_where_a_sample_says_it_may_win():
+    """Past EG_SAMPLE_MIN_BLOCKS blocks, exp-Golomb is costed only when its sampled blocks come within
+    EG_SAMPLE_MARGIN of the best other plan: skipped on quantized weights (rANS well ahead), costed
+    and chosen where block orders follow a scale that changes block to block; either way the plan
+    is the smallest of all modes."""
+    from bslz.codec.dq import quantize_dq_symbols
+
+    rng = np.random.default_rng(5)
+    weights = quantize_dq_symbols(rng.laplace(0, 0.02, 600_000).astype(np.float32), 0.001)
+    scales = np.repeat(2.0 ** rng.integers(0, 14, 150), streams.DEFAULT_BLOCK_SIZE)
+    mixed = (rng.exponential(1.0, scales.size) * scales).astype(np.uint32)
+    for arr, eg_wins in ((weights, False), (mixed, True)):
+        top = int(arr.max())
+        best_other = min(
+            streams.stream_size_bits(arr, mode=m)
+            for m in (("rans",) if top < streams.MAX_ALPHABET else ("rans_escape",))
+        )
+        assert streams._eg_may_win(arr, streams.DEFAULT_BLOCK_SIZE, top, best_other) == eg_wins
+        auto = streams.plan_stream(arr)
+        assert auto.mode == ("eg" if eg_wins else "rans" if top < streams.MAX_ALPHABET else "rans_escape")
+        assert auto.size_bits() == min(best_other, streams.stream_size_bits(arr, mode="eg"))
