@@ -115,6 +115,10 @@ def _weight_like_words(layout, n, seed, scale):
     rng = np.random.default_rng(seed)
     values = rng.normal(0, scale, n)
     values[rng.random(n) < 0.05] = 0
+    return _as_layout_words(values, layout)
+
+
+def _as_layout_words(values, layout):
     if layout == "bfloat16":
         return (values.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
     return values.astype({"float16": np.float16, "float32": np.float32, "float64": np.float64}[layout]).view(
@@ -145,8 +149,7 @@ def test_one_call_chunk_encoding_matches_the_segment_by_segment_one(layout, data
     widths, shifts = floats._piece_arrays(spec)
     fast = FC.encode_chunk(words, 0, n, U64(spec.bits - 1), U64(spec.low_bits), widths, shifts, floats.eg.MAX_ORDER)
     slow = b"".join(bytes(part) for part in floats._encode_pieces(words, 0, n, spec))
-    if fast.size:
-        assert bytes(fast) == slow
+    assert bytes(fast) == slow
     out = np.zeros(n, dtype=spec.word_dtype)
     if FC.decode_chunk(
         np.frombuffer(slow, np.uint8),
@@ -158,6 +161,8 @@ def test_one_call_chunk_encoding_matches_the_segment_by_segment_one(layout, data
         U64(spec.low_bits),
         widths,
         shifts,
+        floats.eg.decode_tables(),
+        floats.eg.MAX_ORDER,
     ):
         np.testing.assert_array_equal(out, words)
 
@@ -175,8 +180,48 @@ def test_weight_chunks_take_the_one_call_paths():
         assert segments.size and segments[0] == floats.HUFFMAN
         out = np.zeros_like(words)
         heads = out if out.dtype == np.uint16 else np.empty(0, np.uint16)
-        assert FC.decode_chunk(segments, out, heads, 0, words.size, *args)
+        assert FC.decode_chunk(segments, out, heads, 0, words.size, *args, *EG_ARGS)
         np.testing.assert_array_equal(out, words)
+
+
+EG_ARGS = (floats.eg.decode_tables(), floats.eg.MAX_ORDER)
+
+
+@pytest.mark.small
+def test_small_norm_vectors_take_the_one_call_paths_with_exp_golomb_heads():
+    """Bias-like vectors of 384 values (near 0), as MiniLM has dozens of: their heads are
+    exp-Golomb, coded and decoded in one kernel call each, byte for byte the long way's."""
+    rng = np.random.default_rng(11)
+    for layout in ("bfloat16", "float16", "float32"):
+        spec = floats.LAYOUTS[layout]
+        widths, shifts = floats._piece_arrays(spec)
+        args = (U64(spec.bits - 1), U64(spec.low_bits), widths, shifts)
+        for spread in (0.01, 0.02):
+            words = _as_layout_words(spread * rng.standard_normal(384), layout)
+            segments = FC.encode_chunk(words, 0, words.size, *args, floats.eg.MAX_ORDER)
+            assert bytes(segments) == b"".join(bytes(p) for p in floats._encode_pieces(words, 0, words.size, spec))
+            assert segments[0] == floats.EXP_GOLOMB, (layout, spread)
+            out = np.zeros_like(words)
+            heads = out if out.dtype == np.uint16 else np.empty(0, np.uint16)
+            assert FC.decode_chunk(segments, out, heads, 0, words.size, *args, *EG_ARGS)
+            np.testing.assert_array_equal(out, words)
+
+
+@pytest.mark.small
+def test_one_call_exp_golomb_segments_are_checked_as_the_long_way_checks_them():
+    """A segment that ends early, has a byte after its codewords, or decodes to a value beyond the
+    piece's width is declined (the long way then names the error); a good one decodes."""
+    from bslz.codec import expgolomb as eg
+
+    tables, piece = eg.decode_tables(), np.zeros(5, np.uint16)
+    mapped = np.array([0, 1, 2, 7, 3], np.uint64)  # se(v - 4): 4, 5, 3, 8, 6
+    payload, _ = eg.encode(mapped, 1)
+    assert FC._exp_golomb_segment(payload, 1, 4, 15, tables, piece)
+    assert piece.tolist() == [4, 5, 3, 8, 6]
+    assert not FC._exp_golomb_segment(payload[:-1], 1, 4, 15, tables, piece)
+    assert not FC._exp_golomb_segment(np.append(payload, np.uint8(0)), 1, 4, 15, tables, piece)
+    assert not FC._exp_golomb_segment(payload, 1, 4, 7, tables, piece)  # 8 > 7
+    assert not FC._exp_golomb_segment(payload, 1, 0, 15, tables, piece)  # 0 - 1 < 0
 
 
 @pytest.mark.parametrize("dtype,layout", [(np.float16, "float16"), (np.float32, "float32"), (np.float64, "float64")])
@@ -381,3 +426,22 @@ def test_rans_never_beats_the_bound_that_lets_a_segment_skip_it(seed, n, width):
     values = np.minimum(rng.geometric(rng.uniform(0.05, 0.9), n) - 1, (1 << width) - 1).astype(np.uint16)
     _, _, _, entropy, distinct = FK.segment_costs(histogram(values), width, eg.MAX_ORDER)
     assert (entropy + distinct + 5) / 8 <= len(encode_rans(values)) + 1e-9
+
+
+@pytest.mark.small
+def test_one_call_chunk_encoding_codes_rans_segments_too():
+    """A head peaked on a few values is rANS-coded, in the kernel too, byte for byte the long way's;
+    the one-call decoder leaves such a chunk to the long way, which decodes it."""
+    spec = floats.LAYOUTS["bfloat16"]
+    rng = np.random.default_rng(12)
+    for n in (384, 5000):
+        heads = rng.choice([3, 9, 200], n, p=[0.9, 0.05, 0.05]).astype(np.uint16)
+        words = (heads << spec.low_bits) | rng.integers(0, 1 << spec.low_bits, n).astype(np.uint16)
+        widths, shifts = floats._piece_arrays(spec)
+        args = (U64(spec.bits - 1), U64(spec.low_bits), widths, shifts)
+        fast = FC.encode_chunk(words, 0, n, *args, floats.eg.MAX_ORDER)
+        assert fast[0] == floats.RANS
+        assert bytes(fast) == b"".join(bytes(part) for part in floats._encode_pieces(words, 0, n, spec))
+        assert not FC.decode_chunk(fast, np.zeros_like(words), np.zeros(n, np.uint16), 0, n, *args, *EG_ARGS)
+        encoded = floats.encode_floats(words, "bfloat16")
+        np.testing.assert_array_equal(floats.decode_floats(encoded), words)

@@ -1,20 +1,20 @@
-"""One kernel call per float chunk, for the segments that weights almost always have.
+"""One kernel call per float chunk.
 
 Decoding or encoding a chunk from Python took a dozen kernel calls and as many numpy ones, each
 releasing and taking back the GIL: threads coding chunks side by side waited on each other for it
-(16 threads decoded MiniLM bf16's embedding 1.5x faster than one; with one call a chunk, 4x). These
-kernels do the common case in one call and leave everything else to the Python path in `floats`,
-which they match byte for byte (encoding) or which names the error (decoding):
-
-    head: Huffman or constant (decoding), Huffman, raw or constant (encoding)
-    tail pieces: Huffman, raw or constant
-
-A chunk whose best coding needs exp-Golomb or rANS, or any inconsistent chunk, goes the long way.
+(16 threads decoded MiniLM bf16's embedding 1.5x faster than one; with one call a chunk, 4x), and a
+small tensor's chunk cost ~0.5 ms (MiniLM's 65 norm and bias vectors: a third of a lossless
+compression of the bf16 file). These kernels match the Python path in `floats` byte for byte
+(encoding: every method, as `floats.encode_segment` picks it) or leave it to name the error
+(decoding: Huffman, exp-Golomb and constant pieces and raw tail pieces; a chunk holding a rANS
+segment, which weights' chunks do not, or any inconsistent chunk, is decoded the long way).
 """
 
 import numpy as np
 
-from bslz.codec._bits import big_endian_bytes
+from bslz.codec._bits import big_endian_bytes, big_endian_words
+from bslz.codec._expgolomb_decode import STATUS_OK, decode_range
+from bslz.codec._expgolomb_kernels import encode_range, stream_length
 from bslz.codec._float_kernels import (
     _tail_bits,
     head_piece,
@@ -25,11 +25,14 @@ from bslz.codec._float_kernels import (
     pack_bytes,
     segment_costs,
     tail_piece,
+    unzigzag_around,
+    zigzag_around,
 )
 from bslz.codec._huffman_kernels import MAX_ALPHABET
 from bslz.codec._huffman_segment import SEGMENT_OK, code_for, decode_segment, encode_segment, min_segment_bytes
 from bslz.codec._jit import njit, njit_inline
-from bslz.codec._rans_table import histogram
+from bslz.codec._rans_kernels import NUM_STATES, SCALE, coding_table, encode_states
+from bslz.codec._rans_table import best_table_order, histogram, quantize_counts, write_header
 
 U64 = np.uint64
 
@@ -41,13 +44,13 @@ RANS_MIN_GAIN_OVER_HUFFMAN = 32
 
 
 @njit
-def decode_chunk(data, words, heads, lo, hi, sign_pos, low_bits, widths, shifts):
+def decode_chunk(data, words, heads, lo, hi, sign_pos, low_bits, widths, shifts, eg_tables, max_order):
     """Decode one chunk's segments (`data`) into words[lo:hi] (zeroed) in one call, when each is
-    Huffman, constant or (tail pieces) raw: widths[p] bits at shifts[p] (-1: the head). `heads` is
-    `words` when they are uint16 (the head is decoded straight into them), else an empty uint16
-    array. Returns False, perhaps having written some words, for any other method or any
-    inconsistency: the caller then zeroes the words and decodes the chunk piece by piece, which
-    names the error."""
+    Huffman, exp-Golomb, constant or (tail pieces) raw: widths[p] bits at shifts[p] (-1: the head).
+    `heads` is `words` when they are uint16 (the head is decoded straight into them), else an
+    empty uint16 array; `eg_tables`: `expgolomb.decode_tables()`, orders up to `max_order`.
+    Returns False, perhaps having written some words, for any other method or any inconsistency:
+    the caller then zeroes the words and decodes the chunk piece by piece, which names the error."""
     n = hi - lo
     chunk = words[lo:hi]
     info = np.zeros(2, dtype=np.int64)
@@ -85,6 +88,14 @@ def decode_chunk(data, words, heads, lo, hi, sign_pos, low_bits, widths, shifts)
                 merge_head(words, lo, hi, low_bits, piece)
             else:
                 merge_tail(words, lo, hi, sign_pos, low_bits, U64(shifts[p]), piece)
+        elif method == EXP_GOLOMB:
+            piece = np.empty(n, dtype=np.uint16)
+            if k > max_order or center > limit or not _exp_golomb_segment(payload, k, center, limit, eg_tables, piece):
+                return False
+            if p == 0:
+                merge_head(words, lo, hi, low_bits, piece)
+            else:
+                merge_tail(words, lo, hi, sign_pos, low_bits, U64(shifts[p]), piece)
         elif p > 0 and method == RAW:
             if nbytes != (n * width + 7) // 8:
                 return False
@@ -100,9 +111,7 @@ def decode_chunk(data, words, heads, lo, hi, sign_pos, low_bits, widths, shifts)
 @njit
 def encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, max_order):
     """The segments of words[lo:hi] (uint8 array, its size the bytes used), exactly as
-    `floats.encode_segment` codes each piece (widths[p] bits, at shifts[p]; -1: the head), or an
-    empty array when a piece's coding would be exp-Golomb or might be rANS: the caller codes the
-    chunk the long way."""
+    `floats.encode_segment` codes each piece (widths[p] bits, at shifts[p]; -1: the head)."""
     n = hi - lo
     bound = 0
     for p in range(widths.size):
@@ -134,14 +143,23 @@ def encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, max_order):
             if coded.size:
                 limit = coded.size - coded.size // RANS_MIN_GAIN_OVER_HUFFMAN
         if (entropy_bits + distinct + 5) / 8 < limit:
-            return np.zeros(0, dtype=np.uint8)  # rANS may be smaller still: the long way
+            rans = _rans_segment(piece, hist[: 1 << width], limit)
+            if rans.size:
+                _put_segment_header(out, pos, RANS, 0, 0, rans.size)
+                out[pos + SEGMENT_HEADER_BYTES : pos + SEGMENT_HEADER_BYTES + rans.size] = rans
+                pos += SEGMENT_HEADER_BYTES + rans.size
+                continue
         if coded.size:
             _put_segment_header(out, pos, HUFFMAN, 0, 0, coded.size)
             out[pos + SEGMENT_HEADER_BYTES : pos + SEGMENT_HEADER_BYTES + coded.size] = coded
             pos += SEGMENT_HEADER_BYTES + coded.size
             continue
         if eg_size < raw_size:
-            return np.zeros(0, dtype=np.uint8)  # exp-Golomb: the long way
+            coded = _exp_golomb_bytes(piece, center, k)
+            _put_segment_header(out, pos, EXP_GOLOMB, k, center, coded.size)
+            out[pos + SEGMENT_HEADER_BYTES : pos + SEGMENT_HEADER_BYTES + coded.size] = coded
+            pos += SEGMENT_HEADER_BYTES + coded.size
+            continue
         _put_segment_header(out, pos, RAW, 0, 0, raw_size)
         pos += SEGMENT_HEADER_BYTES
         out[pos : pos + raw_size] = 0  # the packers OR bits in
@@ -173,6 +191,74 @@ def _huffman_segment(values, hist, limit):
         return np.zeros(0, dtype=np.uint8)
     coded = encode_segment(values, lengths, header)
     return coded if coded.size < limit else np.zeros(0, dtype=np.uint8)
+
+
+@njit
+def _rans_segment(values, hist, limit):
+    """`rans.encode_rans(values, rans_table(hist))` if it is shorter than `limit` (tried only when
+    the table's lower bound, `RansTable.min_bytes`, is), else an empty array; `hist` has two
+    distinct values or more."""
+    max_symbol = 0
+    for s in range(hist.size):
+        if hist[s] > 0:
+            max_symbol = s
+    freqs = np.zeros(max_symbol + 1, dtype=np.uint32)
+    ideal = quantize_counts(hist[: max_symbol + 1], SCALE, freqs)
+    k, bits = best_table_order(freqs, max_symbol)
+    words = np.zeros((np.int64(bits) + 30) // 64 + 2, dtype=np.uint64)
+    header_bytes = (np.int64(write_header(freqs, max_symbol, True, k, words)) + 7) // 8
+    if header_bytes + ideal / 8 >= limit:
+        return np.zeros(0, dtype=np.uint8)
+    starts = np.zeros(max_symbol + 1, dtype=np.uint32)
+    for s in range(1, max_symbol + 1):
+        starts[s] = starts[s - 1] + freqs[s - 1]
+    coding = np.zeros((max_symbol + 1, 4), dtype=np.uint64)
+    coding_table(freqs, starts, coding)
+    states = np.empty(values.size + 2 * NUM_STATES, dtype=np.uint32)
+    first = encode_states(values, coding, states)
+    size = header_bytes + 4 * (states.size - first)
+    if size >= limit:
+        return np.zeros(0, dtype=np.uint8)
+    coded = np.empty(size, dtype=np.uint8)
+    coded[:header_bytes] = big_endian_bytes(words, header_bytes)
+    for i in range(states.size - first):  # the words little-endian, as `encode_rans` writes them
+        word = states[first + i]
+        for b in range(4):
+            coded[header_bytes + 4 * i + b] = (word >> np.uint32(8 * b)) & np.uint32(0xFF)
+    return coded
+
+
+@njit
+def _exp_golomb_bytes(values, center, k):
+    """`expgolomb.encode` of the se(v - center) mappings of the values, order k: its bytes."""
+    mapped = np.empty(values.size, dtype=np.uint64)
+    zigzag_around(values, center, mapped)
+    orders = np.full(1, k, dtype=np.uint8)
+    block = max(values.size, 1)
+    nbits = stream_length(mapped, 0, values.size, orders, block)
+    words = np.zeros(nbits // U64(64) + U64(1), dtype=np.uint64)
+    encode_range(mapped, 0, values.size, orders, block, words, 0)
+    return big_endian_bytes(words, (nbits + U64(7)) // U64(8))
+
+
+@njit
+def _exp_golomb_segment(payload, k, center, limit, tables, piece):
+    """Decode an exp-Golomb segment (order k, around `center`) into `piece`, as `floats` checks it:
+    False if it ends early, holds a codeword too long, has bytes after its codewords, or a value
+    outside 0..limit."""
+    n = piece.size
+    nbits = U64(8 * payload.size)
+    if n > 8 * payload.size:  # every codeword has at least one bit
+        return False
+    mapped = np.empty(n, dtype=np.uint64)
+    orders = np.full(1, k, dtype=np.uint8)
+    words = big_endian_words(payload, payload.size)
+    status, _ = decode_range(words, U64(0), nbits, orders, max(n, 1), mapped, 0, n, tables, ~U64(0))
+    if status != STATUS_OK:
+        return False
+    if (stream_length(mapped, 0, n, orders, max(n, 1)) + U64(7)) // U64(8) != U64(payload.size):
+        return False
+    return unzigzag_around(mapped, center, limit, piece)
 
 
 @njit

@@ -17,8 +17,8 @@ Layout of an encoded tensor (all integers little-endian):
     chunk table: (num_chunks + 1) x u64 byte offsets of each chunk, relative to the end of the table
     per chunk, per piece, a segment: method u8 | k u8 | center u16 | nbytes u32 | nbytes of payload
 
-A chunk is coded and decoded in one kernel call (`_float_chunks`) when its segments are Huffman,
-raw or constant, as weights' almost always are; others go a segment at a time from here.
+A chunk is coded in one kernel call (`_float_chunks`), and decoded in one when it holds no rANS
+segment, as weights' chunks do not; the others go a segment at a time from here.
 """
 
 import dataclasses
@@ -200,9 +200,7 @@ def _encode_chunk(words, lo, hi, layout):
     if ENTROPY_MIN_GAIN == FC.ENTROPY_MIN_GAIN and RANS_MIN_GAIN_OVER_HUFFMAN == FC.RANS_MIN_GAIN_OVER_HUFFMAN:
         widths, shifts = _piece_arrays(layout)
         sign_pos, low_bits = U64(layout.bits - 1), U64(layout.low_bits)
-        segments = FC.encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, eg.MAX_ORDER)
-        if segments.size:  # the common case in one call
-            return [segments]
+        return [FC.encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, eg.MAX_ORDER)]
     return _encode_pieces(words, lo, hi, layout)
 
 
@@ -293,11 +291,12 @@ def decode_floats(encoded, out=None, *, workers=None):
     widths, shifts = _piece_arrays(layout)
     sign_pos, low_bits = U64(layout.bits - 1), U64(layout.low_bits)
     heads = out if out.dtype == np.uint16 else np.empty(0, dtype=np.uint16)  # see FC.decode_chunk
+    eg_tables = eg.decode_tables()
 
     def decode_chunk(c):
         lo, hi = c * chunk_size, min(count, (c + 1) * chunk_size)
         data = body[int(offsets[c]) : int(offsets[c + 1])]
-        if not FC.decode_chunk(data, out, heads, lo, hi, sign_pos, low_bits, widths, shifts):
+        if not FC.decode_chunk(data, out, heads, lo, hi, sign_pos, low_bits, widths, shifts, eg_tables, eg.MAX_ORDER):
             out[lo:hi] = 0  # the long way, which raises for a bad chunk
             _decode_chunk(data, out, lo, hi, layout)
 
