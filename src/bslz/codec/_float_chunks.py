@@ -206,7 +206,7 @@ def _rans_segment(values, hist, limit):
     ideal = quantize_counts(hist[: max_symbol + 1], SCALE, freqs)
     k, bits = best_table_order(freqs, max_symbol)
     words = np.zeros((np.int64(bits) + 30) // 64 + 2, dtype=np.uint64)
-    header_bytes = (np.int64(write_header(freqs, max_symbol, True, k, words)) + 7) // 8
+    header_bytes = np.int64((np.int64(write_header(freqs, max_symbol, True, k, words)) + 7) // 8)
     if header_bytes + ideal / 8 >= limit:
         return np.zeros(0, dtype=np.uint8)
     starts = np.zeros(max_symbol + 1, dtype=np.uint32)
@@ -216,7 +216,7 @@ def _rans_segment(values, hist, limit):
     coding_table(freqs, starts, coding)
     states = np.empty(values.size + 2 * NUM_STATES, dtype=np.uint32)
     first = encode_states(values, coding, states)
-    size = header_bytes + 4 * (states.size - first)
+    size = np.int64(header_bytes + 4 * (states.size - np.int64(first)))
     if size >= limit:
         return np.zeros(0, dtype=np.uint8)
     coded = np.empty(size, dtype=np.uint8)
