@@ -394,3 +394,34 @@ def test_symbols_and_their_squared_error_piece_by_piece(size):
     symbols = dq.quantize_dq_symbols(x, 0.003, block=1024)
     assert np.array_equal(symbols, signed_to_unsigned(k, narrow=True)) and symbols.dtype == np.uint32
     assert dq.squared_error_dq(x, symbols, 0.003, block=1024, piece_blocks=2) == whole
+
+
+@pytest.mark.small
+@given(
+    x=hnp.arrays(np.float32, st.integers(0, 9000), elements=st.floats(-4, 4, width=32)),
+    step=st.sampled_from([0.37, 1e-3, 3e-5]),
+    block=st.sampled_from([1, 7, 4096]),
+)
+def test_search_with_its_reconstruction_measured(x, step, block):
+    """The search's measured last pass: the symbols of `quantize_dq_symbols`, the bf16 words of the
+    decoder (level 0 as +0), and the sums of `moments_and_noise` over the values and the words
+    widened, to rounding (summed block by block, in block order)."""
+    from bslz.codec.quantize import moments_and_noise
+    from bslz.formats.dtypes import lookup, to_float32
+
+    symbols, words, *sums = dq.quantize_dq_symbols_to_bfloat16(x, step, block)
+    np.testing.assert_array_equal(symbols, dq.quantize_dq_symbols(x, step, block))
+    np.testing.assert_array_equal(words, dq.dequantize_dq_symbols_to_bfloat16(symbols, step, block))
+    assert sums == pytest.approx(moments_and_noise(x, to_float32(words, lookup("BF16"))), rel=1e-12, abs=1e-300)
+
+
+def test_measured_search_sums_do_not_depend_on_the_threads(monkeypatch):
+    """Each block's sums are taken in order and added in block order: one thread or two, the same
+    bits."""
+    x = np.random.default_rng(4).laplace(0, 0.05, 300_000).astype(np.float32)
+    runs = []
+    for workers in (1, 2):
+        monkeypatch.setattr(dq, "default_workers", lambda workers=workers: workers)
+        runs.append(dq.quantize_dq_symbols_to_bfloat16(x, 2e-3, 4096))
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    assert runs[0][2:] == runs[1][2:]

@@ -5,9 +5,11 @@ see `dq.quantize_dq`.
 
 import numpy as np
 
+from bslz.codec._bits import bfloat16_bits
 from bslz.codec._dq_acs import make_add_compare_select
 from bslz.codec._dq_machine import NUM_STATES, QUANTIZER, TRANSITIONS
 from bslz.codec._jit import njit, njit_inline
+from bslz.codec.quantize import moments_and_noise_kernel
 
 _INF = 1e30  # the cost of a state not reached yet (float32)
 
@@ -147,6 +149,23 @@ def _trace_back(decisions, trace, s, warm_up):
     return redone
 
 
+# values reconstructed at a time: their float32 scratch stays in L1
+RECONSTRUCT_PIECE = 4096
+
+
+@njit
+def _round_and_measure(values, scratch, decoded, sums):
+    """decoded[i] = scratch[i] (float32) rounded to bfloat16 as `from_float32` rounds it, and
+    sums[:3] += (sum |x|, sum x^2, sum (x - x_hat)^2) of the values and the decoded words widened
+    (scratch is overwritten with them)."""
+    bits = scratch.view(np.uint32)
+    for i in range(scratch.size):
+        decoded[i] = bfloat16_bits(bits[i])
+    for i in range(scratch.size):
+        bits[i] = np.uint32(decoded[i]) << np.uint32(16)
+    sums[0], sums[1], sums[2] = moments_and_noise_kernel(values, scratch, sums[0], sums[1], sums[2])
+
+
 def _make_search(real):
     """quantize_blocks(x, step, block, out, b_lo, b_hi, as_symbols) with the candidates and their
     errors computed in `real` arithmetic from c = v / step:
@@ -215,27 +234,43 @@ def _make_search(real):
             errors[4 * i + 3] = np.float32(e_low if odd else e_high)
 
     @njit
-    def indices(x, step, trace, out, as_symbols):
+    def indices(x, step, trace, out, as_symbols, decoded, sums, scratch):
         """out[i]: the index of value i on the traced path (trace[i]: its quantizer and parity), or
         its se(v) mapping if `as_symbols` (here, not in a pass of its own: 0.3 ns a value less).
 
         The path's quantizer picks its lower candidate, and the index's parity picks it or the next
         one. Float arithmetic, converted once at the end (a value is at most 2**31 - 1,
         `dq._check`): the loop vectorizes, where int64 candidates did not (3.2 -> 1.5 ns a value
-        in float64, one thread)."""
+        in float64, one thread).
+
+        With `decoded` (uint16, one a value; empty: none), also the bfloat16 words the decoder
+        makes of the indices (level 2k - q sgn k times the step in float64, rounded to float32,
+        then to bfloat16), and sums[:3] += (sum |x|, sum x^2, sum (x - x_hat)^2) in order, x_hat
+        the decoded values: the reconstruction and its measure in the search's last pass, a piece
+        at a time through `scratch` (float32, RECONSTRUCT_PIECE), where a pass of their own took
+        3.5 ns a value."""
         scale = scale_of(step)
-        for i in range(x.size):
-            c = scaled(x[i], scale)
-            q1 = (trace[i] >> 4) & 1
-            parity = real((trace[i] >> 3) & 1)
-            low = lower_candidate(c, 1) if q1 else lower_candidate(c, 0)
-            low_parity = low - two * np.floor(low * half)  # 0 or 1, negative lows too
-            chosen = low + (one if low_parity != parity else zero)
-            k = -chosen if (q1 and c < zero) else chosen  # quantizer 1's candidates are signed like c
-            out[i] = np.int32((two * k - one if k > zero else -two * k) if as_symbols else k)
+        measuring = decoded.size > 0
+        for lo in range(0, x.size, RECONSTRUCT_PIECE):
+            hi = min(x.size, lo + RECONSTRUCT_PIECE)
+            for i in range(lo, hi):
+                c = scaled(x[i], scale)
+                q1 = (trace[i] >> 4) & 1
+                parity = real((trace[i] >> 3) & 1)
+                low = lower_candidate(c, 1) if q1 else lower_candidate(c, 0)
+                low_parity = low - two * np.floor(low * half)  # 0 or 1, negative lows too
+                chosen = low + (one if low_parity != parity else zero)
+                k = -chosen if (q1 and c < zero) else chosen  # quantizer 1's candidates are signed like c
+                out[i] = np.int32((two * k - one if k > zero else -two * k) if as_symbols else k)
+                if measuring:
+                    sign = (one if k > zero else zero) - (one if k < zero else zero)
+                    level = two * k - real(q1) * sign + zero  # + 0: level 0 is +0, as the decoder's integer
+                    scratch[i - lo] = np.float64(level) * step
+            if measuring:
+                _round_and_measure(x[lo:hi], scratch[: hi - lo], decoded[lo:hi], sums)
 
     @njit
-    def search_blocks(x, lo, n, chains, step, out, decisions, trace, errors, costs, as_symbols):
+    def search_blocks(x, lo, n, chains, step, out, decisions, trace, errors, costs, as_symbols, measured):
         """Viterbi search over `chains` (1, 2 or 4) blocks of n values in lockstep, block c being
         x[lo + c n : lo + (c + 1) n]; writes their indices to out (same positions).
 
@@ -246,7 +281,8 @@ def _make_search(real):
         (`_trace_back`: trace[i], the TRACE entry of each step back), then the indices
         (`indices`), no chain left. Each step of a chain waits ~10 cycles for the last: the
         chains hide each other's wait. decisions: room for chains * n; errors: (CHAINS,
-        _SUB_BLOCK, 4); costs: 8 CHAINS."""
+        _SUB_BLOCK, 4); costs: 8 CHAINS; measured: (decoded, block sums, first block, scratch),
+        see `indices` (block c's sums at block_sums[first block + c])."""
         costs[:] = _INF
         for c in range(chains):
             costs[NUM_STATES * c] = 0.0
@@ -265,13 +301,20 @@ def _make_search(real):
             block = slice(lo + c * n, lo + (c + 1) * n)
             end = _best_end_state(costs, NUM_STATES * c)
             _trace_back(decisions[c * n : (c + 1) * n], trace[:n], end, TRACE_WARM_UP)
-            indices(x[block], step, trace[:n], out[block], as_symbols)
+            decoded, block_sums, b0, scratch = measured
+            if decoded.size:
+                indices(x[block], step, trace[:n], out[block], as_symbols, decoded[block], block_sums[b0 + c], scratch)
+            else:
+                indices(x[block], step, trace[:n], out[block], as_symbols, decoded, block_sums[0], scratch)
 
     @njit
-    def quantize_blocks(x, step, block, out, b_lo, b_hi, as_symbols=False):
+    def quantize_blocks(x, step, block, out, b_lo, b_hi, as_symbols, decoded, block_sums):
         """Blocks b_lo..b_hi of x, four (or two) full blocks at a time while there are as many;
         out: int32, the indices, or their se(v) mappings if `as_symbols` (below 2**31 for indices
-        within ±2**30)."""
+        within ±2**30). With `decoded` (uint16, as long as x; empty: none), also the bfloat16
+        words of the reconstruction, and each block's (sum |x|, sum x^2, sum (x - x_hat)^2) in
+        block_sums[b] (see `indices`)."""
+        scratch = np.empty(RECONSTRUCT_PIECE if decoded.size else 0, dtype=np.float32)
         decisions = np.empty(CHAINS * block, dtype=np.uint8)
         trace = np.empty(block, dtype=np.uint8)
         errors = np.zeros((CHAINS, _SUB_BLOCK, 4), dtype=np.float32)
@@ -282,7 +325,8 @@ def _make_search(real):
             n = min(x.size, lo + block) - lo
             whole = 0 if n < block else min(b_hi - b, (x.size - lo) // block)  # full blocks from here on
             chains = 4 if whole >= 4 else (2 if whole >= 2 else 1)
-            search_blocks(x, lo, n, chains, step, out, decisions, trace, errors, costs, as_symbols)
+            measured = (decoded, block_sums, b, scratch)
+            search_blocks(x, lo, n, chains, step, out, decisions, trace, errors, costs, as_symbols, measured)
             b += chains
 
     return quantize_blocks

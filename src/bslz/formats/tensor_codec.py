@@ -26,6 +26,7 @@ from bslz.codec.dq import (
     dequantize_dq_symbols_to_bfloat16,
     measured_dequantize_dq_symbols_to_bfloat16,
     quantize_dq_symbols,
+    quantize_dq_symbols_to_bfloat16,
 )
 from bslz.codec.expgolomb import MAX_VALUE, signed_to_unsigned, unsigned_to_signed
 from bslz.codec.gg import fit_from_sums, fit_generalized_gaussian
@@ -153,7 +154,9 @@ def encode_quantized(
     if reconstruction != "dq" or symbols is None:
         reconstructed = plan = None  # only the reconstruction and plan of the symbols given are theirs
     if reconstruction == "dq":  # indices within ±2**30: their se(v) symbols fit uint32
-        symbols = quantize_dq_symbols(values, step) if symbols is None else symbols.reshape(-1)
+        if symbols is None:
+            symbols, reconstructed = quantize_dq(values, step, dtype.name)
+        symbols = symbols.reshape(-1)
         fields = _dq_fields(step)
         fields["gg"] = None  # informative (`bslz info` shows nu): fitted from the reconstruction pass's sums
     else:
@@ -184,6 +187,16 @@ def encode_quantized(
         gg = fit_from_sums(values.size, sum_abs, signal)  # an empty tensor: the same error as fitting it
         fields["gg"] = [float(v) for v in (gg or fit_generalized_gaussian(values))]
     return fields, payload, decoded, signal, noise
+
+
+def quantize_dq(values, step, dtype_name):
+    """(symbols, reconstruction): `quantize_dq_symbols(values, step)`, and for bfloat16 tensors what
+    `reconstruct_dq` gives for them, made in the search's last pass
+    (`quantize_dq_symbols_to_bfloat16`); None for other dtypes (measured after)."""
+    if dtype_name != "BF16":
+        return quantize_dq_symbols(values, step), None
+    symbols, words, sum_abs, signal, noise = quantize_dq_symbols_to_bfloat16(values, step, DQ_BLOCK)
+    return symbols, (words.view(np.uint8), signal, noise, sum_abs)
 
 
 def reconstruct_dq(symbols, step, dtype_name, values):
