@@ -157,12 +157,16 @@ def test_decoding_to_bfloat16_is_the_float32_values_rounded(k, step, block):
         dq.dequantize_dq_symbols_to_bfloat16(symbols, step, block, out=np.zeros(k.size + 1, np.uint16))
 
 
-@pytest.mark.small
-@given(
+# values, steps and blocks for the passes that reconstruct to bfloat16 and measure it
+MEASURED_CASES = dict(
     x=hnp.arrays(np.float32, st.integers(0, 9000), elements=st.floats(-4, 4, width=32)),
     step=st.sampled_from([0.37, 1e-3, 3e-5]),
     block=st.sampled_from([1, 7, 4096]),
 )
+
+
+@pytest.mark.small
+@given(**MEASURED_CASES)
 def test_measured_bfloat16_decoding_gives_the_sums_of_the_values_and_their_reconstruction(x, step, block):
     """The reconstruct-and-measure pass: the bf16 words of the decoder, and the sums
     `moments_and_noise` takes of the values and the words widened, to the last bit."""
@@ -397,11 +401,7 @@ def test_symbols_and_their_squared_error_piece_by_piece(size):
 
 
 @pytest.mark.small
-@given(
-    x=hnp.arrays(np.float32, st.integers(0, 9000), elements=st.floats(-4, 4, width=32)),
-    step=st.sampled_from([0.37, 1e-3, 3e-5]),
-    block=st.sampled_from([1, 7, 4096]),
-)
+@given(**MEASURED_CASES)
 def test_search_with_its_reconstruction_measured(x, step, block):
     """The search's measured last pass: the symbols of `quantize_dq_symbols`, the bf16 words of the
     decoder (level 0 as +0), and the sums of `moments_and_noise` over the values and the words
