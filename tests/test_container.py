@@ -576,3 +576,15 @@ def test_bfloat16_widening_is_the_shift_of_every_pattern(size):
     wide = to_float32(words, lookup("BF16"))
     assert wide.dtype == np.float32 and wide.shape == words.shape
     assert np.array_equal(wide.view(np.uint32), words.astype(np.uint32) << 16)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_checksums_taken_in_pieces_side_by_side_are_zlibs(monkeypatch, workers):
+    """A large tensor's CRC-32 is taken in pieces on several threads and combined: zlib's value,
+    whatever the number of threads and however the pieces fall."""
+    monkeypatch.setattr(tensor_codec, "default_workers", lambda: workers)
+    piece = tensor_codec.CRC_PIECE_BYTES
+    for n in (0, 1, 2 * piece - 1, 2 * piece, 3 * piece + 17):
+        data = np.random.default_rng(n).integers(0, 256, n, dtype=np.uint8)
+        assert tensor_codec.crc32(data) == zlib.crc32(data.tobytes())
+        assert tensor_codec.crc32(data[n // 2 :]) == zlib.crc32(data[n // 2 :].tobytes())  # an offset view
