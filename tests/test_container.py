@@ -588,3 +588,20 @@ def test_checksums_taken_in_pieces_side_by_side_are_zlibs(monkeypatch, workers):
         data = np.random.default_rng(n).integers(0, 256, n, dtype=np.uint8)
         assert tensor_codec.crc32(data) == zlib.crc32(data.tobytes())
         assert tensor_codec.crc32(data[n // 2 :]) == zlib.crc32(data[n // 2 :].tobytes())  # an offset view
+
+
+def test_large_payloads_read_in_pieces_side_by_side(monkeypatch, tmp_path):
+    """A payload of several READ_PIECE_BYTES is read in pieces on two threads: the same bytes; a
+    file cut short after it was opened still gives a clear TruncatedError."""
+    from bslz.formats import container
+
+    monkeypatch.setattr(container, "default_workers", lambda: 2)
+    data = np.random.default_rng(0).integers(0, 256, 2 * container.READ_PIECE_BYTES + 999, dtype=np.uint8)
+    path = tmp_path / "big.bslz"
+    bslz.numpy.save_file({"noise": data}, path)
+    reader = ContainerReader(path)
+    np.testing.assert_array_equal(reader.decode_raw("noise"), data)
+    os.truncate(path, os.path.getsize(path) - 10)
+    with pytest.raises(TruncatedError):
+        reader.payload(reader.entry("noise"))
+    reader.close()

@@ -15,10 +15,11 @@ import threading
 import numpy as np
 
 from bslz import __version__
+from bslz.codec._parallel import default_workers, parallel_map, split_range
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError, UnsupportedVersionError
 from bslz.formats.dtypes import lookup
 from bslz.formats.json_object import parse_json_object
-from bslz.formats.tensor_codec import CODINGS, crc32, decode_tensor
+from bslz.formats.tensor_codec import CODINGS, CRC_PIECE_BYTES, crc32, decode_tensor
 
 MAGIC = b"\x89BSLZ\r\n\x1a"
 FORMAT_MAJOR = 1
@@ -27,6 +28,7 @@ PREFIX = struct.Struct("<8sHHIQ")
 ALIGN = 64
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_DECODED_BYTES = 16 * 1024**3  # per tensor; adjustable for bigger models
+READ_PIECE_BYTES = CRC_PIECE_BYTES  # a payload is read in pieces of at least this, side by side
 _ENTRY_KEYS = {"name", "dtype", "shape", "offset", "length", "crc32", "decoded_crc32", "coding"}
 
 
@@ -234,12 +236,19 @@ class ContainerReader:
                 self._fd = os.open(self.path, os.O_RDONLY)
             fd = self._fd
         out = np.empty(entry["length"], dtype=np.uint8)
-        view, pos, start = memoryview(out), 0, self.data_start + entry["offset"]
-        while pos < out.size:
-            n = os.preadv(fd, [view[pos:]], start + pos)
-            if n == 0:
-                raise TruncatedError(f"{self.path}: file ends inside tensor {entry['name']!r}")
-            pos += n
+        view, start = memoryview(out), self.data_start + entry["offset"]
+
+        def read(bounds):
+            pos, end = bounds
+            while pos < end:
+                n = os.preadv(fd, [view[pos:end]], start + pos)
+                if n == 0:
+                    raise TruncatedError(f"{self.path}: file ends inside tensor {entry['name']!r}")
+                pos += n
+
+        # a large payload in pieces side by side (a copy from the page cache on one thread left the
+        # other cores idle), as its checksum is taken
+        parallel_map(read, split_range(out.size, max(1, min(default_workers(), out.size // READ_PIECE_BYTES))))
         return out
 
     def decode_raw(self, name, *, check_decoded=True):
