@@ -586,8 +586,9 @@ def test_checksums_taken_in_pieces_side_by_side_are_zlibs(monkeypatch, workers):
     piece = tensor_codec.CRC_PIECE_BYTES
     for n in (0, 1, 2 * piece - 1, 2 * piece, 3 * piece + 17):
         data = np.random.default_rng(n).integers(0, 256, n, dtype=np.uint8)
-        assert tensor_codec.crc32(data) == zlib.crc32(data.tobytes())
-        assert tensor_codec.crc32(data[n // 2 :]) == zlib.crc32(data[n // 2 :].tobytes())  # an offset view
+        for side_by_side in (False, True):
+            assert tensor_codec.crc32(data, side_by_side) == zlib.crc32(data.tobytes())
+            assert tensor_codec.crc32(data[n // 2 :], side_by_side) == zlib.crc32(data[n // 2 :].tobytes())
 
 
 def test_large_payloads_read_in_pieces_side_by_side(monkeypatch, tmp_path):

@@ -257,17 +257,19 @@ class ContainerReader:
         writer does so on another thread, overlapping the next tensor's decoding)."""
         e = self.entry(name)
         payload = self.payload(e)
-        if crc32(payload) != e["crc32"]:
+        if crc32(payload, side_by_side=True) != e["crc32"]:
             raise FormatError(f"{self.path}: tensor {name!r} payload fails its checksum (the file is corrupt)")
         raw = decode_tensor(e, payload, e["dtype"], e["numel"], e["nbytes"])
         if raw.size != e["nbytes"]:
             raise FormatError(f"{self.path}: tensor {name!r} decoded to {raw.size} bytes, expected {e['nbytes']}")
         if check_decoded:
-            self.check_decoded(name, raw)
+            self.check_decoded(name, raw, side_by_side=True)
         return raw
 
-    def check_decoded(self, name, raw):
-        if crc32(raw) != self.entry(name)["decoded_crc32"]:
+    def check_decoded(self, name, raw, side_by_side=False):
+        """Raise FormatError unless the decoded bytes match their checksum (`side_by_side`: see
+        `tensor_codec.crc32`)."""
+        if crc32(raw, side_by_side) != self.entry(name)["decoded_crc32"]:
             raise FormatError(f"{self.path}: tensor {name!r} decodes to bytes that fail their checksum")
 
     def close(self):
