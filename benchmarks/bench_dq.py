@@ -5,15 +5,24 @@
 Prints Mparam/s (best of 5, after a warm-up call so that no JIT compile is timed) of:
 - `quantize_dq` (the Viterbi search), on all cores;
 - `dequantize_dq_symbols` (the decoder: se(v) symbols to float32 values), on all cores;
+- for bfloat16 writing: the search with its reconstruction measured in its last pass
+  (`quantize_dq_symbols_to_bfloat16`) against the search and then a measuring pass
+  (`quantize_dq_symbols` + `measured_dequantize_dq_symbols_to_bfloat16`), interleaved;
 for 4M Laplacian values and for MiniLM's float tensors of at least 4096 elements (22.7M parameters),
 each at a step near 6 bits a parameter.
 """
 
 import numpy as np
 
-from bslz.codec.dq import dequantize_dq_symbols, quantize_dq
+from bslz.codec.dq import (
+    dequantize_dq_symbols,
+    measured_dequantize_dq_symbols_to_bfloat16,
+    quantize_dq,
+    quantize_dq_symbols,
+    quantize_dq_symbols_to_bfloat16,
+)
 from bslz.codec.expgolomb import signed_to_unsigned
-from timing import best_time
+from timing import best_time, best_times_interleaved
 
 
 def minilm_tensors():
@@ -45,5 +54,32 @@ def main():
         row("MiniLM f32, step = rms / 40", tensors, lambda t: float(np.sqrt(np.mean(t.astype(np.float64) ** 2))) / 40)
 
 
+def measured_rows(name, tensors, step_of):
+    """Mparam/s of the bfloat16 writer's search: measured in its last pass, or in a pass of its own."""
+    n = sum(t.size for t in tensors)
+    steps = [step_of(t) for t in tensors]
+
+    def fused():
+        for t, s in zip(tensors, steps):
+            quantize_dq_symbols_to_bfloat16(t, s)
+
+    def two_passes():
+        for t, s in zip(tensors, steps):
+            measured_dequantize_dq_symbols_to_bfloat16(quantize_dq_symbols(t, s), s, t)
+
+    fused(), two_passes()  # warm-up: no compile or cache load timed
+    t_fused, t_two = best_times_interleaved([fused, two_passes], 5)
+    print(f"| {name} | {n / 1e6:.1f} | {n / 1e6 / t_fused:.1f} | {n / 1e6 / t_two:.1f} |")
+
+
+def main_measured():
+    print()
+    print("| values | M params | search + bf16 reconstruction measured, one pass Mparam/s | two passes Mparam/s |")
+    print("|---|---|---|---|")
+    x = np.random.default_rng(0).laplace(0, 0.03, 4_000_000).astype(np.float32)
+    measured_rows("Laplacian, b = 0.03, step 1e-3", [x], lambda t: 1e-3)
+
+
 if __name__ == "__main__":
     main()
+    main_measured()
