@@ -5,11 +5,10 @@ see `dq.quantize_dq`.
 
 import numpy as np
 
-from bslz.codec._bits import bfloat16_bits
 from bslz.codec._dq_acs import make_add_compare_select
 from bslz.codec._dq_machine import NUM_STATES, QUANTIZER, TRANSITIONS
 from bslz.codec._jit import njit, njit_inline
-from bslz.codec.quantize import moments_and_noise_kernel
+from bslz.codec.quantize import BFLOAT16_PIECE, bfloat16_moments_and_noise, round_to_bfloat16
 
 _INF = 1e30  # the cost of a state not reached yet (float32)
 
@@ -149,23 +148,6 @@ def _trace_back(decisions, trace, s, warm_up):
     return redone
 
 
-# values reconstructed at a time: their float32 scratch stays in L1
-RECONSTRUCT_PIECE = 4096
-
-
-@njit
-def _round_and_measure(values, scratch, decoded, sums):
-    """decoded[i] = scratch[i] (float32) rounded to bfloat16 as `from_float32` rounds it, and
-    sums[:3] += (sum |x|, sum x^2, sum (x - x_hat)^2) of the values and the decoded words widened
-    (scratch is overwritten with them)."""
-    bits = scratch.view(np.uint32)
-    for i in range(scratch.size):
-        decoded[i] = bfloat16_bits(bits[i])
-    for i in range(scratch.size):
-        bits[i] = np.uint32(decoded[i]) << np.uint32(16)
-    sums[0], sums[1], sums[2] = moments_and_noise_kernel(values, scratch, sums[0], sums[1], sums[2])
-
-
 def _make_search(real):
     """quantize_blocks(x, step, block, out, b_lo, b_hi, as_symbols) with the candidates and their
     errors computed in `real` arithmetic from c = v / step:
@@ -247,12 +229,12 @@ def _make_search(real):
         makes of the indices (level 2k - q sgn k times the step in float64, rounded to float32,
         then to bfloat16), and sums[:3] += (sum |x|, sum x^2, sum (x - x_hat)^2) in order, x_hat
         the decoded values: the reconstruction and its measure in the search's last pass, a piece
-        at a time through `scratch` (float32, RECONSTRUCT_PIECE), where a pass of their own took
+        at a time through `scratch` (float32, BFLOAT16_PIECE), where a pass of their own took
         3.5 ns a value."""
         scale = scale_of(step)
         measuring = decoded.size > 0
-        for lo in range(0, x.size, RECONSTRUCT_PIECE):
-            hi = min(x.size, lo + RECONSTRUCT_PIECE)
+        for lo in range(0, x.size, BFLOAT16_PIECE):
+            hi = min(x.size, lo + BFLOAT16_PIECE)
             for i in range(lo, hi):
                 c = scaled(x[i], scale)
                 q1 = (trace[i] >> 4) & 1
@@ -267,7 +249,10 @@ def _make_search(real):
                     level = two * k - real(q1) * sign + zero  # + 0: level 0 is +0, as the decoder's integer
                     scratch[i - lo] = np.float64(level) * step
             if measuring:
-                _round_and_measure(x[lo:hi], scratch[: hi - lo], decoded[lo:hi], sums)
+                round_to_bfloat16(scratch, decoded[lo:hi])
+                sums[0], sums[1], sums[2] = bfloat16_moments_and_noise(
+                    x[lo:hi], decoded[lo:hi], scratch, sums[0], sums[1], sums[2]
+                )
 
     @njit
     def search_blocks(x, lo, n, chains, step, out, decisions, trace, errors, costs, as_symbols, measured):
@@ -297,11 +282,11 @@ def _make_search(real):
             else:
                 _add_compare_select(costs[:NUM_STATES], errors[:1], decisions, n, sub, m)
             _renormalize(costs, chains)
+        decoded, block_sums, b0, scratch = measured
         for c in range(chains):
             block = slice(lo + c * n, lo + (c + 1) * n)
             end = _best_end_state(costs, NUM_STATES * c)
             _trace_back(decisions[c * n : (c + 1) * n], trace[:n], end, TRACE_WARM_UP)
-            decoded, block_sums, b0, scratch = measured
             if decoded.size:
                 indices(x[block], step, trace[:n], out[block], as_symbols, decoded[block], block_sums[b0 + c], scratch)
             else:
@@ -314,7 +299,7 @@ def _make_search(real):
         within ±2**30). With `decoded` (uint16, as long as x; empty: none), also the bfloat16
         words of the reconstruction, and each block's (sum |x|, sum x^2, sum (x - x_hat)^2) in
         block_sums[b] (see `indices`)."""
-        scratch = np.empty(RECONSTRUCT_PIECE if decoded.size else 0, dtype=np.float32)
+        scratch = np.empty(BFLOAT16_PIECE if decoded.size else 0, dtype=np.float32)
         decisions = np.empty(CHAINS * block, dtype=np.uint8)
         trace = np.empty(block, dtype=np.uint8)
         errors = np.zeros((CHAINS, _SUB_BLOCK, 4), dtype=np.float32)

@@ -21,18 +21,16 @@ import math
 
 import numpy as np
 
-from bslz.codec._bits import bfloat16_bits
 from bslz.codec._dq_machine import NUM_STATES, QUANTIZER, TRANSITIONS
 from bslz.codec._dq_search import quantize_blocks_float32, quantize_blocks_float64
 from bslz.codec._jit import gather_byte_bits, njit, njit_inline
 from bslz.codec._parallel import default_workers, parallel_map, split_range
 from bslz.codec.expgolomb import signed_to_unsigned
-from bslz.codec.quantize import moments_and_noise_kernel, signal_and_noise
+from bslz.codec.quantize import BFLOAT16_PIECE, bfloat16_moments_and_noise, round_to_bfloat16, signal_and_noise
 from bslz.errors import InvalidArgumentError
 
 DEFAULT_BLOCK = 1 << 16
 U64 = np.uint64
-U32 = np.uint32
 MAX_INDEX = 2**30  # |k|: its se(v) mapping then fits uint32 with room
 # The search computes in float32 (`_dq_search._make_search`) when every |v| / step is below this:
 # c = v / step then carries an error below 2**-11 steps (a few float32 ulps of 2**12)
@@ -113,9 +111,6 @@ def _dequantize_blocks(u, step, block, max_index, out, b_lo, b_hi):
     return (largest + U64(1)) >> U64(1) <= U64(max_index)
 
 
-_BF16_PIECE = 4096  # float32 values between the two loops: an L1-sized scratch
-
-
 @njit
 def _dequantize_blocks_to_bfloat16(u, step, block, max_index, out, b_lo, b_hi, values, sums):
     """`_dequantize_blocks` rounded to float32 and then to bfloat16 (the bit patterns, uint16) as
@@ -129,23 +124,19 @@ def _dequantize_blocks_to_bfloat16(u, step, block, max_index, out, b_lo, b_hi, v
     and wrote 4 more)."""
     largest = U64(0)
     parity, quantizer = _block_scratch(block)
-    scratch = np.empty(_BF16_PIECE, dtype=np.float32)
-    scratch_bits = scratch.view(np.uint32)
+    scratch = np.empty(BFLOAT16_PIECE, dtype=np.float32)
     sum_abs = signal = noise = 0.0
     for b in range(b_lo, b_hi):
         ub, ob = u[b * block : (b + 1) * block], out[b * block : (b + 1) * block]
         largest = max(largest, _block_quantizers(ub, parity, quantizer))
-        for lo in range(0, ub.size, _BF16_PIECE):
-            up, qp, op = ub[lo : lo + _BF16_PIECE], quantizer[lo : lo + _BF16_PIECE], ob[lo : lo + _BF16_PIECE]
+        for lo in range(0, ub.size, BFLOAT16_PIECE):
+            up, qp, op = ub[lo : lo + BFLOAT16_PIECE], quantizer[lo : lo + BFLOAT16_PIECE], ob[lo : lo + BFLOAT16_PIECE]
             for i in range(up.size):
                 scratch[i] = np.float64(_level(np.int64(up[i]), np.int64(qp[i]))) * step
-            for i in range(up.size):
-                op[i] = bfloat16_bits(scratch_bits[i])
+            round_to_bfloat16(scratch, op)
             if values.size:
                 vp = values[b * block + lo : b * block + lo + up.size]
-                for i in range(up.size):
-                    scratch_bits[i] = U32(op[i]) << U32(16)  # the decoded value, as float32
-                sum_abs, signal, noise = moments_and_noise_kernel(vp, scratch[: up.size], sum_abs, signal, noise)
+                sum_abs, signal, noise = bfloat16_moments_and_noise(vp, op, scratch, sum_abs, signal, noise)
     if values.size:  # callers measuring nothing share one `sums` between threads: left untouched
         sums[0] += sum_abs
         sums[1] += signal
@@ -214,7 +205,7 @@ def _trellis(x, step, block, as_symbols, measured=False):
     flat, step, block, top = _check(x, step, block)
     indices = np.empty(flat.size, dtype=np.int32)  # |index| <= MAX_INDEX: se(v) < 2**31 fits uint32
     decoded = np.empty(flat.size if measured else 0, dtype=np.uint16)
-    block_sums = np.zeros((max(1, -(-flat.size // block)), 3))
+    block_sums = np.zeros((max(1, -(-flat.size // block)) if measured else 1, 3))
     search = quantize_blocks_float32 if _float32_search(flat, step, top) else quantize_blocks_float64
 
     def run(blocks):

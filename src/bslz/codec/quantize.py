@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bslz.codec import expgolomb
+from bslz.codec._bits import bfloat16_bits
 from bslz.codec._jit import njit
 from bslz.codec.gg import gg_bin_centroids
 from bslz.errors import InvalidArgumentError
@@ -301,6 +302,28 @@ def moments_and_noise_kernel(x, y, sum_abs, signal, noise):
         signal += a * a
         noise += d * d
     return sum_abs, signal, noise
+
+
+# float32 values rounded to bfloat16 at a time, between a kernel's loops: an L1-sized scratch
+BFLOAT16_PIECE = 4096
+
+
+@njit
+def round_to_bfloat16(scratch, out):
+    """out[i] = scratch[i] (float32) rounded to bfloat16 (the bit patterns) as `from_float32` rounds it."""
+    bits = scratch.view(np.uint32)
+    for i in range(out.size):
+        out[i] = bfloat16_bits(bits[i])
+
+
+@njit
+def bfloat16_moments_and_noise(x, words, scratch, sum_abs, signal, noise):
+    """`moments_and_noise_kernel` of x and the bfloat16 `words` widened, carried on; through
+    `scratch` (float32, at least as long, overwritten with the widened values)."""
+    bits = scratch.view(np.uint32)
+    for i in range(words.size):
+        bits[i] = np.uint32(words[i]) << np.uint32(16)
+    return moments_and_noise_kernel(x, scratch[: words.size], sum_abs, signal, noise)
 
 
 def moments_and_noise(x, x_hat):
