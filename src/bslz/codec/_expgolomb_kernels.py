@@ -66,6 +66,17 @@ def encode_range(values, lo, hi, orders, block, words, w):
 
 
 @njit
+def encode_one_order(values, k):
+    """(words, bits): all the values' order-k codewords, back to back from word 0."""
+    orders = np.full(1, k, dtype=np.uint8)
+    block = max(values.size, 1)
+    nbits = stream_length(values, 0, values.size, orders, block)
+    words = np.zeros(nbits // U64(64) + U64(1), dtype=np.uint64)
+    encode_range(values, 0, values.size, orders, block, words, 0)
+    return words, nbits
+
+
+@njit
 def order_costs_from_histogram(hist, max_order):
     """Exact bits of the stream whose symbol histogram is `hist`, for each k in 0..max_order."""
     costs = np.zeros(max_order + 1, dtype=np.uint64)

@@ -14,7 +14,7 @@ import numpy as np
 
 from bslz.codec._bits import big_endian_bytes, big_endian_words
 from bslz.codec._expgolomb_decode import STATUS_OK, decode_range
-from bslz.codec._expgolomb_kernels import encode_range, stream_length
+from bslz.codec._expgolomb_kernels import encode_one_order, stream_length
 from bslz.codec._float_kernels import (
     _tail_bits,
     head_piece,
@@ -31,8 +31,8 @@ from bslz.codec._float_kernels import (
 from bslz.codec._huffman_kernels import MAX_ALPHABET
 from bslz.codec._huffman_segment import SEGMENT_OK, code_for, decode_segment, encode_segment, min_segment_bytes
 from bslz.codec._jit import njit, njit_inline
-from bslz.codec._rans_kernels import NUM_STATES, SCALE, coding_table, encode_states
-from bslz.codec._rans_table import best_table_order, histogram, quantize_counts, write_header
+from bslz.codec._rans_kernels import encode_with_table
+from bslz.codec._rans_table import histogram, multi_symbol_table
 
 U64 = np.uint64
 
@@ -202,29 +202,19 @@ def _rans_segment(values, hist, limit):
     for s in range(hist.size):
         if hist[s] > 0:
             max_symbol = s
-    freqs = np.zeros(max_symbol + 1, dtype=np.uint32)
-    ideal = quantize_counts(hist[: max_symbol + 1], SCALE, freqs)
-    k, bits = best_table_order(freqs, max_symbol)
-    words = np.zeros((np.int64(bits) + 30) // 64 + 2, dtype=np.uint64)
-    header_bytes = np.int64((np.int64(write_header(freqs, max_symbol, True, k, words)) + 7) // 8)
+    freqs, ideal, header_words, header_bits = multi_symbol_table(hist, max_symbol)
+    header_bytes = np.int64((np.int64(header_bits) + 7) // 8)
     if header_bytes + ideal / 8 >= limit:
         return np.zeros(0, dtype=np.uint8)
-    starts = np.zeros(max_symbol + 1, dtype=np.uint32)
-    for s in range(1, max_symbol + 1):
-        starts[s] = starts[s - 1] + freqs[s - 1]
-    coding = np.zeros((max_symbol + 1, 4), dtype=np.uint64)
-    coding_table(freqs, starts, coding)
-    states = np.empty(values.size + 2 * NUM_STATES, dtype=np.uint32)
-    first = encode_states(values, coding, states)
-    size = np.int64(header_bytes + 4 * (states.size - np.int64(first)))
+    words = encode_with_table(values, freqs)
+    size = np.int64(header_bytes + 4 * words.size)
     if size >= limit:
         return np.zeros(0, dtype=np.uint8)
     coded = np.empty(size, dtype=np.uint8)
-    coded[:header_bytes] = big_endian_bytes(words, header_bytes)
-    for i in range(states.size - first):  # the words little-endian, as `encode_rans` writes them
-        word = states[first + i]
+    coded[:header_bytes] = big_endian_bytes(header_words, header_bytes)
+    for i in range(words.size):  # little-endian, as `encode_rans` writes them
         for b in range(4):
-            coded[header_bytes + 4 * i + b] = (word >> np.uint32(8 * b)) & np.uint32(0xFF)
+            coded[header_bytes + 4 * i + b] = (words[i] >> np.uint32(8 * b)) & np.uint32(0xFF)
     return coded
 
 
@@ -233,11 +223,7 @@ def _exp_golomb_bytes(values, center, k):
     """`expgolomb.encode` of the se(v - center) mappings of the values, order k: its bytes."""
     mapped = np.empty(values.size, dtype=np.uint64)
     zigzag_around(values, center, mapped)
-    orders = np.full(1, k, dtype=np.uint8)
-    block = max(values.size, 1)
-    nbits = stream_length(mapped, 0, values.size, orders, block)
-    words = np.zeros(nbits // U64(64) + U64(1), dtype=np.uint64)
-    encode_range(mapped, 0, values.size, orders, block, words, 0)
+    words, nbits = encode_one_order(mapped, k)
     return big_endian_bytes(words, (nbits + U64(7)) // U64(8))
 
 

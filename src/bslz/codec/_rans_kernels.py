@@ -257,3 +257,16 @@ def decode_states(words, slot_sym, freqs, starts, out, shift):
     if pos != nw:
         return STATUS_TRAILING
     return STATUS_OK
+
+
+@njit
+def encode_with_table(symbols, freqs):
+    """The payload words of `symbols` coded with the table `freqs` (`encode_states`' out[first:])."""
+    starts = np.zeros(freqs.size, dtype=np.uint32)
+    for s in range(1, freqs.size):
+        starts[s] = starts[s - 1] + freqs[s - 1]
+    coding = np.zeros((freqs.size, 4), dtype=np.uint64)
+    coding_table(freqs, starts, coding)
+    out = np.empty(symbols.size + 2 * NUM_STATES, dtype=np.uint32)
+    first = encode_states(symbols, coding, out)
+    return out[first:]

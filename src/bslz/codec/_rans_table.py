@@ -276,3 +276,16 @@ def read_header(words, nbits, freqs):
         return STATUS_BAD_TABLE, 0, False, pos
     freqs[top] = U64(SCALE) - total
     return STATUS_OK, top, True, pos
+
+
+@njit
+def multi_symbol_table(hist, max_symbol):
+    """(freqs, ideal bits, header words, header bits) of the table for a histogram of two distinct
+    symbols or more, the largest `max_symbol`: what `rans.rans_table` and the one-call float chunk
+    encoder both build."""
+    freqs = np.zeros(max_symbol + 1, dtype=np.uint32)
+    ideal = quantize_counts(hist[: max_symbol + 1], SCALE, freqs)  # present symbols <= MAX_ALPHABET = SCALE / 4
+    k, bits = best_table_order(freqs, max_symbol)
+    words = np.zeros((np.int64(bits) + 30) // 64 + 2, dtype=np.uint64)  # + EG0(max) + bit + 4 bits
+    nbits = write_header(freqs, max_symbol, True, k, words)
+    return freqs, ideal, words, nbits

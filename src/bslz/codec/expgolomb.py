@@ -73,14 +73,8 @@ def encode(values, k):
     Returns `(buf, nbits)`: `buf` a uint8 array of ceil(nbits / 8) bytes (the last one zero-padded),
     `nbits` the exact number of bits written.
     """
-    arr = as_symbols(values)
-    k = check_order(k)
-    orders = np.array([k], dtype=np.uint8)
-    block = max(arr.size, 1)
-    nbits = int(K.stream_length(arr, 0, arr.size, orders, block))
-    words = np.zeros(nbits // 64 + 1, dtype=np.uint64)
-    K.encode_range(arr, 0, arr.size, orders, block, words, 0)
-    return words_to_bytes(words, nbits), nbits
+    words, nbits = K.encode_one_order(as_symbols(values), check_order(k))
+    return words_to_bytes(words, nbits), int(nbits)
 
 
 def decode(buf, count, k, bit_offset=0):

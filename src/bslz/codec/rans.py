@@ -87,12 +87,8 @@ def rans_table(hist):
         words = np.zeros(2, dtype=np.uint64)
         nbits = T.write_header(hist, max_symbol, False, 0, words)
         return RansTable(words_to_bytes(words, nbits).tobytes(), None, 0.0)
-    freqs = np.zeros(max_symbol + 1, dtype=np.uint32)
-    ideal = T.quantize_counts(hist[: max_symbol + 1], K.SCALE, freqs)  # present.size <= MAX_ALPHABET = SCALE / 4
-    k, bits = T.best_table_order(freqs, max_symbol)
-    words = np.zeros((int(bits) + 30) // 64 + 2, dtype=np.uint64)  # + EG0(max) + bit + 4 bits
-    nbits = T.write_header(freqs, max_symbol, True, k, words)
-    return RansTable(words_to_bytes(words, nbits).tobytes(), freqs, ideal)
+    freqs, ideal, words, nbits = T.multi_symbol_table(hist, max_symbol)
+    return RansTable(words_to_bytes(words, nbits).tobytes(), freqs, float(ideal))
 
 
 def encode_rans(symbols, table=None):
@@ -107,14 +103,9 @@ def encode_rans(symbols, table=None):
     freqs = table.freqs
     if freqs is None:
         return table.header
-    starts = np.zeros(freqs.size, dtype=np.uint32)
-    np.cumsum(freqs[:-1], out=starts[1:])
-    out = np.empty(arr.size + 2 * K.NUM_STATES, dtype=np.uint32)
-    coding = np.zeros((freqs.size, 4), dtype=np.uint64)
-    K.coding_table(freqs, starts, coding)
-    first = K.encode_states(arr, coding, out)
+    words = K.encode_with_table(arr, freqs)
     # one copy: the words are little-endian already on such machines (no astype copy), joined once
-    return b"".join((table.header, memoryview(out[first:].astype("<u4", copy=False))))
+    return b"".join((table.header, memoryview(words.astype("<u4", copy=False))))
 
 
 def rans_size_bits(symbols):
