@@ -15,7 +15,7 @@ from bslz.formats.background import Background
 from bslz.formats.container import ContainerReader, ContainerWriter, align, header_bound
 from bslz.formats.dtypes import lookup, to_float32
 from bslz.formats.safetensors_io import build_header, layout_tensors, parse_header, read_safetensors
-from bslz.formats.tensor_codec import crc32, encode_lossless, encode_quantized, quantize_dq, reconstruct_dq
+from bslz.formats.tensor_codec import crc32, encode_lossless, encode_quantized, quantize_dq
 from bslz.lossy import (
     LossyOptions,
     dq_quantize_for_snr,
@@ -240,23 +240,12 @@ def _encode_tensor(info, raw, quantized, step, options):
     if options.snr is not None:  # search the step, and code the symbols found
         latest = {}  # the latest step measured: {step: reconstruct_dq's result}, kept for the writer
 
-        def decoded_snr_sums(symbols, step):  # the SNR of the values as the file will decode them
-            latest.clear()
-            latest[step] = measured = reconstruct_dq(symbols, step, info.dtype, values)
-            return measured[1:3]  # (signal, noise)
-
-        def search(values, step):  # bfloat16: the same sums, made as the symbols are found
+        def search(values, step):  # the SNR of the values as the file will decode them
             latest.clear()
             symbols, latest[step] = quantize_dq(values, step, info.dtype)
-            return symbols, latest[step][1], latest[step][2]
+            return symbols, latest[step][1], latest[step][2]  # (symbols, signal, noise)
 
-        step, symbols = dq_quantize_for_snr(
-            values,
-            options.snr,
-            measure=decoded_snr_sums,
-            mantissa_bits=mantissa_bits(info.dtype),
-            search=search if info.dtype == "BF16" else None,
-        )
+        step, symbols = dq_quantize_for_snr(values, options.snr, search=search, mantissa_bits=mantissa_bits(info.dtype))
         reconstructed = latest.get(step)  # used only with the symbols of that step
         del latest
     # targets use dependent quantization; recorded training steps the uniform quantizer they were

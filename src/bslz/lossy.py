@@ -202,40 +202,34 @@ def snr_guess_step(signal, numel, snr_db, mantissa_bits=None):
     return math.sqrt(12.0 * signal / numel * share) / 1.76 * 10.0 ** ((excess - SNR_TOLERANCE_DB / 2) / 20.0)
 
 
-def dq_quantize_for_snr(values, snr_db, guess=None, measure=None, mantissa_bits=None, search=None):
+def dq_quantize_for_snr(values, snr_db, guess=None, search=None, mantissa_bits=None):
     """(step, symbols): a dependent-quantization step whose SNR is at least `snr_db` and within
     SNR_TOLERANCE_DB of it, or up to SNR_MAX_TOLERANCE_DB after more tries, searched from
     `guess` (default `snr_guess_step`, for values stored with `mantissa_bits`), and the se(v)
     symbols of the trellis indices at that step (`quantize_dq_symbols`; None for an all-zero
     tensor, or when the search ended on a step it had left behind).
 
-    `measure(symbols, step) -> (signal, noise)`: the sums the SNR is taken from; by default those
-    of the float32 reconstruction. The writer passes the ones of the values as the file will decode
-    them (rounded to bf16, f16, ...), so that the step found is the step kept (measured on float32
+    `search(values, step) -> (symbols, signal, noise)`: the symbols at that step and the sums the
+    SNR is taken from; by default `quantize_dq_symbols` and the sums of the float32
+    reconstruction. The writer passes the sums of the values as the file will decode them
+    (rounded to bf16, f16, ...), so that the step found is the step kept (measured on float32
     values, a bf16 tensor lost 0.1-0.5 dB to rounding and had to be quantized again at smaller steps,
-    ending up to 0.45 dB above the target).
-
-    `search(values, step) -> (symbols, signal, noise)`: quantizes and measures in one go, in place
-    of `quantize_dq_symbols` and `measure` (the writer's for bfloat16 tensors: one pass a try)."""
+    ending up to 0.45 dB above the target)."""
     signal = max_abs_and_signal(values)[1]
     if signal == 0.0:
         return 1.0, None
-    if measure is None:
+    if search is None:
 
-        def measure(symbols, step):
-            return signal, squared_error_dq(values, symbols, step)
+        def search(values, step):
+            symbols = quantize_dq_symbols(values, step)
+            return symbols, signal, squared_error_dq(values, symbols, step)
 
     last = {}  # the latest quantization only: one array of symbols held at a time
 
     def margin(log_step):  # SNR above the target, in dB: falls as the step grows
         step = math.exp(log_step)
         last.clear()
-        if search is not None:
-            symbols, measured_signal, noise = search(values, step)
-        else:
-            symbols = quantize_dq_symbols(values, step)
-            measured_signal, noise = measure(symbols, step)
-        last[log_step] = symbols
+        last[log_step], measured_signal, noise = search(values, step)
         if noise == 0.0:
             return math.inf
         return 10.0 * math.log10(measured_signal / noise) - snr_db if measured_signal > 0 else -math.inf

@@ -210,11 +210,12 @@ def encode_quantized(
 
 
 def quantize_dq(values, step, dtype_name):
-    """(symbols, reconstruction): `quantize_dq_symbols(values, step)`, and for bfloat16 tensors what
-    `reconstruct_dq` gives for them, made in the search's last pass
-    (`quantize_dq_symbols_to_bfloat16`); None for other dtypes (measured after)."""
+    """(symbols, reconstruction): `quantize_dq_symbols(values, step)` and what `reconstruct_dq`
+    gives for them; for bfloat16 tensors made in the search's last pass
+    (`quantize_dq_symbols_to_bfloat16`)."""
     if dtype_name != "BF16":
-        return quantize_dq_symbols(values, step), None
+        symbols = quantize_dq_symbols(values, step)
+        return symbols, reconstruct_dq(symbols, step, dtype_name, values)
     symbols, words, sum_abs, signal, noise = quantize_dq_symbols_to_bfloat16(values, step, DQ_BLOCK)
     return symbols, (words.view(np.uint8), signal, noise, sum_abs)
 
