@@ -5,6 +5,7 @@ from hypothesis import strategies as st
 
 from bslz.codec import rate, streams
 from bslz.codec.quantize import quantize
+from bslz.codec.stream_plan import CHUNK_TABLE_BITS, ORDER_BITS
 
 
 def laplacian(n, seed=0, sparsity=0.0):
@@ -28,7 +29,7 @@ def test_rate_equals_the_bits_the_encoder_writes(mode, n, step, dead_zone, spars
     predicted = rate.tensor_rate_bits(x, step, dead_zone, **options)
     enc = streams.encode_stream(rate.unsigned_symbols(quantize(x, step, dead_zone)), **options)
     plan = enc.plan
-    written = enc.payload.size * 8 + streams.CHUNK_TABLE_BITS * plan.num_chunks + streams.ORDER_BITS * len(plan.orders)
+    written = enc.payload.size * 8 + CHUNK_TABLE_BITS * plan.num_chunks + ORDER_BITS * len(plan.orders)
     assert predicted == written
     np.testing.assert_array_equal(
         streams.decode_stream(enc), rate.unsigned_symbols(quantize(x, step, dead_zone)).astype(np.uint64)

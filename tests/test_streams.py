@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from bslz.codec import streams
+from bslz.codec.stream_plan import EncodedStream, StreamPlan
 from bslz.errors import BslzError, FormatError, InvalidArgumentError
 from reference import bits_of, eg_decode, eg_encode
 
@@ -233,8 +234,8 @@ def test_random_payloads_never_crash(payload, k, count, mode):
     words = len(payload) // 8
     bits = np.full(nchunks, 64 * words // max(nchunks, 1), dtype=np.uint64)
     orders = np.array({"eg": [k], "zero_run": [k, k // 2], "rans": [], "rans_escape": [k]}[mode], dtype=np.uint8)
-    plan = streams.StreamPlan(mode, count, 64, max(count, 1), orders, bits)
-    enc = streams.EncodedStream(plan, np.frombuffer(payload, dtype=np.uint8)[: int(plan.chunk_word_starts()[-1]) * 8])
+    plan = StreamPlan(mode, count, 64, max(count, 1), orders, bits)
+    enc = EncodedStream(plan, np.frombuffer(payload, dtype=np.uint8)[: int(plan.chunk_word_starts()[-1]) * 8])
     try:
         out = streams.decode_stream(enc)
     except BslzError:

@@ -18,7 +18,8 @@ from bslz.codec.rans import histogram, rans_table
 from bslz.codec.rans_escape import clipped, excesses
 from bslz.codec.rate import symbols_rate_bits
 from bslz.codec.size_estimate import estimate_size_bits
-from bslz.codec.streams import CHUNK_TABLE_BITS, DEFAULT_CHUNK_SIZE, RANS_MIN_SYMBOLS
+from bslz.codec.stream_plan import CHUNK_TABLE_BITS
+from bslz.codec.streams import DEFAULT_CHUNK_SIZE, RANS_MIN_SYMBOLS
 from bslz.errors import InvalidArgumentError
 from bslz.formats.container import ALIGN
 from bslz.formats.dtypes import lookup, to_float32

@@ -2,7 +2,7 @@
 
 One definition serves the encoder, the size report (`bslz info`) and the training hook, so that
 what training predicts is what the file costs. The size is that of the chunked exp-Golomb stream
-(`streams.StreamPlan.size_bits`: word-padded payload, chunk table and orders) of the se(v)-mapped
+(`stream_plan.StreamPlan.size_bits`: word-padded payload, chunk table and orders) of the se(v)-mapped
 symbols of `quantize(x, step, dead_zone)`.
 """
 

@@ -10,7 +10,8 @@ from bslz.codec._parallel import parallel_map
 from bslz.codec.expgolomb import as_symbols, best_order, code_length
 from bslz.codec.rans import MAX_ALPHABET, histogram, rans_table
 from bslz.codec.rans_escape import LENGTH_BYTES, clipped, excesses
-from bslz.codec.streams import CHUNK_TABLE_BITS, DEFAULT_CHUNK_SIZE, RANS_MIN_SYMBOLS, stream_size_bits
+from bslz.codec.stream_plan import CHUNK_TABLE_BITS
+from bslz.codec.streams import DEFAULT_CHUNK_SIZE, RANS_MIN_SYMBOLS, stream_size_bits
 
 # A rANS chunk codes in about its table's lower bound (`RansTable.min_bytes`) plus this many bytes:
 # the four final states, less what their start values carry (measured on MiniLM's quantized weight

@@ -19,8 +19,6 @@ The size of a stream (`stream_size_bits`) is payload bits plus side information:
 the chunk table and 8 bits an order.
 """
 
-import dataclasses
-
 import numpy as np
 
 from bslz.codec import _expgolomb_kernels as K
@@ -30,6 +28,7 @@ from bslz.codec._parallel import default_workers, parallel_map, split_range
 from bslz.codec.expgolomb import as_symbols, best_order, decode_tables, raise_for_status
 from bslz.codec.rans import MAX_ALPHABET, decode_rans, encode_rans
 from bslz.codec.rans_escape import decode_escaped, encode_escaped, excesses
+from bslz.codec.stream_plan import EncodedStream, StreamPlan
 from bslz.errors import FormatError, InvalidArgumentError
 
 U64 = np.uint64
@@ -37,7 +36,6 @@ MODES = ("eg", "zero_run", "rans", "rans_escape")
 RANS_MODES = ("rans", "rans_escape")  # chunks of whole bytes, coded while planning
 DEFAULT_CHUNK_SIZE = 1 << 18
 DEFAULT_BLOCK_SIZE = 1 << 12
-CHUNK_TABLE_BITS = 64
 # Exp-Golomb chunks are decoded four side by side on each core (lanes: independent dependency
 # chains), so a stream of one chunk decodes on one lane of one core. Plans cut shorter streams into
 # up to EG_MIN_CHUNKS chunks, of at least EG_MIN_CHUNK_SIZE symbols: a chunk costs its table entry
@@ -45,54 +43,10 @@ CHUNK_TABLE_BITS = 64
 # weight matrices at 30 dB: 5.6250 -> 5.6260 bits a symbol, decoding 432 -> 510 M symbols/s.)
 EG_MIN_CHUNKS = 8
 EG_MIN_CHUNK_SIZE = 1 << 14
-ORDER_BITS = 8
 MAX_CHUNK_BITS_PER_SYMBOL = 256  # two codewords of at most 125 bits each (zero-run mode)
 # Zero-run mode is only costed when at least this share of symbols are zero (it cannot win below).
 ZERO_RUN_MIN_ZERO_SHARE = 0.25
 RANS_MIN_SYMBOLS = 64  # below this a frequency table costs more than it saves
-
-
-@dataclasses.dataclass(frozen=True)
-class StreamPlan:
-    """Everything that decides the bits of a stream, except the symbols themselves."""
-
-    mode: str
-    count: int
-    chunk_size: int
-    block_size: int
-    orders: np.ndarray  # uint8: one k per block ("eg", or a single k), (k_run, k_val), or none ("rans")
-    chunk_bits: np.ndarray  # uint64: exact payload bits of each chunk
-    # rANS chunks made while planning (their size is only known by coding them), reused by encode_stream
-    coded_chunks: tuple | None = dataclasses.field(default=None, compare=False, repr=False)
-
-    @property
-    def num_chunks(self):
-        return len(self.chunk_bits)
-
-    def chunk_word_starts(self):
-        """First payload word of each chunk, and the total word count at the end."""
-        return chunk_word_starts(self.chunk_bits)
-
-    def size_bits(self):
-        """Stream size in bits: word-padded payload plus chunk table plus orders."""
-        payload_words = int(self.chunk_word_starts()[-1])
-        return payload_words * 64 + CHUNK_TABLE_BITS * self.num_chunks + ORDER_BITS * len(self.orders)
-
-
-@dataclasses.dataclass(frozen=True)
-class EncodedStream:
-    plan: StreamPlan
-    payload: np.ndarray  # uint8, big-endian words: each chunk a standard MSB-first EG stream
-
-    def size_bits(self):
-        return self.plan.size_bits()
-
-
-def chunk_word_starts(chunk_bits):
-    words = (np.asarray(chunk_bits, dtype=np.uint64) + U64(63)) // U64(64)
-    starts = np.zeros(len(words) + 1, dtype=np.uint64)
-    np.cumsum(words, out=starts[1:])
-    return starts
 
 
 def _check_sizes(chunk_size, block_size):

@@ -34,6 +34,7 @@ from bslz.codec.dq import (
 from bslz.codec.expgolomb import MAX_VALUE, signed_to_unsigned, unsigned_to_signed
 from bslz.codec.gg import fit_from_sums, fit_generalized_gaussian
 from bslz.codec.quantize import dequantize_with_table, moments_and_noise, quantize, reconstruction_table
+from bslz.codec.stream_plan import EncodedStream, StreamPlan
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
 from bslz.formats.dtypes import from_float32, lookup, to_float32
 
@@ -100,8 +101,8 @@ def unpack_stream(fields, payload, count):
         raise TruncatedError(f"stream payload of {payload.size} bytes is shorter than its {side}-byte chunk table")
     chunk_bits = payload[: 8 * nchunks].view("<u8").astype(np.uint64)
     orders = payload[8 * nchunks : 8 * nchunks + num_orders].copy()
-    plan = streams.StreamPlan(mode, count, chunk_size, block_size, orders, chunk_bits)
-    return streams.EncodedStream(plan, payload[side:])
+    plan = StreamPlan(mode, count, chunk_size, block_size, orders, chunk_bits)
+    return EncodedStream(plan, payload[side:])
 
 
 # ---- encoding ------------------------------------------------------------------------------
