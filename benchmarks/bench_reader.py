@@ -12,7 +12,7 @@ import statistics
 import time
 
 from bslz.codec._parallel import map_tensors_in_order
-from bslz.formats import container, tensor_codec
+from bslz.formats import checksums, container
 from bslz.formats.container import ContainerReader
 
 
@@ -22,7 +22,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=25)
     args = parser.parse_args()
     reader = ContainerReader(args.path)
-    pieces = tensor_codec.CRC_PIECE_BYTES
+    pieces = checksums.CRC_PIECE_BYTES
 
     def decode_all():
         decoded = map_tensors_in_order(lambda e: reader.decode_raw(e["name"]), reader.entries, lambda e: e["numel"])
@@ -33,11 +33,11 @@ def main():
     for r in range(args.rounds):
         for mode in ("one thread", "pieces") if r % 2 else ("pieces", "one thread"):
             size = 1 << 62 if mode == "one thread" else pieces
-            tensor_codec.CRC_PIECE_BYTES = container.READ_PIECE_BYTES = size
+            checksums.CRC_PIECE_BYTES = container.READ_PIECE_BYTES = size
             t0 = time.perf_counter()
             decode_all()
             times[mode].append(time.perf_counter() - t0)
-    tensor_codec.CRC_PIECE_BYTES = container.READ_PIECE_BYTES = pieces
+    checksums.CRC_PIECE_BYTES = container.READ_PIECE_BYTES = pieces
     for mode, t in times.items():
         print(f"{mode}: best {min(t) * 1e3:.1f} ms, median {statistics.median(t) * 1e3:.1f} ms")
     ratios = [a / b for a, b in zip(times["one thread"], times["pieces"])]

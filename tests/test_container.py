@@ -16,7 +16,7 @@ import pytest
 import bslz.numpy
 from bslz import FormatError, TruncatedError, UnsupportedVersionError
 from bslz.codec import streams
-from bslz.formats import tensor_codec
+from bslz.formats import checksums, tensor_codec
 from bslz.formats.container import ALIGN, MAGIC, MAX_HEADER_BYTES, PREFIX, ContainerReader, align
 from bslz.formats.dtypes import from_float32, lookup, to_float32
 
@@ -528,17 +528,17 @@ def test_the_checksum_is_zlibs_crc32(size):
     """Whichever library computes it (zlib-ng when installed), the checksum is zlib's CRC-32:
     files written with one are read with the other."""
     data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8)
-    assert tensor_codec.crc32(data) == zlib.crc32(data.tobytes())
-    assert tensor_codec.crc32(data.view(np.uint8)[::-1].copy()) == zlib.crc32(data[::-1].tobytes())
+    assert checksums.crc32(data) == zlib.crc32(data.tobytes())
+    assert checksums.crc32(data.view(np.uint8)[::-1].copy()) == zlib.crc32(data[::-1].tobytes())
 
 
 def test_the_checksum_falls_back_to_zlib_without_zlib_ng():
     code = (
         "import sys; sys.modules['zlib_ng'] = None\n"  # makes `import zlib_ng...` raise ImportError
         "import zlib\n"
-        "from bslz.formats import tensor_codec\n"
-        "assert tensor_codec._crc32 is zlib.crc32\n"
-        "assert tensor_codec.crc32(b'bslz') == zlib.crc32(b'bslz')\n"
+        "from bslz.formats import checksums\n"
+        "assert checksums._crc32 is zlib.crc32\n"
+        "assert checksums.crc32(b'bslz') == zlib.crc32(b'bslz')\n"
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
@@ -582,13 +582,13 @@ def test_bfloat16_widening_is_the_shift_of_every_pattern(size):
 def test_checksums_taken_in_pieces_side_by_side_are_zlibs(monkeypatch, workers):
     """A large tensor's CRC-32 is taken in pieces on several threads and combined: zlib's value,
     whatever the number of threads and however the pieces fall."""
-    monkeypatch.setattr(tensor_codec, "default_workers", lambda: workers)
-    piece = tensor_codec.CRC_PIECE_BYTES
+    monkeypatch.setattr(checksums, "default_workers", lambda: workers)
+    piece = checksums.CRC_PIECE_BYTES
     for n in (0, 1, 2 * piece - 1, 2 * piece, 3 * piece + 17):
         data = np.random.default_rng(n).integers(0, 256, n, dtype=np.uint8)
         for side_by_side in (False, True):
-            assert tensor_codec.crc32(data, side_by_side) == zlib.crc32(data.tobytes())
-            assert tensor_codec.crc32(data[n // 2 :], side_by_side) == zlib.crc32(data[n // 2 :].tobytes())
+            assert checksums.crc32(data, side_by_side) == zlib.crc32(data.tobytes())
+            assert checksums.crc32(data[n // 2 :], side_by_side) == zlib.crc32(data[n // 2 :].tobytes())
 
 
 def test_large_payloads_read_in_pieces_side_by_side(monkeypatch, tmp_path):

@@ -12,10 +12,11 @@ from bslz.codec.quantize import signal_and_noise
 from bslz.errors import FormatError, InvalidArgumentError
 from bslz.formats.atomic import atomic_output, check_paths
 from bslz.formats.background import Background
+from bslz.formats.checksums import crc32
 from bslz.formats.container import ContainerReader, ContainerWriter, align, header_bound
 from bslz.formats.dtypes import lookup, to_float32
 from bslz.formats.safetensors_io import build_header, layout_tensors, parse_header, read_safetensors
-from bslz.formats.tensor_codec import crc32, encode_lossless, encode_quantized, quantize_dq
+from bslz.formats.tensor_codec import encode_lossless, encode_quantized, quantize_dq
 from bslz.lossy import (
     LossyOptions,
     dq_quantize_for_snr,

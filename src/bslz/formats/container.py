@@ -17,9 +17,10 @@ import numpy as np
 from bslz import __version__
 from bslz.codec._parallel import default_workers, parallel_map, split_range
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError, UnsupportedVersionError
+from bslz.formats.checksums import CRC_PIECE_BYTES, crc32
 from bslz.formats.dtypes import lookup
 from bslz.formats.json_object import parse_json_object
-from bslz.formats.tensor_codec import CODINGS, CRC_PIECE_BYTES, crc32, decode_tensor
+from bslz.formats.tensor_codec import CODINGS, decode_tensor
 
 MAGIC = b"\x89BSLZ\r\n\x1a"
 FORMAT_MAJOR = 1
@@ -268,7 +269,7 @@ class ContainerReader:
 
     def check_decoded(self, name, raw, side_by_side=False):
         """Raise FormatError unless the decoded bytes match their checksum (`side_by_side`: see
-        `tensor_codec.crc32`)."""
+        `checksums.crc32`)."""
         if crc32(raw, side_by_side) != self.entry(name)["decoded_crc32"]:
             raise FormatError(f"{self.path}: tensor {name!r} decodes to bytes that fail their checksum")
 

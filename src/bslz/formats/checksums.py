@@ -1,0 +1,34 @@
+"""The container's checksums: zlib's CRC-32 of a tensor's payload and of its decoded bytes."""
+
+import numpy as np
+
+try:  # zlib-ng: the same CRC-32 as zlib's, 5x faster (SIMD: 37 against 7 GB/s, measured); it releases the GIL too
+    from zlib_ng.zlib_ng import crc32 as _crc32
+    from zlib_ng.zlib_ng import crc32_combine as _crc32_combine
+except ImportError:  # a platform without its wheel
+    from zlib import crc32 as _crc32
+
+    _crc32_combine = None
+
+from bslz.codec._parallel import default_workers, parallel_map, split_range
+
+# A reader checks a large tensor's checksum in pieces of at least this many bytes, side by side, and
+# combines the pieces' CRCs (zlib-ng's crc32_combine): on one thread it left the other cores idle
+# while the payload and decoded bytes of MiniLM bf16's embedding were checked, before and after
+# decoding it (in-memory decoding of the file, 25 paired rounds: 5 % faster, 18 wins). Writers and the
+# decompressing writer thread check theirs on one thread, alongside the coding of other tensors.
+CRC_PIECE_BYTES = 1 << 22
+
+
+def crc32(data, side_by_side=False):
+    """zlib's CRC-32 of the bytes of an array (or bytes-like); `side_by_side`: in pieces on every
+    core when it is large (see CRC_PIECE_BYTES)."""
+    view = memoryview(np.ascontiguousarray(data)).cast("B")
+    parts = min(default_workers(), len(view) // CRC_PIECE_BYTES) if side_by_side else 1
+    if parts < 2 or _crc32_combine is None:
+        return _crc32(view)
+    pieces = split_range(len(view), parts)
+    crc = 0
+    for (lo, hi), piece_crc in zip(pieces, parallel_map(lambda b: _crc32(view[b[0] : b[1]]), pieces)):
+        crc = _crc32_combine(crc, piece_crc, hi - lo)
+    return crc
