@@ -460,6 +460,22 @@ def test_hostile_shape_refused_before_allocating(good, tmp_path, shape):
         open_bytes(tmp_path, edited(good, set_named("w", "shape", shape)))
 
 
+@pytest.mark.parametrize("mode", ["rans", "rans_escape", "eg", "zero_run"])
+def test_a_stream_packed_from_its_parts_is_the_stream_packed_whole(mode):
+    """`encode_and_pack` copies the stream's parts straight into the payload: the fields and bytes
+    of `pack_stream` of the whole `EncodedStream`."""
+    rng = np.random.default_rng(4)
+    symbols = rng.geometric(0.3, 3 * streams.DEFAULT_CHUNK_SIZE + 77).astype(np.uint32) - 1
+    symbols[::1000] = 5000  # escapes for rans_escape
+    if mode == "rans":
+        symbols = np.minimum(symbols, 4095)
+    plan = streams.plan_stream(symbols, mode=mode)
+    for prefix in (b"", b"12345678"):
+        assert tensor_codec.encode_and_pack(symbols, plan, prefix) == tensor_codec.pack_stream(
+            streams.encode_stream(symbols, plan), prefix
+        )
+
+
 @pytest.mark.small
 @pytest.mark.parametrize("symbol", [2**31 + 1, 2**32 - 1])
 def test_dependent_quantization_index_beyond_the_limit(symbol):

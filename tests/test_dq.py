@@ -425,3 +425,15 @@ def test_measured_search_sums_do_not_depend_on_the_threads(monkeypatch):
         runs.append(dq.quantize_dq_symbols_to_bfloat16(x, 2e-3, 4096))
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
     assert runs[0][2:] == runs[1][2:]
+
+
+@pytest.mark.small
+def test_a_known_largest_magnitude_gives_the_same_indices():
+    """`top` given (the writer knows it from the widening pass) is not looked for again: the
+    indices are those found without it, on the float32 and on the float64 search."""
+    x = np.random.default_rng(11).laplace(0, 0.02, 70_000).astype(np.float32)
+    top = float(np.abs(x).max())
+    for step in (0.001, top / 5000):  # within F32_SEARCH_LIMIT steps, and beyond
+        np.testing.assert_array_equal(dq.quantize_dq_symbols(x, step, top=top), dq.quantize_dq_symbols(x, step))
+    with pytest.raises(InvalidArgumentError, match="NaN"):
+        dq.quantize_dq_symbols(x, 0.001, top=math.inf)

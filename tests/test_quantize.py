@@ -283,3 +283,38 @@ def test_moments_and_noise_are_the_sums_in_order(x):
     for v in x.astype(np.float64):
         expected += abs(v)
     assert sum_abs == expected
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("name", ["BF16", "F16", "F32", "F64", "F8_E4M3", "F8_E5M2"])
+@given(data=st.data())
+def test_the_largest_magnitude_found_while_widening_is_numpys(name, data):
+    """`to_float32_and_top`: the values `to_float32` gives, and their largest magnitude as numpy
+    finds it, inf where a value is NaN or infinite (any bit pattern: NaNs, infinities, -0.0,
+    subnormals)."""
+    from bslz.formats.dtypes import lookup, to_float32, to_float32_and_top
+
+    dtype = lookup(name)
+    words = data.draw(hnp.arrays(dtype.word_dtype, st.integers(0, 300)))
+    values, top = to_float32_and_top(words, dtype)
+    np.testing.assert_array_equal(
+        values.view(f"u{values.itemsize}"), to_float32(words, dtype).view(f"u{values.itemsize}")
+    )
+    with np.errstate(invalid="ignore"):  # a signalling NaN widened
+        wide = values.astype(np.float64)
+    if not np.isfinite(wide).all():
+        assert top == math.inf
+    else:
+        assert top == (float(np.abs(wide).max()) if wide.size else 0.0)
+
+
+@pytest.mark.small
+def test_max_abs_over_pieces_side_by_side_and_other_float_dtypes(monkeypatch):
+    x = np.random.default_rng(3).laplace(0, 1.0, 10_000).astype(np.float32)
+    x[9_000] = -40.0
+    monkeypatch.setattr(qz, "MAX_ABS_PIECE", 1000)  # ten pieces on the pool
+    assert qz.max_abs(x) == 40.0
+    x[123] = np.nan
+    assert qz.max_abs(x) == math.inf
+    assert qz.max_abs(np.array([-3.5, 2.0], dtype=np.float16)) == 3.5
+    assert qz.max_abs(np.zeros(0)) == 0.0

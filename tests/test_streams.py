@@ -366,3 +366,21 @@ def test_long_streams_cost_exp_golomb_only_where_a_sample_says_it_may_win():
         auto = streams.plan_stream(arr)
         assert auto.mode == ("eg" if eg_wins else "rans" if top < streams.MAX_ALPHABET else "rans_escape")
         assert auto.size_bits() == min(best_other, streams.stream_size_bits(arr, mode="eg"))
+
+
+@pytest.mark.small
+def test_sampled_block_costs_are_those_of_the_sampled_blocks_copied():
+    """`_block_costs` of one block in `every`, read in place, gives the costs of those blocks
+    copied out and costed as a stream of their own."""
+    rng = np.random.default_rng(8)
+    block = 64
+    arr = rng.geometric(0.05, 37 * block + 5).astype(np.uint32)
+    arr[5 * block + 3] = 70_000  # a symbol costed one by one, in a sampled block
+    top = int(arr.max())
+    whole = arr.size // block
+    for every in (1, 3, 8):
+        sampled = -(-whole // every)
+        copied = np.ascontiguousarray(arr[: whole * block].reshape(whole, block)[::every]).reshape(-1)
+        np.testing.assert_array_equal(
+            streams._block_costs(arr, block, top, sampled, every), streams._block_costs(copied, block, top)
+        )

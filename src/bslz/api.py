@@ -14,7 +14,7 @@ from bslz.formats.atomic import atomic_output, check_paths
 from bslz.formats.background import Background
 from bslz.formats.checksums import crc32
 from bslz.formats.container import ContainerReader, ContainerWriter, align, header_bound
-from bslz.formats.dtypes import lookup, to_float32
+from bslz.formats.dtypes import lookup, to_float32, to_float32_and_top
 from bslz.formats.safetensors_io import build_header, layout_tensors, parse_header, read_safetensors
 from bslz.formats.tensor_codec import encode_lossless, encode_quantized, quantize_dq
 from bslz.lossy import (
@@ -23,7 +23,6 @@ from bslz.lossy import (
     is_float,
     mantissa_bits,
     plan_steps,
-    quantizable,
 )
 
 
@@ -230,11 +229,11 @@ def _encode_tensor(info, raw, quantized, step, options):
     plan quantizes it, at `step` (None for --snr: searched here); one holding NaN or infinity stays
     lossless all the same. A lossless tensor has step None and decoded crc32 None (that of `raw`,
     left to the writing thread)."""
-    symbols = reconstructed = values = None
-    if quantized and options.target in ("step", "snr"):  # the plan left the values to be checked here
+    symbols = reconstructed = values = top = None
+    if quantized and options.target != "bits":  # the plan left the values to be checked here
         dtype = lookup(info.dtype)
-        values = to_float32(raw.view(dtype.word_dtype), dtype)
-        quantized = quantizable(values)
+        values, top = to_float32_and_top(raw.view(dtype.word_dtype), dtype)
+        quantized = math.isfinite(top)  # NaN or infinity: a quantizer has no symbol for them
     if not quantized:
         fields, payload = encode_lossless(raw, info.dtype, info.shape)
         return fields, payload, None, None, 0.0, 0.0
@@ -243,7 +242,7 @@ def _encode_tensor(info, raw, quantized, step, options):
 
         def search(values, step):  # the SNR of the values as the file will decode them
             latest.clear()
-            symbols, latest[step] = quantize_dq(values, step, info.dtype)
+            symbols, latest[step] = quantize_dq(values, step, info.dtype, top)
             return symbols, latest[step][1], latest[step][2]  # (symbols, signal, noise)
 
         step, symbols = dq_quantize_for_snr(values, options.snr, search=search, mantissa_bits=mantissa_bits(info.dtype))
@@ -260,6 +259,7 @@ def _encode_tensor(info, raw, quantized, step, options):
         symbols=symbols,
         reconstructed=reconstructed,
         values=values,
+        top=top,
     )
     return fields, payload, crc32(decoded), step, signal, noise
 

@@ -93,8 +93,9 @@ def write_for_bits(source, options, lossless_bits, write, progress=None):
     aim = accept[0] / 2  # where _solve aims
 
     def estimate(log_step):  # bits over the budget, from size estimates
-        def size(info):
-            return estimate_size_bits(quantize_dq_symbols(tensor_values(source, info), math.exp(log_step)))
+        def size(info):  # (max |w| known from the candidates' pass)
+            symbols = quantize_dq_symbols(tensor_values(source, info), math.exp(log_step), top=stats[info][0])
+            return estimate_size_bits(symbols)
 
         return fixed + sum(_map_tensors(size, candidates, tick)) - budget
 

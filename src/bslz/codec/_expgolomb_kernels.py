@@ -158,14 +158,15 @@ SMALL_SYMBOLS = 256  # block histograms are exact below this; larger symbols are
 
 
 @njit
-def block_costs(values, block, costs, b_lo, b_hi):
-    """costs[b, k] = exact bits of block b (symbols [b*block, (b+1)*block)) under order k, for
-    blocks [b_lo, b_hi) and k < costs.shape[1]. One pass: a 256-bin histogram per block costs the
-    small symbols, larger ones are costed one by one."""
+def block_costs(values, block, costs, b_lo, b_hi, every=1):
+    """costs[b, k] = exact bits of block b * every (symbols [b*every*block, (b*every+1)*block)) under
+    order k, for b in [b_lo, b_hi) and k < costs.shape[1] (`every` > 1: a sample of the blocks, with
+    no copy of it). One pass: a 256-bin histogram per block costs the small symbols, larger ones
+    are costed one by one."""
     max_order = costs.shape[1] - 1
     hist = np.zeros(SMALL_SYMBOLS, dtype=np.uint64)
     for b in range(b_lo, b_hi):
-        lo = b * block
+        lo = b * every * block
         hi = min(values.size, lo + block)
         top = 0
         for j in range(lo, hi):

@@ -26,7 +26,7 @@ from bslz.codec._dq_search import quantize_blocks_float32, quantize_blocks_float
 from bslz.codec._jit import gather_byte_bits, njit, njit_inline
 from bslz.codec._parallel import default_workers, parallel_map, split_range
 from bslz.codec.expgolomb import signed_to_unsigned
-from bslz.codec.quantize import BFLOAT16_PIECE, bfloat16_moments_and_noise, round_to_bfloat16, signal_and_noise
+from bslz.codec.quantize import BFLOAT16_PIECE, bfloat16_moments_and_noise, max_abs, round_to_bfloat16, signal_and_noise
 from bslz.errors import InvalidArgumentError
 
 DEFAULT_BLOCK = 1 << 16
@@ -151,12 +151,7 @@ def _level(u, quantizer):
     return (u + 1 - quantizer) if u & 1 else (quantizer * (u > 0) - u)
 
 
-def _max_abs(x):
-    """max |x| of a non-empty float array, NaN if it holds one (numpy's max and min propagate NaN)."""
-    return max(float(x.max()), -float(x.min()))
-
-
-def _check(x, step, block):
+def _check(x, step, block, top=None):
     if (
         isinstance(step, bool)
         or not isinstance(step, (int, float, np.floating))
@@ -168,7 +163,7 @@ def _check(x, step, block):
     flat = np.ascontiguousarray(x).reshape(-1)
     if flat.dtype.kind != "f":
         raise InvalidArgumentError(f"dependent quantization needs floats, got {flat.dtype}")
-    top = _max_abs(flat) if flat.size else 0.0
+    top = max_abs(flat) if top is None else float(top)
     if not math.isfinite(top):
         raise InvalidArgumentError("tensor holds NaN or infinity")
     if top / (2.0 * step) + 2 > MAX_INDEX:
@@ -176,33 +171,35 @@ def _check(x, step, block):
     return flat, float(step), int(block), top
 
 
-def quantize_dq(x, step, block=DEFAULT_BLOCK):
-    """Trellis-quantized indices of x (int32, same shape) for lattice step `step`."""
-    return _trellis(x, step, block, as_symbols=False).reshape(np.shape(x))
+def quantize_dq(x, step, block=DEFAULT_BLOCK, top=None):
+    """Trellis-quantized indices of x (int32, same shape) for lattice step `step`.
+
+    `top`: max |x| (inf if x holds NaN or infinity), if the caller knows it: not looked for again."""
+    return _trellis(x, step, block, False, top).reshape(np.shape(x))
 
 
-def quantize_dq_symbols(x, step, block=DEFAULT_BLOCK):
-    """The se(v) symbols (uint32, flat) of `quantize_dq(x, step, block)`: what a stream codes, written
-    by the search as it finds the indices (a separate pass over the tensor took 0.5 ns a value, on
-    one thread)."""
-    return _trellis(x, step, block, as_symbols=True).view(np.uint32)
+def quantize_dq_symbols(x, step, block=DEFAULT_BLOCK, top=None):
+    """The se(v) symbols (uint32, flat) of `quantize_dq(x, step, block, top)`: what a stream codes,
+    written by the search as it finds the indices (a separate pass over the tensor took 0.5 ns a
+    value, on one thread)."""
+    return _trellis(x, step, block, True, top).view(np.uint32)
 
 
-def quantize_dq_symbols_to_bfloat16(x, step, block=DEFAULT_BLOCK):
+def quantize_dq_symbols_to_bfloat16(x, step, block=DEFAULT_BLOCK, top=None):
     """(symbols, words, sum |x|, sum x^2, sum (x - x_hat)^2): `quantize_dq_symbols(x, step, block)`,
     the bfloat16 words the decoder makes of them (`dequantize_dq_symbols_to_bfloat16`) and the
     sums over x and x_hat, those words widened, in the search's last pass (a pass of its own took
     3.5 ns a value, one thread). Each block's sums are taken in order, and added up in block order:
     the same sums on any number of threads."""
-    indices, decoded, block_sums = _trellis(x, step, block, as_symbols=True, measured=True)
+    indices, decoded, block_sums = _trellis(x, step, block, True, top, measured=True)
     sum_abs, signal, noise = (float(v) for v in block_sums.sum(axis=0))
     return indices.view(np.uint32), decoded, sum_abs, signal, noise
 
 
-def _trellis(x, step, block, as_symbols, measured=False):
+def _trellis(x, step, block, as_symbols, top, measured=False):
     """The flat int32 indices of x, their se(v) symbols in their place if `as_symbols`; if
     `measured`, (indices, decoded words, block sums) (`quantize_dq_symbols_to_bfloat16`)."""
-    flat, step, block, top = _check(x, step, block)
+    flat, step, block, top = _check(x, step, block, top)
     indices = np.empty(flat.size, dtype=np.int32)  # |index| <= MAX_INDEX: se(v) < 2**31 fits uint32
     decoded = np.empty(flat.size if measured else 0, dtype=np.uint16)
     block_sums = np.zeros((max(1, -(-flat.size // block)) if measured else 1, 3))

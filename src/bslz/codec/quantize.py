@@ -25,6 +25,7 @@ import numpy as np
 from bslz.codec import expgolomb
 from bslz.codec._bits import bfloat16_bits
 from bslz.codec._jit import njit
+from bslz.codec._parallel import default_workers, parallel_map, split_range
 from bslz.codec.gg import gg_bin_centroids
 from bslz.errors import InvalidArgumentError
 
@@ -267,6 +268,39 @@ def _max_abs_and_signal_kernel(x, top, signal, finite):
         finite &= m <= 1.7976931348623157e308  # False for NaN and inf
         top = max(top, m)
     return top, signal, finite
+
+
+MAX_ABS_PIECE = 1 << 20  # values a thread takes at least
+
+
+def max_abs(values):
+    """max |x| of a float32 or float64 array (0.0 if empty), inf if one is NaN or infinite."""
+    bits = np.ascontiguousarray(values).reshape(-1)
+    if bits.dtype not in (np.float32, np.float64):  # float16, longdouble: exactly in float64
+        bits = bits.astype(np.float64)
+    word = np.uint64 if bits.dtype == np.float64 else np.uint32
+    bits, sign_cleared = bits.view(word), word(np.iinfo(word).max >> 1)
+    pieces = split_range(bits.size, max(1, min(default_workers(), bits.size // MAX_ABS_PIECE)))
+    tops = parallel_map(lambda b: _max_magnitude_bits(bits[b[0] : b[1]], sign_cleared), pieces)
+    return magnitude_of_bits(int(max(tops, default=0)), word)
+
+
+_EXPONENT_ALL_ONES = {np.dtype(np.uint32): (0x7F800000, np.float32), np.dtype(np.uint64): (0x7FF << 52, np.float64)}
+
+
+def magnitude_of_bits(bits, word_dtype):
+    """The float of a sign-cleared bit pattern, inf for infinity's and NaN's."""
+    infinity, real = _EXPONENT_ALL_ONES[np.dtype(word_dtype)]
+    return math.inf if bits >= infinity else float(np.array(bits, dtype=word_dtype).view(real))
+
+
+@njit
+def _max_magnitude_bits(bits, sign_cleared):
+    """The largest of the bit patterns with their sign bit cleared (a vectorized integer max)."""
+    top = sign_cleared ^ sign_cleared  # 0, of the words' type
+    for i in range(bits.size):
+        top = max(top, bits[i] & sign_cleared)
+    return top
 
 
 def max_abs_and_signal(x, widen=None, piece=1 << 16):

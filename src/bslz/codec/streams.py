@@ -102,9 +102,9 @@ def _eg_may_win(arr, block_size, top, best_bits):
     whole = arr.size // block_size
     if whole < EG_SAMPLE_MIN_BLOCKS:
         return True
-    sample = np.ascontiguousarray(arr[: whole * block_size].reshape(whole, block_size)[::EG_SAMPLE_EVERY]).reshape(-1)
-    sampled_bits = float(_block_costs(sample, block_size, top).min(axis=1).sum())
-    return sampled_bits * (arr.size / sample.size) <= (1.0 + EG_SAMPLE_MARGIN) * best_bits
+    sampled = -(-whole // EG_SAMPLE_EVERY)  # whole blocks 0, EG_SAMPLE_EVERY, 2 EG_SAMPLE_EVERY, ...
+    sampled_bits = float(_block_costs(arr, block_size, top, sampled, EG_SAMPLE_EVERY).min(axis=1).sum())
+    return sampled_bits * (arr.size / (sampled * block_size)) <= (1.0 + EG_SAMPLE_MARGIN) * best_bits
 
 
 def _plan_rans_escape(arr, chunk_size, block_size):
@@ -150,14 +150,14 @@ def stream_size_bits(values, **kwargs):
     return plan_stream(values, **kwargs).size_bits()
 
 
-def _block_costs(arr, block_size, top):
-    """Bits of every block under every order up to the bit length of the largest symbol `top` (no
-    larger order can be best), computed on all cores."""
+def _block_costs(arr, block_size, top, nblocks=None, every=1):
+    """Bits of every block (or of `nblocks` blocks, one in `every`) under every order up to the bit
+    length of the largest symbol `top` (no larger order can be best), computed on all cores."""
     from bslz.codec.expgolomb import MAX_ORDER
 
-    nblocks = -(-arr.size // block_size)
+    nblocks = -(-arr.size // block_size) if nblocks is None else nblocks
     costs = np.zeros((nblocks, min(MAX_ORDER, top.bit_length()) + 1), dtype=np.uint64)
-    parallel_map(lambda b: K.block_costs(arr, block_size, costs, *b), split_range(nblocks, default_workers()))
+    parallel_map(lambda b: K.block_costs(arr, block_size, costs, *b, every), split_range(nblocks, default_workers()))
     return costs
 
 
@@ -209,13 +209,22 @@ def _plan_zero_run(arr, chunk_size, block_size, top, zeros, required):
 
 def encode_stream(values, plan=None, **plan_kwargs):
     """Code `values` as a chunked stream; `plan` defaults to `plan_stream(values, **plan_kwargs)`."""
+    plan, parts = encode_stream_parts(values, plan, **plan_kwargs)
+    one = len(parts) == 1 and isinstance(parts[0], np.ndarray)  # exp-Golomb's words, as bytes already
+    payload = parts[0] if one else np.frombuffer(b"".join(parts), dtype=np.uint8)
+    return EncodedStream(plan, payload)
+
+
+def encode_stream_parts(values, plan=None, **plan_kwargs):
+    """(plan, parts): `encode_stream`'s plan and its payload as a list of bytes-like parts, back to
+    back, for a caller that copies them once into a larger whole (a tensor's payload)."""
     arr = as_symbols(values)
     if plan is None:
         plan = plan_stream(arr, **plan_kwargs)
     elif plan.count != arr.size:
         raise InvalidArgumentError(f"plan is for {plan.count} symbols, got {arr.size}")
     if plan.mode in RANS_MODES:
-        return EncodedStream(plan, _pack_rans_chunks(arr, plan))
+        return plan, _rans_chunk_parts(arr, plan)
     starts = plan.chunk_word_starts()
     words = np.zeros(int(starts[-1]) + 1, dtype=np.uint64)  # +1: the writer may touch one spare word
     written = np.zeros(plan.num_chunks, dtype=np.uint64)
@@ -227,18 +236,17 @@ def encode_stream(values, plan=None, **plan_kwargs):
         )
     if not np.array_equal(written, plan.chunk_bits):
         raise InvalidArgumentError("plan does not match the values it is used with")
-    payload = words[: int(starts[-1])].astype(">u8").view(np.uint8)
-    return EncodedStream(plan, payload)
+    return plan, [words[: int(starts[-1])].astype(">u8").view(np.uint8)]
 
 
-def _pack_rans_chunks(arr, plan):
-    """The rANS chunks of a plan, each zero-padded to whole 64-bit words, back to back."""
+def _rans_chunk_parts(arr, plan):
+    """The rANS chunks of a plan, each followed by its zero padding to whole 64-bit words."""
     coded = plan.coded_chunks
     if coded is None:
         coded = _code_byte_chunks(arr, plan.chunk_size, plan.mode, plan.orders)
     if [8 * len(c) for c in coded] != plan.chunk_bits.tolist():
         raise InvalidArgumentError("plan does not match the values it is used with")
-    return np.frombuffer(b"".join(part for c in coded for part in (c, bytes(-len(c) % 8))), dtype=np.uint8)
+    return [part for c in coded for part in (c, bytes(-len(c) % 8))]
 
 
 def _checked_payload(encoded):

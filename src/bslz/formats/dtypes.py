@@ -10,6 +10,7 @@ import numpy as np
 from bslz.codec._bits import bfloat16_bits
 from bslz.codec._jit import njit
 from bslz.codec._parallel import default_workers, parallel_map, split_range
+from bslz.codec.quantize import magnitude_of_bits, max_abs
 from bslz.errors import InvalidArgumentError
 
 
@@ -89,15 +90,27 @@ def to_float32(raw_words, dtype):
 
     F32 and F64 come back as views of `raw_words`, not copies: treat the result as read-only.
     """
+    return to_float32_and_top(raw_words, dtype)[0]
+
+
+def to_float32_and_top(raw_words, dtype):
+    """(`to_float32(raw_words, dtype)`, max |value|), max |value| inf if a value is NaN or infinite.
+
+    The largest magnitude is that of the largest bit pattern with the sign cleared (NaN's above
+    infinity's): an integer max, found in the widening pass for bf16 and in one vector pass over
+    the values otherwise, where numpy's max and min took two passes (and the quantizer's check two
+    more: 4 % of a lossy compression, measured on MiniLM bf16)."""
     if dtype.name == "BF16":
         out = np.empty(np.shape(raw_words), dtype=np.uint32)
         words, wide = np.ascontiguousarray(raw_words).reshape(-1), out.reshape(-1)
         # a large tensor a piece per core (MiniLM bf16's embedding: 9 ms on one core, measured)
-        parallel_map(lambda b: _widen_bfloat16(words[b[0] : b[1]], wide[b[0] : b[1]]), _pieces(words.size))
-        return out.view(np.float32)
+        tops = parallel_map(lambda b: _widen_bfloat16(words[b[0] : b[1]], wide[b[0] : b[1]]), _pieces(words.size))
+        return out.view(np.float32), magnitude_of_bits(max(tops, default=0) << 16, np.uint32)
     if dtype.name in ("F8_E4M3", "F8_E5M2"):
-        return _fp8_to_float32(raw_words, dtype.name)
-    return raw_words.view(dtype.numpy_dtype).astype(np.float64 if dtype.name == "F64" else np.float32, copy=False)
+        values = _fp8_to_float32(raw_words, dtype.name)
+    else:
+        values = raw_words.view(dtype.numpy_dtype).astype(np.float64 if dtype.name == "F64" else np.float32, copy=False)
+    return values, max_abs(values)
 
 
 def from_float32(values, dtype, out=None):
@@ -137,9 +150,13 @@ def _pieces(n):
 
 @njit
 def _widen_bfloat16(words, out):
-    """float32 bit patterns of bf16 ones: one pass, where numpy took a cast and a shift."""
+    """float32 bit patterns of bf16 ones, one pass (numpy took a cast and a shift); returns the
+    largest word with its sign cleared (`to_float32_and_top`)."""
+    top = np.uint16(0)
     for i in range(words.size):
         out[i] = np.uint32(words[i]) << np.uint32(16)
+        top = max(top, np.uint16(words[i] & np.uint16(0x7FFF)))
+    return int(top)
 
 
 @njit

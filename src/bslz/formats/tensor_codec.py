@@ -28,7 +28,7 @@ from bslz.codec.gg import fit_from_sums, fit_generalized_gaussian
 from bslz.codec.quantize import dequantize_with_table, moments_and_noise, quantize, reconstruction_table
 from bslz.codec.stream_plan import EncodedStream, StreamPlan
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
-from bslz.formats.dtypes import from_float32, lookup, to_float32
+from bslz.formats.dtypes import from_float32, lookup, to_float32, to_float32_and_top
 
 CODINGS = ("raw", "float", "int", "quantized")
 RECONSTRUCTIONS = ("midpoint", "gg", "dq")
@@ -39,7 +39,16 @@ RECONSTRUCTIONS = ("midpoint", "gg", "dq")
 
 def pack_stream(encoded, prefix=b""):
     """(header fields, payload bytes) of an `EncodedStream`, after `prefix` (copied once, together)."""
-    plan = encoded.plan
+    return _pack(encoded.plan, [memoryview(encoded.payload)], prefix)
+
+
+def encode_and_pack(symbols, plan=None, prefix=b""):
+    """`pack_stream(streams.encode_stream(symbols, plan), prefix)`, with each part of the stream
+    copied once, into the payload (a stream's payload of its own was one more copy of it)."""
+    return _pack(*streams.encode_stream_parts(symbols, plan), prefix)
+
+
+def _pack(plan, parts, prefix):
     side = plan.chunk_bits.astype("<u8").tobytes() + plan.orders.astype(np.uint8).tobytes()
     side += bytes(-len(side) % 8)
     fields = {
@@ -48,7 +57,7 @@ def pack_stream(encoded, prefix=b""):
         "block_size": plan.block_size,
         "num_orders": len(plan.orders),
     }
-    return fields, b"".join((prefix, side, memoryview(encoded.payload)))
+    return fields, b"".join((prefix, side, *parts))
 
 
 def unpack_stream(fields, payload, count):
@@ -90,7 +99,7 @@ def encode_lossless(raw, dtype_name, shape):
         symbols = _int_symbols(raw, dtype)
         if symbols is None:
             return {"coding": "raw"}, raw
-        fields, payload = pack_stream(streams.encode_stream(symbols))
+        fields, payload = encode_and_pack(symbols)
         fields["coding"] = "int"
     if len(payload) >= raw.size:
         return {"coding": "raw"}, raw
@@ -123,7 +132,16 @@ def reconstruction_overhead_bits(numel):
 
 
 def encode_quantized(
-    raw, dtype_name, step, dead_zone=0.5, reconstruction=None, symbols=None, reconstructed=None, values=None, plan=None
+    raw,
+    dtype_name,
+    step,
+    dead_zone=0.5,
+    reconstruction=None,
+    symbols=None,
+    reconstructed=None,
+    values=None,
+    plan=None,
+    top=None,
 ):
     """(fields, payload, reconstructed raw bytes, signal, noise) of a float tensor quantized with
     `step`; signal = sum w^2 and noise = sum (w - w_hat)^2 over the values in their own dtype.
@@ -137,16 +155,19 @@ def encode_quantized(
     already (a step search), so that they are not computed again; `reconstructed`: what
     `reconstruct_dq` gave for those symbols, if the search measured them (the same pass, not made
     twice); `values`: the tensor's float values (`to_float32` of `raw`), if the caller has them;
-    `plan`: the `streams.plan_stream` of those symbols, if the caller made it (a `bits` search).
+    `plan`: the `streams.plan_stream` of those symbols, if the caller made it (a `bits` search);
+    `top`: max |value| (`to_float32_and_top`), if the caller has the values and knows it.
     """
     dtype = lookup(dtype_name)
-    values = to_float32(raw.view(dtype.word_dtype), dtype) if values is None else values.reshape(-1)
+    if values is None:
+        values, top = to_float32_and_top(raw.view(dtype.word_dtype), dtype)
+    values = values.reshape(-1)
     reconstruction = reconstruction or default_reconstruction(values.size)
     if reconstruction != "dq" or symbols is None:
         reconstructed = plan = None  # only the reconstruction and plan of the symbols given are theirs
     if reconstruction == "dq":  # indices within ±2**30: their se(v) symbols fit uint32
         if symbols is None:
-            symbols, reconstructed = quantize_dq(values, step, dtype.name)
+            symbols, reconstructed = quantize_dq(values, step, dtype.name, top)
         symbols = symbols.reshape(-1)
         fields = _dq_fields(step)
         fields["gg"] = None  # informative (`bslz info` shows nu): fitted from the reconstruction pass's sums
@@ -169,7 +190,7 @@ def encode_quantized(
         fields["levels"] = GG_LEVELS
         table, _ = reconstruction_table(step, dead_zone, "gg", gg, GG_LEVELS)
         prefix = table.astype("<f8").tobytes()
-    stream_fields, payload = pack_stream(streams.encode_stream(symbols, plan), prefix)
+    stream_fields, payload = encode_and_pack(symbols, plan, prefix)
     fields.update(stream_fields)
     if reconstructed is None:
         reconstructed = _reconstruct_and_measure(symbols, fields, _table(fields, prefix), dtype, values)
@@ -180,14 +201,14 @@ def encode_quantized(
     return fields, payload, decoded, signal, noise
 
 
-def quantize_dq(values, step, dtype_name):
-    """(symbols, reconstruction): `quantize_dq_symbols(values, step)` and what `reconstruct_dq`
-    gives for them; for bfloat16 tensors made in the search's last pass
+def quantize_dq(values, step, dtype_name, top=None):
+    """(symbols, reconstruction): `quantize_dq_symbols(values, step, top=top)` and what
+    `reconstruct_dq` gives for them; for bfloat16 tensors made in the search's last pass
     (`quantize_dq_symbols_to_bfloat16`)."""
     if dtype_name != "BF16":
-        symbols = quantize_dq_symbols(values, step)
+        symbols = quantize_dq_symbols(values, step, top=top)
         return symbols, reconstruct_dq(symbols, step, dtype_name, values)
-    symbols, words, sum_abs, signal, noise = quantize_dq_symbols_to_bfloat16(values, step, DQ_BLOCK)
+    symbols, words, sum_abs, signal, noise = quantize_dq_symbols_to_bfloat16(values, step, DQ_BLOCK, top)
     return symbols, (words.view(np.uint8), signal, noise, sum_abs)
 
 
