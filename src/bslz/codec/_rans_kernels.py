@@ -173,11 +173,13 @@ def decode_step(x, slot_sym, freqs, starts):
     return s, U64(freqs[s]) * (x >> _SB) + slot - U64(starts[s])
 
 
-@njit
-def decode_states(words, slot_sym, freqs, starts, out, shift):
-    """Decode out.size symbols from `words` (the payload) into out, each shifted left by `shift`
-    (a float's exponent straight into its word: a separate merge pass took ~0.4 ns a value).
-    Returns a status.
+def make_state_decoder(put4, put1):
+    """A kernel decode(words, slot_sym, freqs, starts, out, context) -> status that decodes out.size
+    symbols from `words` (the payload) and hands them to `put4(out, i, s0, s1, s2, s3, context,
+    carry) -> carry` four at a time (symbols i .. i + 3) and to `put1(out, i, s, context, carry)
+    -> carry` one at a time at the end (`carry`: a uint64 the sink keeps from call to call, 0 at
+    first). The sinks are inlined: `decode_states` shifts each symbol into out; dependent
+    quantization's decoder (`_dq_rans`) maps them to values there, in the same loop.
 
     Any word content is safe: every word position is checked before it is read, a state only
     shrinks during a step and takes at most one word, so the loop ends after out.size steps.
@@ -188,75 +190,98 @@ def decode_states(words, slot_sym, freqs, starts, out, shift):
     the states and selected without a load: 1.28 -> 1.67 ns; a slot-indexed (freq, bias) table:
     1.34 -> 1.49 ns.
     """
-    count = U64(out.size)
-    nw = U64(words.size)
-    used = min(count, U64(NUM_STATES))
-    if nw < U64(2) * used:
-        return STATUS_TRUNCATED
-    xs = np.full(NUM_STATES, _LOW, dtype=np.uint64)
-    for j in range(used):
-        x = U64(words[2 * j]) | (U64(words[2 * j + 1]) << _W32)
-        if x < _LOW or x >= _HIGH:
-            return STATUS_BAD_STATE
-        xs[j] = x
-    pos = U64(2) * used
-    x0 = xs[0]
-    x1 = xs[1]
-    x2 = xs[2]
-    x3 = xs[3]
-    i = U64(0)
-    four = U64(4)
-    # fast path: four symbols and at most four words a round, so one check a round suffices.
-    # Renormalisation is branchless (a word is read every step, used when needed): a state
-    # spills about every 32 / (bits a symbol) steps, too irregular for the branch predictor.
-    while i + four <= count and pos + four <= nw:
-        s0, x0 = decode_step(x0, slot_sym, freqs, starts)
-        s1, x1 = decode_step(x1, slot_sym, freqs, starts)
-        s2, x2 = decode_step(x2, slot_sym, freqs, starts)
-        s3, x3 = decode_step(x3, slot_sym, freqs, starts)
-        out[i] = U64(s0) << shift
-        out[i + U64(1)] = U64(s1) << shift
-        out[i + U64(2)] = U64(s2) << shift
-        out[i + U64(3)] = U64(s3) << shift
-        need = x0 < _LOW
-        w = (x0 << _W32) | U64(words[pos])
-        x0 = w if need else x0
-        pos += U64(need)
-        need = x1 < _LOW
-        w = (x1 << _W32) | U64(words[pos])
-        x1 = w if need else x1
-        pos += U64(need)
-        need = x2 < _LOW
-        w = (x2 << _W32) | U64(words[pos])
-        x2 = w if need else x2
-        pos += U64(need)
-        need = x3 < _LOW
-        w = (x3 << _W32) | U64(words[pos])
-        x3 = w if need else x3
-        pos += U64(need)
-        i += four
-    xs[0] = x0
-    xs[1] = x1
-    xs[2] = x2
-    xs[3] = x3
-    # tail: one symbol at a time, checking every read
-    while i < count:
-        j = i % U64(NUM_STATES)
-        s, x = decode_step(xs[j], slot_sym, freqs, starts)
-        out[i] = U64(s) << shift
-        if x < _LOW:
-            if pos >= nw:
-                return STATUS_TRUNCATED
-            x = (x << _W32) | U64(words[pos])
-            pos += U64(1)
-        xs[j] = x
-        i += U64(1)
-    for j in range(NUM_STATES):
-        if xs[j] != _LOW:
-            return STATUS_BAD_STATE
-    if pos != nw:
-        return STATUS_TRAILING
-    return STATUS_OK
+
+    @njit
+    def decode(words, slot_sym, freqs, starts, out, context):
+        count = U64(out.size)
+        nw = U64(words.size)
+        used = min(count, U64(NUM_STATES))
+        if nw < U64(2) * used:
+            return STATUS_TRUNCATED
+        xs = np.full(NUM_STATES, _LOW, dtype=np.uint64)
+        for j in range(used):
+            x = U64(words[2 * j]) | (U64(words[2 * j + 1]) << _W32)
+            if x < _LOW or x >= _HIGH:
+                return STATUS_BAD_STATE
+            xs[j] = x
+        pos = U64(2) * used
+        x0 = xs[0]
+        x1 = xs[1]
+        x2 = xs[2]
+        x3 = xs[3]
+        i = U64(0)
+        four = U64(4)
+        carry = U64(0)
+        # fast path: four symbols and at most four words a round, so one check a round suffices.
+        # Renormalisation is branchless (a word is read every step, used when needed): a state
+        # spills about every 32 / (bits a symbol) steps, too irregular for the branch predictor.
+        while i + four <= count and pos + four <= nw:
+            s0, x0 = decode_step(x0, slot_sym, freqs, starts)
+            s1, x1 = decode_step(x1, slot_sym, freqs, starts)
+            s2, x2 = decode_step(x2, slot_sym, freqs, starts)
+            s3, x3 = decode_step(x3, slot_sym, freqs, starts)
+            carry = put4(out, i, s0, s1, s2, s3, context, carry)
+            need = x0 < _LOW
+            w = (x0 << _W32) | U64(words[pos])
+            x0 = w if need else x0
+            pos += U64(need)
+            need = x1 < _LOW
+            w = (x1 << _W32) | U64(words[pos])
+            x1 = w if need else x1
+            pos += U64(need)
+            need = x2 < _LOW
+            w = (x2 << _W32) | U64(words[pos])
+            x2 = w if need else x2
+            pos += U64(need)
+            need = x3 < _LOW
+            w = (x3 << _W32) | U64(words[pos])
+            x3 = w if need else x3
+            pos += U64(need)
+            i += four
+        xs[0] = x0
+        xs[1] = x1
+        xs[2] = x2
+        xs[3] = x3
+        # tail: one symbol at a time, checking every read
+        while i < count:
+            j = i % U64(NUM_STATES)
+            s, x = decode_step(xs[j], slot_sym, freqs, starts)
+            carry = put1(out, i, s, context, carry)
+            if x < _LOW:
+                if pos >= nw:
+                    return STATUS_TRUNCATED
+                x = (x << _W32) | U64(words[pos])
+                pos += U64(1)
+            xs[j] = x
+            i += U64(1)
+        for j in range(NUM_STATES):
+            if xs[j] != _LOW:
+                return STATUS_BAD_STATE
+        if pos != nw:
+            return STATUS_TRAILING
+        return STATUS_OK
+
+    return decode
+
+
+@njit_inline
+def _put_shifted4(out, i, s0, s1, s2, s3, shift, carry):
+    out[i] = U64(s0) << shift
+    out[i + U64(1)] = U64(s1) << shift
+    out[i + U64(2)] = U64(s2) << shift
+    out[i + U64(3)] = U64(s3) << shift
+    return carry
+
+
+@njit_inline
+def _put_shifted1(out, i, s, shift, carry):
+    out[i] = U64(s) << shift
+    return carry
+
+
+# decode_states(words, slot_sym, freqs, starts, out, shift) -> status: each symbol shifted left by
+# `shift` (a float's exponent straight into its word: a separate merge pass took ~0.4 ns a value)
+decode_states = make_state_decoder(_put_shifted4, _put_shifted1)
 
 
 @njit

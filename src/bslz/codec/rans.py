@@ -199,18 +199,35 @@ def decode_rans(buf, count, out=None, *, shift=0, limit=None):
             raise FormatError("rANS stream: bytes after a single-symbol header")
         out[:] = max_symbol << shift
         return out
-    payload = data[hbytes:]
+    decode_payload(K.decode_states, data[hbytes:], freqs, out, np.uint64(shift))
+    return out
+
+
+def decode_payload(decoder, payload, freqs, out, context):
+    """Run a `_rans_kernels.make_state_decoder` kernel over the payload (the bytes after the header
+    of a stream of several symbols, whose frequencies are `freqs`) into `out`; raises as
+    `decode_rans` does."""
     nwords = payload.size // 4
-    if count > nwords * MAX_SYMBOLS_PER_WORD:
-        raise TruncatedError(f"{payload.size} payload bytes cannot hold {count} rANS symbols")
+    if out.size > nwords * MAX_SYMBOLS_PER_WORD:
+        raise TruncatedError(f"{payload.size} payload bytes cannot hold {out.size} rANS symbols")
     words = payload[: 4 * nwords].view("<u4").astype(np.uint32)  # aligned, native copy
+    nsym = freqs.size
     starts = np.zeros(nsym, dtype=np.uint32)
     np.cumsum(freqs[:-1], out=starts[1:])
     slot_sym = np.empty(K.SCALE, dtype=np.uint16 if nsym > 256 else np.uint8)
     K.build_slot_table(freqs, starts, nsym, slot_sym)
-    status = K.decode_states(words, slot_sym, freqs, starts, out, np.uint64(shift))
+    status = decoder(words, slot_sym, freqs, starts, out, context)
     if status != K.STATUS_OK:
         _raise_for(status, "payload")
     if payload.size % 4:
         raise FormatError(f"rANS payload: {payload.size % 4} bytes after the last word")
-    return out
+
+
+def read_header(buf):
+    """(max_symbol, frequencies or None for a stream of one symbol, header bytes) of a stream made
+    by `encode_rans`; raises as `decode_rans` does on a bad header."""
+    data = as_uint8(buf)
+    if data.size == 0:
+        raise TruncatedError("empty buffer for rANS symbols")
+    max_symbol, multi, hbytes, freqs = _read_header(data)
+    return max_symbol, (freqs if multi else None), hbytes

@@ -264,11 +264,15 @@ def _consume_rans_chunks(plan, payload, starts, consume):
     """Decode every chunk of a checked rANS stream on all cores; consume(lo, hi, symbols) gets each
     chunk's symbols (uint16) on the thread that decoded them."""
 
-    def decode_chunk(c):
-        lo, hi, chunk = _byte_chunk(plan, payload, starts, c)
+    def decode_chunk(lo, hi, chunk):
         consume(lo, hi, decode_rans(chunk, hi - lo, np.empty(hi - lo, np.uint16)))
 
-    parallel_map(decode_chunk, range(plan.num_chunks))
+    _map_byte_chunks(plan, payload, starts, decode_chunk)
+
+
+def _map_byte_chunks(plan, payload, starts, fn):
+    """fn(first symbol, end, bytes) for every chunk of a checked stream of whole-byte chunks, on all cores."""
+    parallel_map(lambda c: fn(*_byte_chunk(plan, payload, starts, c)), range(plan.num_chunks))
 
 
 def _byte_chunk(plan, payload, starts, c):
@@ -281,14 +285,13 @@ def _byte_chunk(plan, payload, starts, c):
     )
 
 
-def consume_rans_chunks(encoded, consume):
-    """Decode a "rans" stream chunk by chunk, calling consume(lo, hi, symbols) with each chunk's
-    symbols (uint16) on the thread that decoded them, so that a caller can turn them into values
-    while they are in cache, without an array of every symbol."""
+def map_rans_chunks(encoded, fn):
+    """fn(lo, hi, chunk) for every chunk of a "rans" stream, on all cores: symbols lo..hi are the
+    `rans.decode_rans` of the bytes `chunk` (the stream checked, the chunks not decoded)."""
     plan, payload, starts = _checked_payload(encoded)
     if plan.mode != "rans":
-        raise InvalidArgumentError(f"consume_rans_chunks needs a rans stream, got {plan.mode!r}")
-    _consume_rans_chunks(plan, payload, starts, consume)
+        raise InvalidArgumentError(f"a rans stream is needed here, got {plan.mode!r}")
+    _map_byte_chunks(plan, payload, starts, fn)
 
 
 OUTPUT_DTYPES = (np.uint16, np.uint32, np.uint64)

@@ -12,7 +12,7 @@ An exp-Golomb payload is `chunk_bits` (u64 LE, one a chunk), the orders (u8 each
 
 import numpy as np
 
-from bslz.codec import floats, streams
+from bslz.codec import dq_rans, floats, streams
 from bslz.codec._parallel import parallel_map, split_range
 from bslz.codec.dq import DEFAULT_BLOCK as DQ_DEFAULT_BLOCK
 from bslz.codec.dq import MAX_INDEX as DQ_MAX_INDEX
@@ -26,6 +26,7 @@ from bslz.codec.dq import (
 from bslz.codec.expgolomb import MAX_VALUE, signed_to_unsigned, unsigned_to_signed
 from bslz.codec.gg import fit_from_sums, fit_generalized_gaussian
 from bslz.codec.quantize import dequantize_with_table, moments_and_noise, quantize, reconstruction_table
+from bslz.codec.rans import decode_rans
 from bslz.codec.stream_plan import EncodedStream, StreamPlan
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
 from bslz.formats.dtypes import from_float32, lookup, to_float32, to_float32_and_top
@@ -302,14 +303,25 @@ def _reconstructs_by_chunk(plan, fields):
 
 
 def _decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes):
+    """Dependent quantization's chunks straight into words (`dq_rans`), where that path takes them;
+    the others decoded to symbols and then reconstructed."""
     out = np.empty(nbytes, dtype=np.uint8)
     words = out.view(dtype.word_dtype)
+    compute = np.float64 if dtype.name == "F64" else np.float32
 
-    def consume(lo, hi, symbols):
+    def to_words(values):
+        return from_float32(values, dtype)
+
+    def decode(lo, hi, chunk):
         with np.errstate(over="ignore", invalid="ignore"):  # numpy's error state is per thread: see decode_tensor
+            if fields["reconstruction"] == "dq" and dq_rans.decode_chunk(
+                chunk, fields["step"], fields["dq_block"], compute, to_words, words[lo:hi]
+            ):
+                return
+            symbols = decode_rans(chunk, hi - lo, np.empty(hi - lo, np.uint16))
             _reconstruct(symbols, fields, table, dtype, out=words[lo:hi])
 
-    streams.consume_rans_chunks(stream, consume)
+    streams.map_rans_chunks(stream, decode)
     return out
 
 
