@@ -45,7 +45,7 @@ RANS_MIN_GAIN_OVER_HUFFMAN = 32
 
 @njit
 def decode_chunk(data, words, heads, lo, hi, sign_pos, low_bits, widths, shifts, eg_tables, max_order):
-    """Decode one chunk's segments (`data`) into words[lo:hi] (zeroed) in one call, when each is
+    """Decode one chunk's segments (`data`) into words[lo:hi] (zeroed here first) in one call, when each is
     Huffman, exp-Golomb, constant or (tail pieces) raw: widths[p] bits at shifts[p] (-1: the head).
     `heads` is `words` when they are uint16 (the head is decoded straight into them), else an
     empty uint16 array; `eg_tables`: `expgolomb.decode_tables()`, orders up to `max_order`.
@@ -53,6 +53,8 @@ def decode_chunk(data, words, heads, lo, hi, sign_pos, low_bits, widths, shifts,
     the caller then zeroes the words and decodes the chunk piece by piece, which names the error."""
     n = hi - lo
     chunk = words[lo:hi]
+    for i in range(n):  # the pieces are OR-ed in; zeroed here, the words are in cache for them
+        chunk[i] = 0
     info = np.zeros(2, dtype=np.int64)
     pos = 0
     for p in range(widths.size):

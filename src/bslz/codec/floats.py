@@ -281,12 +281,10 @@ def decode_floats(encoded, out=None, *, workers=None):
     if int(offsets[-1]) != body.size:
         cls = TruncatedError if int(offsets[-1]) > body.size else FormatError
         raise cls(f"float stream: chunks span {int(offsets[-1])} bytes, {body.size} present")
-    if out is None:
-        out = np.zeros(count, dtype=layout.word_dtype)
+    if out is None:  # each chunk zeroes its words as it decodes them, in cache (not a pass of its own)
+        out = np.empty(count, dtype=layout.word_dtype)
     elif out.shape != (count,) or out.dtype != layout.word_dtype:
         raise InvalidArgumentError(f"out must be a {layout.word_dtype} array of shape ({count},)")
-    else:
-        out[:] = 0
 
     widths, shifts = _piece_arrays(layout)
     sign_pos, low_bits = U64(layout.bits - 1), U64(layout.low_bits)
