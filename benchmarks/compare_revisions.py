@@ -1,21 +1,25 @@
 """Time two git revisions of bslz against each other on the same file, interleaved.
 
     python3 benchmarks/compare_revisions.py fa3567e HEAD                # MiniLM cast to bf16
-    python3 benchmarks/compare_revisions.py A B --file model.safetensors --rounds 5
+    python3 benchmarks/compare_revisions.py A B --file model.safetensors --rounds 6
 
 Each revision is checked out into a temporary worktree; every round runs one child process per
-revision, one after the other (so that both see the same machine load), and each child times the
+revision, one after the other (so that both see the same machine load), in turns (the first one
+first in even rounds, second in odd ones: use an even number of rounds), and each child times the
 library calls on a copy of the file in a tmpfs directory (/dev/shm when it has room): lossless
 compress and decompress (best of 5), `--bits 4.936`, `--snr 35` and `--step 1e-3` compress (best of
 3) and the lossy decompress of the `--bits` file (best of 5). The table gives, per operation, the
-best time over all rounds and the ratio. On a 2-core machine MB/s figures vary by ~15 % from run
-to run: this is the measure to trust for "did this change make it faster".
+best time over all rounds and the ratio, and the median over the rounds of each round's ratio
+(steadier: a slow phase of the machine hits both children of a round). On a 2-core machine MB/s
+figures vary by ~15 % from run to run: this is the measure to trust for "did this change make it
+faster".
 """
 
 import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,7 +64,7 @@ def main():
     parser.add_argument("before")
     parser.add_argument("after")
     parser.add_argument("--file", help="a safetensors file (default: MiniLM cast to bf16)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
     repo = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True)
     repo = repo.stdout.strip()
@@ -77,9 +81,12 @@ def main():
             subprocess.run(["git", "-C", repo, "worktree", "add", "-q", "--detach", tree, rev], check=True)
             trees[rev] = tree
         try:
-            best = {rev: {} for rev in trees}
+            times = {rev: {} for rev in trees}  # op -> the child's best time, one a round
             for r in range(args.rounds):
-                for rev, tree in trees.items():
+                # the second child of a round ran faster, whichever revision it was (3 rounds each
+                # way, 2f09f6a against aca7bc9: 1.01-1.22x one way, 0.83-0.97x the other): the
+                # order alternates from round to round, so that each revision runs second as often
+                for rev, tree in list(trees.items())[:: 1 if r % 2 == 0 else -1]:
                     work = os.path.join(tmp, f"work-{r}")
                     os.makedirs(work, exist_ok=True)
                     # the revision's bslz; this checkout's timing helper
@@ -89,17 +96,20 @@ def main():
                     if run.returncode:
                         sys.exit(f"{rev}: {run.stderr.strip().splitlines()[-1]}")
                     for op, t in json.loads(run.stdout).items():
-                        best[rev][op] = min(t, best[rev].get(op, t))
+                        times[rev].setdefault(op, []).append(t)
                     shutil.rmtree(work)
         finally:
             for tree in trees.values():
                 subprocess.run(["git", "-C", repo, "worktree", "remove", "--force", tree], check=False)
         size = os.path.getsize(src) / 1e6
-        before, after = best[args.before], best[args.after]
-        print(f"file: {args.file or 'MiniLM bf16'} ({size:.1f} MB); best of {args.rounds} interleaved rounds\n")
-        print(f"| operation | {args.before} ms | {args.after} ms | speed-up |\n|---|---|---|---|")
+        before, after = times[args.before], times[args.after]
+        print(f"file: {args.file or 'MiniLM bf16'} ({size:.1f} MB); {args.rounds} interleaved rounds\n")
+        print(f"| operation | {args.before} ms | {args.after} ms | speed-up: bests | median of the rounds' |")
+        print("|---|---|---|---|---|")
         for op in before:
-            print(f"| {op} | {1e3 * before[op]:.0f} | {1e3 * after[op]:.0f} | {before[op] / after[op]:.2f}x |")
+            b, a = min(before[op]), min(after[op])
+            rounds = statistics.median(x / y for x, y in zip(before[op], after[op]))
+            print(f"| {op} | {1e3 * b:.0f} | {1e3 * a:.0f} | {b / a:.2f}x | {rounds:.2f}x |")
 
 
 if __name__ == "__main__":
