@@ -8,6 +8,8 @@ Prints Mparam/s (best of 5, after a warm-up call so that no JIT compile is timed
 - for bfloat16 writing: the search with its reconstruction measured in its last pass
   (`quantize_dq_symbols_to_bfloat16`) against the search and then a measuring pass
   (`quantize_dq_symbols` + `measured_dequantize_dq_symbols_to_bfloat16`), interleaved;
+- a rANS chunk of trellis symbols decoded into bfloat16 words: its symbols and then their values,
+  against `dq_rans.decode_chunk`'s one loop (one thread: run with NUMBA_NUM_THREADS=1);
 for 4M Laplacian values and for MiniLM's float tensors of at least 4096 elements (22.7M parameters),
 each at a step near 6 bits a parameter.
 """
@@ -16,6 +18,7 @@ import numpy as np
 
 from bslz.codec.dq import (
     dequantize_dq_symbols,
+    dequantize_dq_symbols_to_bfloat16,
     measured_dequantize_dq_symbols_to_bfloat16,
     quantize_dq,
     quantize_dq_symbols,
@@ -80,6 +83,45 @@ def main_measured():
     measured_rows("Laplacian, b = 0.03, step 1e-3", [x], lambda t: 1e-3)
 
 
+def main_decode_chunks():
+    """ns a value of decoding rANS chunks of trellis symbols into bfloat16 words: the rANS symbols
+    and then the dequantizer (`decode_rans` + `dequantize_dq_symbols_to_bfloat16`, as a chunk was
+    decoded before `dq_rans`), against `dq_rans.decode_chunk` (one loop), interleaved, best of 20."""
+    from bslz.codec import dq_rans
+    from bslz.codec.rans import decode_rans, encode_rans
+    from bslz.codec.streams import DEFAULT_CHUNK_SIZE
+    from bslz.formats.dtypes import from_float32, lookup
+
+    bf16 = lookup("BF16")
+    print()
+    # the dequantizer spreads a chunk over the threads where a decoding thread ran it alone: compare
+    # on one (NUMBA_NUM_THREADS=1)
+    print("| one chunk, step = rms / 8 | symbols then values ns/value | one loop ns/value |")
+    print("|---|---|---|")
+    cases = [("Laplacian, b = 0.03", np.random.default_rng(0).laplace(0, 0.03, DEFAULT_CHUNK_SIZE))]
+    tensors = minilm_tensors()
+    if tensors is not None:
+        big = max(tensors, key=lambda t: t.size).reshape(-1)
+        cases.append(("MiniLM embedding", big[1 << 20 : (1 << 20) + DEFAULT_CHUNK_SIZE]))
+    for name, x in cases:
+        x = x.astype(np.float32)
+        step = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) / 8
+        chunk = encode_rans(quantize_dq_symbols(x, step).astype(np.uint16))
+        out = np.empty(x.size, np.uint16)
+
+        def two_steps():
+            symbols = decode_rans(chunk, x.size, np.empty(x.size, np.uint16))
+            dequantize_dq_symbols_to_bfloat16(symbols, step, out=out)
+
+        def one_loop():
+            dq_rans.decode_chunk(chunk, step, 1 << 16, np.float32, lambda v: from_float32(v, bf16), out)
+
+        two_steps(), one_loop()
+        t_two, t_one = best_times_interleaved([two_steps, one_loop], 20)
+        print(f"| {name} | {t_two / x.size * 1e9:.2f} | {t_one / x.size * 1e9:.2f} |")
+
+
 if __name__ == "__main__":
     main()
     main_measured()
+    main_decode_chunks()

@@ -6,8 +6,8 @@ value as a lookup in a table of the dtype's words for every (symbol, quantizer) 
 alphabet. The table is made by the decoder's own arithmetic (level times the step in float64,
 rounded to the dtype as `dq`'s decoder rounds it), so the words are those of decoding the symbols
 and then dequantizing them; no array of symbols is written and read back, and the per-value
-arithmetic becomes a lookup (MiniLM's embedding, one 262144-value chunk on one thread: 3.3-3.4 ->
-2.4-2.6 ns a value).
+arithmetic becomes a lookup (MiniLM's embedding, one 262144-value chunk on one thread: 3.60 ->
+2.84 ns a value, `bench_dq.py`'s last table).
 """
 
 import numpy as np
