@@ -16,7 +16,7 @@ import pytest
 import bslz.numpy
 from bslz import FormatError, TruncatedError, UnsupportedVersionError
 from bslz.codec import streams
-from bslz.formats import checksums, tensor_codec
+from bslz.formats import checksums, stream_payload, tensor_codec
 from bslz.formats.container import ALIGN, MAGIC, MAX_HEADER_BYTES, PREFIX, ContainerReader, align
 from bslz.formats.dtypes import from_float32, lookup, to_float32
 
@@ -471,7 +471,7 @@ def test_a_stream_packed_from_its_parts_is_the_stream_packed_whole(mode):
         symbols = np.minimum(symbols, 4095)
     plan = streams.plan_stream(symbols, mode=mode)
     for prefix in (b"", b"12345678"):
-        assert tensor_codec.encode_and_pack(symbols, plan, prefix) == tensor_codec.pack_stream(
+        assert stream_payload.encode_and_pack(symbols, plan, prefix) == stream_payload.pack_stream(
             streams.encode_stream(symbols, plan), prefix
         )
 
@@ -481,7 +481,7 @@ def test_a_stream_packed_from_its_parts_is_the_stream_packed_whole(mode):
 def test_dependent_quantization_index_beyond_the_limit(symbol):
     """A stream whose se(v) symbols decode to |k| > 2**30: FormatError, not a wrapped value."""
     symbols = np.array([1, 2, symbol, 0], dtype=np.uint32)
-    fields, payload = tensor_codec.pack_stream(streams.encode_stream(symbols))
+    fields, payload = stream_payload.pack_stream(streams.encode_stream(symbols))
     fields.update(coding="quantized", reconstruction="dq", step=0.01, dq_block=65536)
     with pytest.raises(FormatError, match="beyond"):
         tensor_codec.decode_tensor(fields, np.frombuffer(payload, np.uint8), "F32", 4, 16)

@@ -170,7 +170,7 @@ MEASURED_CASES = dict(
 def test_measured_bfloat16_decoding_gives_the_sums_of_the_values_and_their_reconstruction(x, step, block):
     """The reconstruct-and-measure pass: the bf16 words of the decoder, and the sums
     `moments_and_noise` takes of the values and the words widened, to the last bit."""
-    from bslz.codec.quantize import moments_and_noise
+    from bslz.codec.measure import moments_and_noise
     from bslz.formats.dtypes import lookup, to_float32
 
     symbols = dq.quantize_dq_symbols(x, step, block)
@@ -390,7 +390,7 @@ def test_gather_byte_bits_and_eight_step_tables():
 def test_symbols_and_their_squared_error_piece_by_piece(size):
     """quantize_dq_symbols: the se(v) symbols of quantize_dq's indices; the squared error summed a
     piece at a time in the same order as over the whole reconstruction: the very same float64."""
-    from bslz.codec.quantize import signal_and_noise
+    from bslz.codec.measure import signal_and_noise
 
     x = np.random.default_rng(size).laplace(0, 0.02, size).astype(np.float32)
     k = dq.quantize_dq(x, 0.003, block=1024)
@@ -406,7 +406,7 @@ def test_search_with_its_reconstruction_measured(x, step, block):
     """The search's measured last pass: the symbols of `quantize_dq_symbols`, the bf16 words of the
     decoder (level 0 as +0), and the sums of `moments_and_noise` over the values and the words
     widened, to rounding (summed block by block, in block order)."""
-    from bslz.codec.quantize import moments_and_noise
+    from bslz.codec.measure import moments_and_noise
     from bslz.formats.dtypes import lookup, to_float32
 
     symbols, words, *sums = dq.quantize_dq_symbols_to_bfloat16(x, step, block)

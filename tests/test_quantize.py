@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from bslz.codec import expgolomb, gg
+from bslz.codec import expgolomb, gg, measure
 from bslz.codec import quantize as qz
 from bslz.codec import step_search as ss
 from bslz.errors import InvalidArgumentError
@@ -234,7 +234,7 @@ def test_step_for_bits_edge_cases():
 
 @given(hnp.arrays(np.float32, st.integers(0, 300), elements=st.floats(-(2.0**100), 2.0**100, width=32)))
 def test_max_abs_and_signal_in_one_pass(x):
-    top, signal = qz.max_abs_and_signal(x)
+    top, signal = measure.max_abs_and_signal(x)
     assert top == (float(np.max(np.abs(x))) if x.size else 0.0)
     assert signal == pytest.approx(float(np.sum(x.astype(np.float64) ** 2)), rel=1e-12)
 
@@ -242,9 +242,9 @@ def test_max_abs_and_signal_in_one_pass(x):
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_max_abs_and_signal_flags_a_value_that_is_not_finite(bad):
     x = np.array([0.5, bad, -2.0], dtype=np.float32)
-    assert qz.max_abs_and_signal(x)[0] == math.inf
+    assert measure.max_abs_and_signal(x)[0] == math.inf
     big = np.array([1e200, -3.0])  # finite, though its square is not
-    assert qz.max_abs_and_signal(big)[0] == 1e200
+    assert measure.max_abs_and_signal(big)[0] == 1e200
 
 
 def test_max_abs_and_signal_a_piece_at_a_time_is_the_same():
@@ -252,10 +252,10 @@ def test_max_abs_and_signal_a_piece_at_a_time_is_the_same():
 
     bf16 = lookup("BF16")
     words = from_float32(np.random.default_rng(5).laplace(0, 0.02, 10_007).astype(np.float32), bf16)
-    whole = qz.max_abs_and_signal(to_float32(words, bf16))
-    assert qz.max_abs_and_signal(words, widen=lambda piece: to_float32(piece, bf16), piece=1000) == whole
+    whole = measure.max_abs_and_signal(to_float32(words, bf16))
+    assert measure.max_abs_and_signal(words, widen=lambda piece: to_float32(piece, bf16), piece=1000) == whole
     words[7777] = 0x7FC0  # a NaN in a later piece
-    assert qz.max_abs_and_signal(words, widen=lambda piece: to_float32(piece, bf16), piece=1000)[0] == math.inf
+    assert measure.max_abs_and_signal(words, widen=lambda piece: to_float32(piece, bf16), piece=1000)[0] == math.inf
 
 
 @pytest.mark.parametrize("name", ["BF16", "F16", "F32", "F64", "F8_E4M3", "F8_E5M2"])
@@ -277,8 +277,8 @@ def test_rounding_to_a_dtype_into_a_given_array(name):
 @given(finite_floats)
 def test_moments_and_noise_are_the_sums_in_order(x):
     x_hat = (x * np.float32(0.9)).astype(np.float32)
-    sum_abs, signal, noise = qz.moments_and_noise(x, x_hat)
-    assert (signal, noise) == qz.signal_and_noise(x, x_hat)  # the same sums, the same order
+    sum_abs, signal, noise = measure.moments_and_noise(x, x_hat)
+    assert (signal, noise) == measure.signal_and_noise(x, x_hat)  # the same sums, the same order
     expected = 0.0
     for v in x.astype(np.float64):
         expected += abs(v)
@@ -312,9 +312,9 @@ def test_the_largest_magnitude_found_while_widening_is_numpys(name, data):
 def test_max_abs_over_pieces_side_by_side_and_other_float_dtypes(monkeypatch):
     x = np.random.default_rng(3).laplace(0, 1.0, 10_000).astype(np.float32)
     x[9_000] = -40.0
-    monkeypatch.setattr(qz, "MAX_ABS_PIECE", 1000)  # ten pieces on the pool
-    assert qz.max_abs(x) == 40.0
+    monkeypatch.setattr(measure, "MAX_ABS_PIECE", 1000)  # ten pieces on the pool
+    assert measure.max_abs(x) == 40.0
     x[123] = np.nan
-    assert qz.max_abs(x) == math.inf
-    assert qz.max_abs(np.array([-3.5, 2.0], dtype=np.float16)) == 3.5
-    assert qz.max_abs(np.zeros(0)) == 0.0
+    assert measure.max_abs(x) == math.inf
+    assert measure.max_abs(np.array([-3.5, 2.0], dtype=np.float16)) == 3.5
+    assert measure.max_abs(np.zeros(0)) == 0.0

@@ -8,7 +8,7 @@ import numpy as np
 
 from bslz.bits_target import SEARCH_PASSES, write_for_bits
 from bslz.codec._parallel import map_tensors_in_order
-from bslz.codec.quantize import signal_and_noise
+from bslz.codec.measure import signal_and_noise
 from bslz.errors import FormatError, InvalidArgumentError
 from bslz.formats.atomic import atomic_output, check_paths
 from bslz.formats.background import Background

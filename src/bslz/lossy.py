@@ -16,7 +16,7 @@ import math
 from bslz.codec._parallel import map_tensors_in_order
 from bslz.codec.dq import quantize_dq_symbols, squared_error_dq
 from bslz.codec.floats import get_layout
-from bslz.codec.quantize import max_abs_and_signal
+from bslz.codec.measure import max_abs_and_signal
 from bslz.errors import InvalidArgumentError
 from bslz.formats.dtypes import lookup, to_float32
 

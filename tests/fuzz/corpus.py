@@ -21,7 +21,8 @@ from bslz.formats import tensor_codec
 from bslz.formats.checksums import crc32
 from bslz.formats.container import ALIGN, MAGIC, PREFIX, ContainerReader, ContainerWriter, align
 from bslz.formats.safetensors_io import read_safetensors
-from bslz.formats.tensor_codec import encode_lossless, encode_quantized, pack_stream, unpack_stream
+from bslz.formats.stream_payload import pack_stream, unpack_stream
+from bslz.formats.tensor_codec import encode_lossless, encode_quantized
 
 # Small enough that a hostile shape cannot make a decoder allocate much, large enough for the seeds.
 FUZZ_MAX_DECODED_BYTES = 1 << 20

@@ -10,7 +10,7 @@ from bslz.errors import BslzError
 from bslz.formats.container import ContainerReader
 from bslz.formats.dtypes import lookup
 from bslz.formats.safetensors_io import build_header, layout_tensors
-from bslz.formats.tensor_codec import unpack_stream
+from bslz.formats.stream_payload import unpack_stream
 
 
 def human_bytes(n):

@@ -8,7 +8,7 @@ import numpy as np
 from bslz.codec._dq_acs import make_add_compare_select
 from bslz.codec._dq_machine import NUM_STATES, QUANTIZER, TRANSITIONS
 from bslz.codec._jit import njit, njit_inline
-from bslz.codec.quantize import BFLOAT16_PIECE, bfloat16_moments_and_noise, round_to_bfloat16
+from bslz.codec.measure import BFLOAT16_PIECE, bfloat16_moments_and_noise, round_to_bfloat16
 
 _INF = 1e30  # the cost of a state not reached yet (float32)
 

@@ -26,7 +26,7 @@ from bslz.codec._dq_search import quantize_blocks_float32, quantize_blocks_float
 from bslz.codec._jit import gather_byte_bits, njit, njit_inline
 from bslz.codec._parallel import default_workers, parallel_map, split_range
 from bslz.codec.expgolomb import signed_to_unsigned
-from bslz.codec.quantize import BFLOAT16_PIECE, bfloat16_moments_and_noise, max_abs, round_to_bfloat16, signal_and_noise
+from bslz.codec.measure import BFLOAT16_PIECE, bfloat16_moments_and_noise, max_abs, round_to_bfloat16, signal_and_noise
 from bslz.errors import InvalidArgumentError
 
 DEFAULT_BLOCK = 1 << 16

@@ -1,0 +1,142 @@
+"""Measures of float values and of their reconstruction: max |x| (NaN and infinity found), sum x^2,
+sum |x| and sum (x - x_hat)^2 in float64, in one pass each; and the bfloat16 rounding of float32
+values with its measure, for kernels that reconstruct bfloat16 words a piece at a time.
+
+Sums are taken in order (one running float64 sum each, carried from call to call), so that a tensor
+measured in pieces gives the sums of one pass over it.
+"""
+
+import math
+
+import numpy as np
+
+from bslz.codec._bits import bfloat16_bits
+from bslz.codec._jit import njit
+from bslz.codec._parallel import default_workers, parallel_map, split_range
+from bslz.errors import InvalidArgumentError
+
+
+@njit
+def _signal_and_noise_kernel(x, y, signal, noise):
+    """The running (sum x^2, sum (x - y)^2) carried on over x and y."""
+    for i in range(x.size):
+        a = np.float64(x[i])
+        d = a - np.float64(y[i])
+        signal += a * a
+        noise += d * d
+    return signal, noise
+
+
+@njit
+def _max_abs_and_signal_kernel(x, top, signal, finite):
+    """The running (max |x|, sum x^2, all finite) carried on over x."""
+    for i in range(x.size):
+        a = np.float64(x[i])
+        signal += a * a
+        m = abs(a)
+        finite &= m <= 1.7976931348623157e308  # False for NaN and inf
+        top = max(top, m)
+    return top, signal, finite
+
+
+MAX_ABS_PIECE = 1 << 20  # values a thread takes at least
+
+
+def max_abs(values):
+    """max |x| of a float32 or float64 array (0.0 if empty), inf if one is NaN or infinite."""
+    bits = np.ascontiguousarray(values).reshape(-1)
+    if bits.dtype not in (np.float32, np.float64):  # float16, longdouble: exactly in float64
+        bits = bits.astype(np.float64)
+    word = np.uint64 if bits.dtype == np.float64 else np.uint32
+    bits, sign_cleared = bits.view(word), word(np.iinfo(word).max >> 1)
+    pieces = split_range(bits.size, max(1, min(default_workers(), bits.size // MAX_ABS_PIECE)))
+    tops = parallel_map(lambda b: _max_magnitude_bits(bits[b[0] : b[1]], sign_cleared), pieces)
+    return magnitude_of_bits(int(max(tops, default=0)), word)
+
+
+_EXPONENT_ALL_ONES = {np.dtype(np.uint32): (0x7F800000, np.float32), np.dtype(np.uint64): (0x7FF << 52, np.float64)}
+
+
+def magnitude_of_bits(bits, word_dtype):
+    """The float of a sign-cleared bit pattern, inf for infinity's and NaN's."""
+    infinity, real = _EXPONENT_ALL_ONES[np.dtype(word_dtype)]
+    return math.inf if bits >= infinity else float(np.array(bits, dtype=word_dtype).view(real))
+
+
+@njit
+def _max_magnitude_bits(bits, sign_cleared):
+    """The largest of the bit patterns with their sign bit cleared (a vectorized integer max)."""
+    top = sign_cleared ^ sign_cleared  # 0, of the words' type
+    for i in range(bits.size):
+        top = max(top, bits[i] & sign_cleared)
+    return top
+
+
+def max_abs_and_signal(x, widen=None, piece=1 << 16):
+    """(max |x|, sum x^2 in float64) in one pass; max |x| is inf if some x is NaN or infinite.
+
+    With `widen` (a function of a slice of x giving its float values), x is taken `piece` values at
+    a time through it: no widened copy of a whole tensor (bf16 words: 4 bytes a value each time)."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    top, signal, finite = 0.0, 0.0, True
+    if widen is None:
+        top, signal, finite = _max_abs_and_signal_kernel(flat, top, signal, finite)
+    else:  # the same sums in the same order
+        for lo in range(0, flat.size, piece):
+            top, signal, finite = _max_abs_and_signal_kernel(widen(flat[lo : lo + piece]), top, signal, finite)
+    return (top if finite else math.inf), signal
+
+
+def signal_and_noise(x, x_hat, signal=0.0, noise=0.0):
+    """(sum x^2, sum (x - x_hat)^2) in float64 over two arrays of the same size, in one pass; added
+    onto running sums `signal` and `noise` if given (in the same order as over the arrays joined)."""
+    x, x_hat = _same_size_flat(x, x_hat)
+    return _signal_and_noise_kernel(x, x_hat, float(signal), float(noise))
+
+
+@njit
+def moments_and_noise_kernel(x, y, sum_abs, signal, noise):
+    """The running (sum |x|, sum x^2, sum (x - y)^2) carried on over x and y (a kernel: callable
+    from other kernels)."""
+    for i in range(x.size):
+        a = np.float64(x[i])
+        d = a - np.float64(y[i])
+        sum_abs += abs(a)
+        signal += a * a
+        noise += d * d
+    return sum_abs, signal, noise
+
+
+# float32 values rounded to bfloat16 at a time, between a kernel's loops: an L1-sized scratch
+BFLOAT16_PIECE = 4096
+
+
+@njit
+def round_to_bfloat16(scratch, out):
+    """out[i] = scratch[i] (float32) rounded to bfloat16 (the bit patterns) as `from_float32` rounds it."""
+    bits = scratch.view(np.uint32)
+    for i in range(out.size):
+        out[i] = bfloat16_bits(bits[i])
+
+
+@njit
+def bfloat16_moments_and_noise(x, words, scratch, sum_abs, signal, noise):
+    """`moments_and_noise_kernel` of x and the bfloat16 `words` widened, carried on; through
+    `scratch` (float32, at least as long, overwritten with the widened values)."""
+    bits = scratch.view(np.uint32)
+    for i in range(words.size):
+        bits[i] = np.uint32(words[i]) << np.uint32(16)
+    return moments_and_noise_kernel(x, scratch[: words.size], sum_abs, signal, noise)
+
+
+def moments_and_noise(x, x_hat):
+    """(sum |x|, sum x^2, sum (x - x_hat)^2) in float64, in one pass: `signal_and_noise` with the
+    first moment a GG fit needs besides (measured: no slower than the two sums alone)."""
+    return moments_and_noise_kernel(*_same_size_flat(x, x_hat), 0.0, 0.0, 0.0)
+
+
+def _same_size_flat(x, x_hat):
+    x, x_hat = np.ascontiguousarray(x).reshape(-1), np.ascontiguousarray(x_hat).reshape(-1)
+    if x.size != x_hat.size:
+        raise InvalidArgumentError(f"arrays of {x.size} and {x_hat.size} elements")
+    return x, x_hat
