@@ -13,12 +13,21 @@ from bslz.errors import (
 
 __version__ = "0.1.0"
 
-from bslz.api import CompressReport, compress_file, decompress_file, safe_open  # noqa: E402
+from bslz.api import (  # noqa: E402
+    CompressReport,
+    compress_bytes,
+    compress_file,
+    decompress_bytes,
+    decompress_file,
+    safe_open,
+)
 
 __all__ = [
     "BslzError",
     "CompressReport",
+    "compress_bytes",
     "compress_file",
+    "decompress_bytes",
     "decompress_file",
     "safe_open",
     "FormatError",

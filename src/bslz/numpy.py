@@ -1,4 +1,5 @@
-"""`save_file` / `load_file` for numpy arrays, mirroring `safetensors.numpy`, writing `.bslz` files.
+"""`save_file` / `load_file` (files) and `save` / `load` (bytes) for numpy arrays, mirroring
+`safetensors.numpy`, in the `.bslz` format.
 
 numpy has no bf16 or fp8: use `bslz.torch` for those.
 """
@@ -10,7 +11,7 @@ import tempfile
 import numpy as np
 import safetensors.numpy
 
-from bslz.api import compress_file, safe_open
+from bslz.api import compress_bytes, compress_file, safe_open
 from bslz.errors import InvalidArgumentError
 
 
@@ -30,6 +31,22 @@ def save_file(tensors, filename, metadata=None, *, bits=None, snr=None, step=Non
 def load_file(filename):
     """All tensors of a `.bslz` file as {name: np.ndarray} (each a fresh, writable array)."""
     with safe_open(filename, framework="np") as f:  # each tensor is decoded into memory of its own: no copy
+        return dict(f.iter_tensors())
+
+
+def save(tensors, metadata=None, *, bits=None, snr=None, step=None, exclude=()):
+    """The bytes of a `.bslz` container holding `tensors` ({name: np.ndarray}) and `metadata`
+    ({str: str}); the options are those of `save_file`."""
+    if not isinstance(tensors, dict) or not all(isinstance(v, np.ndarray) for v in tensors.values()):
+        raise InvalidArgumentError("tensors must be a dict of numpy arrays")
+    image = safetensors.numpy.save(tensors, metadata=metadata)
+    return compress_bytes(image, bits=bits, snr=snr, step=step, exclude=exclude)
+
+
+def load(data):
+    """All tensors of a `.bslz` container held in memory (any bytes-like object) as
+    {name: np.ndarray}, each a fresh, writable array."""
+    with safe_open(data, framework="np") as f:
         return dict(f.iter_tensors())
 
 

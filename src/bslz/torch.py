@@ -1,4 +1,5 @@
-"""`save_file` / `load_file` for torch tensors, mirroring `safetensors.torch`, writing `.bslz` files.
+"""`save_file` / `load_file` (files) and `save` / `load` (bytes) for torch tensors, mirroring
+`safetensors.torch`, in the `.bslz` format.
 
 bf16 and fp8 (float8_e4m3fn, float8_e5m2) tensors round-trip bit-exactly in lossless mode.
 """
@@ -6,7 +7,7 @@ bf16 and fp8 (float8_e4m3fn, float8_e5m2) tensors round-trip bit-exactly in loss
 import safetensors.torch
 import torch  # the real torch: absolute imports do not resolve to this module
 
-from bslz.api import compress_file, safe_open
+from bslz.api import compress_bytes, compress_file, safe_open
 from bslz.errors import InvalidArgumentError
 from bslz.numpy import staged_safetensors
 
@@ -28,4 +29,20 @@ def save_file(tensors, filename, metadata=None, *, bits=None, snr=None, step=Non
 def load_file(filename, device="cpu"):
     """All tensors of a `.bslz` file as {name: torch.Tensor} on `device`."""
     with safe_open(filename, framework="pt") as f:  # each tensor is decoded into memory of its own: no copy
+        return {name: tensor.to(device) for name, tensor in f.iter_tensors()}
+
+
+def save(tensors, metadata=None, *, bits=None, snr=None, step=None, exclude=()):
+    """The bytes of a `.bslz` container holding `tensors` ({name: torch.Tensor}, as `save_file`
+    takes them) and `metadata` ({str: str}); the options are those of `save_file`."""
+    if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
+        raise InvalidArgumentError("tensors must be a dict of torch tensors")
+    image = safetensors.torch.save(tensors, metadata=metadata)
+    return compress_bytes(image, bits=bits, snr=snr, step=step, exclude=exclude)
+
+
+def load(data, device="cpu"):
+    """All tensors of a `.bslz` container held in memory (any bytes-like object) as
+    {name: torch.Tensor} on `device`."""
+    with safe_open(data, framework="pt") as f:
         return {name: tensor.to(device) for name, tensor in f.iter_tensors()}

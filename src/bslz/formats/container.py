@@ -17,6 +17,7 @@ import numpy as np
 from bslz import __version__
 from bslz.codec._parallel import default_workers, parallel_map, split_range
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError, UnsupportedVersionError
+from bslz.formats.buffers import IN_MEMORY, contiguous_bytes, sequential_reader
 from bslz.formats.checksums import CRC_PIECE_BYTES, crc32
 from bslz.formats.dtypes import lookup
 from bslz.formats.json_object import parse_json_object
@@ -140,29 +141,22 @@ class ContainerReader:
     """A validated view of a `.bslz` file: the header is checked in full on open, payloads are read
     and decoded one tensor at a time, with their checksums checked. Safe to share between threads."""
 
-    def __init__(self, path, *, max_decoded_bytes=DEFAULT_MAX_DECODED_BYTES):
-        self.path = os.fspath(path)
+    def __init__(self, source, *, max_decoded_bytes=DEFAULT_MAX_DECODED_BYTES):
+        """`source`: a path, or the bytes of a container (any contiguous bytes-like object; its
+        payloads are then decoded where they lie, without a copy)."""
         self.max_decoded_bytes = check_max_decoded_bytes(max_decoded_bytes)
-        with open(self.path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            prefix = f.read(PREFIX.size)
-            if len(prefix) < PREFIX.size:
-                raise TruncatedError(f"{self.path}: {len(prefix)} bytes is too short for a bslz file")
-            magic, major, minor, reserved, header_len = PREFIX.unpack(prefix)
-            if magic != MAGIC:
-                raise FormatError(f"{self.path}: not a bslz file (bad magic bytes)")
-            if major != FORMAT_MAJOR:
-                raise UnsupportedVersionError(f"{self.path}: format {major}.{minor}; this bslz reads {FORMAT_MAJOR}.x")
-            if reserved != 0:
-                raise FormatError(f"{self.path}: reserved prefix field is {reserved}, must be 0")
-            if header_len > MAX_HEADER_BYTES:
-                raise FormatError(f"{self.path}: header of {header_len} bytes is over the {MAX_HEADER_BYTES}-byte cap")
-            self.data_start = align(PREFIX.size + header_len)
-            if self.data_start > size:
-                raise TruncatedError(f"{self.path}: file ends inside its header")
-            header_bytes = f.read(header_len)
-            self.version = (major, minor)
-            self.file_size = size
+        self._buffer = None
+        if isinstance(source, (str, os.PathLike)):
+            self.path = os.fspath(source)
+            with open(self.path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                header_bytes = self._read_head(size, f.read)
+        else:
+            self.path = IN_MEMORY
+            self._buffer = contiguous_bytes(source, "a bslz container")
+            size = self._buffer.size
+            header_bytes = self._read_head(size, sequential_reader(self._buffer))
+        self.file_size = size
         header = parse_json_object(self.path, header_bytes, "header")
         self.metadata = header.get("metadata")
         if self.metadata is not None and (
@@ -183,6 +177,27 @@ class ContainerReader:
         self._check_tiling(size - self.data_start)
         self._fd = None
         self._fd_lock = threading.Lock()  # threads decoding side by side open the file once
+
+    def _read_head(self, size, read):
+        """The header's bytes, after checking the prefix; read(n): the next n bytes (fewer at the
+        end). Sets version and data_start."""
+        prefix = read(PREFIX.size)
+        if len(prefix) < PREFIX.size:
+            raise TruncatedError(f"{self.path}: {len(prefix)} bytes is too short for a bslz file")
+        magic, major, minor, reserved, header_len = PREFIX.unpack(prefix)
+        if magic != MAGIC:
+            raise FormatError(f"{self.path}: not a bslz file (bad magic bytes)")
+        if major != FORMAT_MAJOR:
+            raise UnsupportedVersionError(f"{self.path}: format {major}.{minor}; this bslz reads {FORMAT_MAJOR}.x")
+        if reserved != 0:
+            raise FormatError(f"{self.path}: reserved prefix field is {reserved}, must be 0")
+        if header_len > MAX_HEADER_BYTES:
+            raise FormatError(f"{self.path}: header of {header_len} bytes is over the {MAX_HEADER_BYTES}-byte cap")
+        self.data_start = align(PREFIX.size + header_len)
+        if self.data_start > size:
+            raise TruncatedError(f"{self.path}: file ends inside its header")
+        self.version = (major, minor)
+        return read(header_len)
 
     def _check_entry(self, e):
         if not isinstance(e, dict) or not _ENTRY_KEYS <= set(e):
@@ -231,7 +246,9 @@ class ContainerReader:
 
     def payload(self, entry):
         """A tensor's payload, read into memory of its own (positional reads: thread-safe, and no
-        mapping that would keep the whole file's pages resident)."""
+        mapping that would keep the whole file's pages resident); from a buffer, a view of it."""
+        if self._buffer is not None:
+            return self._buffer[self.data_start + entry["offset"] :][: entry["length"]]
         with self._fd_lock:
             if self._fd is None:
                 self._fd = os.open(self.path, os.O_RDONLY)
@@ -252,15 +269,18 @@ class ContainerReader:
         parallel_map(read, split_range(out.size, max(1, min(default_workers(), out.size // READ_PIECE_BYTES))))
         return out
 
-    def decode_raw(self, name, *, check_decoded=True):
-        """The tensor's raw bytes (uint8 array), after checking both checksums. With
-        `check_decoded=False` the caller must pass them to `check_decoded` before using them (a
-        writer does so on another thread, overlapping the next tensor's decoding)."""
+    def decode_raw(self, name, *, check_decoded=True, out=None):
+        """The tensor's raw bytes (uint8 array), after checking both checksums; decoded into `out`
+        if given (uint8, the tensor's nbytes). With `check_decoded=False` the caller must pass them
+        to `check_decoded` before using them (a writer does so on another thread, overlapping the
+        next tensor's decoding)."""
         e = self.entry(name)
         payload = self.payload(e)
         if crc32(payload, side_by_side=True) != e["crc32"]:
             raise FormatError(f"{self.path}: tensor {name!r} payload fails its checksum (the file is corrupt)")
-        raw = decode_tensor(e, payload, e["dtype"], e["numel"], e["nbytes"])
+        raw = decode_tensor(e, payload, e["dtype"], e["numel"], e["nbytes"], out)
+        if out is None and self._buffer is not None and np.may_share_memory(raw, payload):
+            raw = raw.copy()  # a raw payload: the caller's own copy, not a view of the buffer
         if raw.size != e["nbytes"]:
             raise FormatError(f"{self.path}: tensor {name!r} decoded to {raw.size} bytes, expected {e['nbytes']}")
         if check_decoded:

@@ -177,4 +177,7 @@ def _fp8_to_float32(raw_words, name):
     import torch
 
     torch_dtype = torch.float8_e4m3fn if name == "F8_E4M3" else torch.float8_e5m2
-    return torch.from_numpy(np.ascontiguousarray(raw_words, dtype=np.uint8)).view(torch_dtype).float().numpy()
+    raw_words = np.ascontiguousarray(raw_words, dtype=np.uint8)
+    if not raw_words.flags.writeable:  # torch warns of read-only arrays (a file's mapping, a buffer)
+        raw_words = raw_words.copy()
+    return torch.from_numpy(raw_words).view(torch_dtype).float().numpy()

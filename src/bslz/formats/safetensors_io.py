@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from bslz.errors import FormatError, TruncatedError
+from bslz.formats.buffers import IN_MEMORY, contiguous_bytes, sequential_reader
 from bslz.formats.dtypes import lookup
 from bslz.formats.json_object import parse_json_object
 
@@ -47,12 +48,17 @@ class SafetensorsFile:
     metadata: dict | None
     data_start: int
     file_size: int
+    buffer: np.ndarray | None = None  # the whole image (uint8), when it is held in memory, not in a file
 
     def tensor_bytes(self, info):
-        """The raw bytes of one tensor, memory-mapped read-only (uint8 array; unmapped once no array
-        refers to it)."""
+        """The raw bytes of one tensor (uint8 array), read-only: memory-mapped from the file
+        (unmapped once no array refers to it), or a view of the buffer."""
         if info.nbytes == 0:
             return np.zeros(0, dtype=np.uint8)
+        if self.buffer is not None:
+            view = self.buffer[self.data_start + info.begin :][: info.nbytes]
+            view.flags.writeable = False  # as a file's mapping is: the same kernels' types, and no writes
+            return view
         return map_read_only(self.path, self.data_start + info.begin, info.nbytes)
 
 
@@ -73,15 +79,28 @@ def read_safetensors(path):
     path = os.fspath(path)
     size = os.path.getsize(path)
     with open(path, "rb") as f:
-        prefix = f.read(8)
-        if len(prefix) < 8:
-            raise TruncatedError(f"{path}: {len(prefix)} bytes is too short for a safetensors file")
-        n = int.from_bytes(prefix, "little")
-        if n > MAX_HEADER_BYTES:
-            raise FormatError(f"{path}: safetensors header of {n} bytes is over the {MAX_HEADER_BYTES}-byte limit")
-        if 8 + n > size:
-            raise TruncatedError(f"{path}: safetensors header of {n} bytes runs past the end of the file")
-        header_bytes = f.read(n)
+        return _read_head(path, size, f.read)
+
+
+def read_safetensors_buffer(data):
+    """`read_safetensors` of a safetensors image held in memory (any contiguous bytes-like object);
+    its tensors are views of it, not copies."""
+    buffer = contiguous_bytes(data, "a safetensors image")
+    return dataclasses.replace(_read_head(IN_MEMORY, buffer.size, sequential_reader(buffer)), buffer=buffer)
+
+
+def _read_head(path, size, read):
+    """The SafetensorsFile of a file or buffer of `size` bytes; read(n): its next n bytes (fewer at
+    its end)."""
+    prefix = read(8)
+    if len(prefix) < 8:
+        raise TruncatedError(f"{path}: {len(prefix)} bytes is too short for a safetensors file")
+    n = int.from_bytes(prefix, "little")
+    if n > MAX_HEADER_BYTES:
+        raise FormatError(f"{path}: safetensors header of {n} bytes is over the {MAX_HEADER_BYTES}-byte limit")
+    if 8 + n > size:
+        raise TruncatedError(f"{path}: safetensors header of {n} bytes runs past the end of the file")
+    header_bytes = read(n)
     tensors, metadata = parse_header(path, header_bytes, size - 8 - n)
     return SafetensorsFile(path, header_bytes, tensors, metadata, 8 + n, size)
 

@@ -252,10 +252,10 @@ def _reconstructs_by_chunk(plan, fields):
     return fields["reconstruction"] != "dq" or plan.chunk_size % fields["dq_block"] == 0
 
 
-def _decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes):
+def _decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes, out=None):
     """Dependent quantization's chunks straight into words (`dq_rans`), where that path takes them;
-    the others decoded to symbols and then reconstructed."""
-    out = np.empty(nbytes, dtype=np.uint8)
+    the others decoded to symbols and then reconstructed. Into `out` (uint8, nbytes) if given."""
+    out = np.empty(nbytes, dtype=np.uint8) if out is None else out
     words = out.view(dtype.word_dtype)
     compute = np.float64 if dtype.name == "F64" else np.float32
 
@@ -275,8 +275,23 @@ def _decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes):
     return out
 
 
-def decode_tensor(fields, payload, dtype_name, numel, nbytes):
-    """Raw bytes (uint8 array of `nbytes`) of a tensor from its header fields and payload."""
+def decode_tensor(fields, payload, dtype_name, numel, nbytes, out=None):
+    """Raw bytes (uint8 array of `nbytes`) of a tensor from its header fields and payload; written
+    into `out` if given (uint8, `nbytes`, aligned to the dtype's words) and `out` returned."""
+    if out is None:
+        return _decode_tensor(fields, payload, dtype_name, numel, nbytes, None)
+    if out.dtype != np.uint8 or out.shape != (nbytes,) or not out.flags.c_contiguous:
+        raise InvalidArgumentError(f"out must be a contiguous uint8 array of {nbytes} bytes")
+    raw = _decode_tensor(fields, payload, dtype_name, numel, nbytes, out)
+    if raw is not out:  # a coding that decodes into memory of its own
+        if raw.size != nbytes:
+            raise FormatError(f"tensor decoded to {raw.size} bytes, expected {nbytes}")
+        out[:] = raw
+    return out
+
+
+def _decode_tensor(fields, payload, dtype_name, numel, nbytes, out):
+    """decode_tensor's bytes, in `out` where the coding decodes in place, else in a new array."""
     coding = fields.get("coding")
     if coding == "raw":
         if payload.size != nbytes:
@@ -292,7 +307,8 @@ def decode_tensor(fields, payload, dtype_name, numel, nbytes):
         if not isinstance(chunk_size, int) or isinstance(chunk_size, bool):
             raise FormatError(f"float coding needs an integer chunk_size, got {chunk_size!r}")
         enc = floats.EncodedFloats(dtype.float_layout, numel, chunk_size, payload)
-        return floats.decode_floats(enc).view(np.uint8)
+        words = None if out is None or nbytes != numel * dtype.itemsize else out.view(dtype.word_dtype)
+        return floats.decode_floats(enc, words).view(np.uint8)
     if coding == "int":
         if dtype.kind == "float":
             raise FormatError(f"int coding for a {dtype_name} tensor")
@@ -318,7 +334,7 @@ def decode_tensor(fields, payload, dtype_name, numel, nbytes):
         stream = unpack_stream(fields, payload[table_bytes:], numel)
         with np.errstate(over="ignore", invalid="ignore"):  # a hostile step overflows the dtype: decoded_crc32 fails
             if _reconstructs_by_chunk(stream.plan, fields) and nbytes == numel * dtype.itemsize:
-                return _decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes)
+                return _decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes, out)
             symbols = streams.decode_stream(stream, dtype=np.uint32)
             del stream  # the payload's memory can go before the reconstruction's is taken
             return _reconstruct(symbols, fields, table, dtype)
