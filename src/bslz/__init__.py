@@ -13,14 +13,9 @@ from bslz.errors import (
 
 __version__ = "0.1.0"
 
-from bslz.api import (  # noqa: E402
-    CompressReport,
-    compress_bytes,
-    compress_file,
-    decompress_bytes,
-    decompress_file,
-    safe_open,
-)
+from bslz.api import compress_bytes, compress_file, decompress_bytes, decompress_file  # noqa: E402
+from bslz.reader import safe_open  # noqa: E402
+from bslz.reports import CompressReport  # noqa: E402
 
 __all__ = [
     "BslzError",

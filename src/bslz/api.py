@@ -1,6 +1,6 @@
-"""The library API: compress and decompress files, and read tensors lazily (mirrors safetensors)."""
+"""The library API: compress and decompress, files or bytes (lazy reading: `bslz.reader`, reports:
+`bslz.reports`)."""
 
-import dataclasses
 import math
 import os
 
@@ -31,78 +31,7 @@ from bslz.lossy import (
     mantissa_bits,
     plan_steps,
 )
-
-
-@dataclasses.dataclass
-class TensorReport:
-    name: str
-    dtype: str
-    shape: tuple
-    coding: str
-    original_bytes: int
-    compressed_bytes: int
-    snr_db: float | None = None  # lossy tensors: 10 log10(sum w^2 / sum (w - w_hat)^2)
-    step: float | None = None
-
-    @property
-    def numel(self):
-        return math.prod(self.shape)
-
-    @property
-    def bits_per_param(self):
-        return 8 * self.compressed_bytes / self.numel if self.numel else 0.0
-
-    @property
-    def ratio(self):
-        return self.original_bytes / self.compressed_bytes if self.compressed_bytes else math.inf
-
-
-@dataclasses.dataclass
-class CompressReport:
-    source: str
-    destination: str
-    original_bytes: int
-    compressed_bytes: int
-    tensors: list
-    float_params: int
-    signal: float = 0.0  # sum of w^2 over lossy tensors
-    noise: float = 0.0  # sum of (w - w_hat)^2 over lossy tensors
-
-    @property
-    def ratio(self):
-        return self.original_bytes / self.compressed_bytes if self.compressed_bytes else math.inf
-
-    @property
-    def bits_per_float_param(self):
-        """Whole file size in bits over the number of float parameters."""
-        return 8 * self.compressed_bytes / self.float_params if self.float_params else 0.0
-
-    @property
-    def lossless(self):
-        return all(t.coding != "quantized" for t in self.tensors)
-
-    @property
-    def aggregate_snr_db(self):
-        """10 log10(sum w^2 / sum (w - w_hat)^2) over all float tensors (inf when lossless)."""
-        if self.noise == 0:
-            return math.inf
-        return 10 * math.log10(self.signal / self.noise) if self.signal > 0 else -math.inf
-
-    def to_dict(self):
-        tensors = [
-            dict(dataclasses.asdict(t), shape=list(t.shape), bits_per_param=t.bits_per_param) for t in self.tensors
-        ]
-        return {
-            "source": self.source,
-            "destination": self.destination,
-            "original_bytes": self.original_bytes,
-            "compressed_bytes": self.compressed_bytes,
-            "ratio": self.ratio,
-            "bits_per_float_param": self.bits_per_float_param,
-            "aggregate_snr_db": None if math.isinf(self.aggregate_snr_db) else self.aggregate_snr_db,
-            "lossless": self.lossless,
-            "tensors": tensors,
-        }
+from bslz.reports import CompressReport, TensorReport
 
 
 def compress_file(
@@ -335,16 +264,9 @@ def decompress_bytes(data):
     for e in reader.entries:
         places[e["name"]] = view[start : start + e["nbytes"]]
         start += e["nbytes"]
-
-    def decode(e):
-        place = places[e["name"]]
-        word = lookup(e["dtype"]).itemsize if lookup(e["dtype"]) is not None else 1
-        if place.ctypes.data % word:  # the file's layout leaves it unaligned: decoded apart, then copied
-            place[:] = reader.decode_raw(e["name"])
-        else:
-            reader.decode_raw(e["name"], out=place)
-
-    for _ in map_tensors_in_order(decode, reader.entries, lambda e: e["numel"]):
+    for _ in map_tensors_in_order(
+        lambda e: reader.decode_raw(e["name"], out=places[e["name"]]), reader.entries, lambda e: e["numel"]
+    ):
         pass
     return memoryview(view)
 
@@ -394,72 +316,3 @@ def _check_source_header(reader, header, total):
     held = [(e["name"], e["dtype"], e["shape"], e["nbytes"]) for e in reader.entries]
     if described != held or metadata != reader.metadata:
         raise FormatError(f"{reader.path}: the stored safetensors header does not match the tensor entries")
-
-
-class SafeOpen:
-    """Lazy access to the tensors of a `.bslz` file, like `safetensors.safe_open`: only the tensor
-    asked for is decoded. Safe to share between threads."""
-
-    def __init__(self, path, framework="np", **reader_options):
-        if framework not in ("np", "numpy", "pt", "torch"):
-            raise InvalidArgumentError(f"framework must be 'np' or 'pt', got {framework!r}")
-        self.framework = "pt" if framework in ("pt", "torch") else "np"
-        self.reader = ContainerReader(path, **reader_options)
-
-    def keys(self):
-        return self.reader.keys()
-
-    def metadata(self):
-        return self.reader.metadata
-
-    def get_tensor(self, name):
-        entry = self.reader.entry(name)
-        raw = self.reader.decode_raw(name)
-        if not raw.flags.writeable:  # a raw payload views the memory map: copy so close() can unmap it
-            raw = raw.copy()
-        return as_tensor(raw, entry["dtype"], entry["shape"], self.framework)
-
-    def iter_tensors(self):
-        """Yield (name, tensor) for every tensor in file order, small ones decoded side by side."""
-        decoded = map_tensors_in_order(lambda e: self.get_tensor(e["name"]), self.reader.entries, lambda e: e["numel"])
-        for entry, tensor in decoded:
-            yield entry["name"], tensor
-
-    def close(self):
-        self.reader.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def safe_open(path, framework="np", **reader_options):
-    """Open a `.bslz` file for lazy reading: `keys()`, `get_tensor(name)`, `metadata()`. `path` may
-    also be a container's bytes (any bytes-like object), read in place."""
-    return SafeOpen(path, framework, **reader_options)
-
-
-def as_tensor(raw, dtype_name, shape, framework):
-    """A numpy array or torch tensor of `shape` viewing decoded raw bytes."""
-    dtype = lookup(dtype_name)
-    if dtype is None:
-        raise InvalidArgumentError(f"tensor dtype {dtype_name!r} is not one bslz can turn into an array")
-    if framework == "pt":
-        import torch
-
-        from bslz._torch_dtypes import torch_dtype
-
-        try:
-            if raw.size == 0:  # torch cannot view an empty byte array as a wider dtype
-                return torch.empty(tuple(shape), dtype=torch_dtype(dtype_name))
-            return torch.from_numpy(np.ascontiguousarray(raw)).view(torch_dtype(dtype_name)).reshape(tuple(shape))
-        except (RuntimeError, ValueError, OverflowError, TypeError) as exc:  # a zero-size shape, a dimension past 2**63
-            raise FormatError(f"tensor shape {list(shape)} is beyond what torch can hold: {exc}") from None
-    if dtype.numpy_dtype is None:
-        raise InvalidArgumentError(f"numpy has no {dtype_name}: open the file with framework='pt'")
-    try:
-        return raw.view(dtype.numpy_dtype).reshape(tuple(shape))
-    except ValueError as exc:  # over 64 dimensions, or a zero-size shape numpy cannot represent
-        raise FormatError(f"tensor shape {list(shape)} is beyond what numpy can hold: {exc}") from None

@@ -69,7 +69,7 @@ def _shards_from_index(index_path, directory):
 
 def load_state_dict(path_or_dir):
     """Every tensor of the model's `.bslz` file(s) as a dict of torch tensors (decoded, in memory)."""
-    from bslz.api import safe_open
+    from bslz.reader import safe_open
 
     _, files = bslz_files(path_or_dir)
     state_dict = {}

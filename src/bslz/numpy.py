@@ -11,8 +11,9 @@ import tempfile
 import numpy as np
 import safetensors.numpy
 
-from bslz.api import compress_bytes, compress_file, safe_open
+from bslz.api import compress_bytes, compress_file
 from bslz.errors import InvalidArgumentError
+from bslz.reader import safe_open
 
 
 def save_file(tensors, filename, metadata=None, *, bits=None, snr=None, step=None, exclude=(), overwrite=True):

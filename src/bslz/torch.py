@@ -7,9 +7,10 @@ bf16 and fp8 (float8_e4m3fn, float8_e5m2) tensors round-trip bit-exactly in loss
 import safetensors.torch
 import torch  # the real torch: absolute imports do not resolve to this module
 
-from bslz.api import compress_bytes, compress_file, safe_open
+from bslz.api import compress_bytes, compress_file
 from bslz.errors import InvalidArgumentError
 from bslz.numpy import staged_safetensors
+from bslz.reader import safe_open
 
 
 def save_file(tensors, filename, metadata=None, *, bits=None, snr=None, step=None, exclude=(), overwrite=True):

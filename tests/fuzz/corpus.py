@@ -14,7 +14,6 @@ import zlib
 
 import numpy as np
 
-from bslz.api import as_tensor
 from bslz.codec import streams
 from bslz.errors import BslzError
 from bslz.formats import tensor_codec
@@ -23,6 +22,7 @@ from bslz.formats.container import ALIGN, MAGIC, PREFIX, ContainerReader, Contai
 from bslz.formats.safetensors_io import read_safetensors
 from bslz.formats.stream_payload import pack_stream, unpack_stream
 from bslz.formats.tensor_codec import encode_lossless, encode_quantized
+from bslz.reader import as_tensor
 
 # Small enough that a hostile shape cannot make a decoder allocate much, large enough for the seeds.
 FUZZ_MAX_DECODED_BYTES = 1 << 20

@@ -105,6 +105,7 @@ def run_plain(args):
 
 INSTRUMENTED_MODULES = (
     "bslz.api",
+    "bslz.reader",
     "bslz.formats.container",
     "bslz.formats.tensor_codec",
     "bslz.formats.safetensors_io",

@@ -17,7 +17,7 @@ def contiguous_bytes(data, what):
         raise InvalidArgumentError(f"{what} must be bytes-like, got {type(data).__name__}") from None
     if not view.c_contiguous:
         raise InvalidArgumentError(f"{what} must be a contiguous buffer")
-    return np.frombuffer(view.cast("B") if view.ndim != 1 or view.format != "B" else view, dtype=np.uint8)
+    return np.frombuffer(view.cast("B"), dtype=np.uint8)
 
 
 def sequential_reader(buffer):

@@ -279,8 +279,8 @@ class ContainerReader:
         if crc32(payload, side_by_side=True) != e["crc32"]:
             raise FormatError(f"{self.path}: tensor {name!r} payload fails its checksum (the file is corrupt)")
         raw = decode_tensor(e, payload, e["dtype"], e["numel"], e["nbytes"], out)
-        if out is None and self._buffer is not None and np.may_share_memory(raw, payload):
-            raw = raw.copy()  # a raw payload: the caller's own copy, not a view of the buffer
+        if raw is payload and self._buffer is not None:  # a raw payload: the caller's own, not a view of the buffer
+            raw = raw.copy()
         if raw.size != e["nbytes"]:
             raise FormatError(f"{self.path}: tensor {name!r} decoded to {raw.size} bytes, expected {e['nbytes']}")
         if check_decoded:

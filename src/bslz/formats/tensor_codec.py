@@ -277,12 +277,16 @@ def _decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes, out=N
 
 def decode_tensor(fields, payload, dtype_name, numel, nbytes, out=None):
     """Raw bytes (uint8 array of `nbytes`) of a tensor from its header fields and payload; written
-    into `out` if given (uint8, `nbytes`, aligned to the dtype's words) and `out` returned."""
+    into `out` if given (uint8, `nbytes`) and `out` returned. Decoders write the dtype's words in
+    place; an `out` not aligned to them (a tensor at an odd offset of a safetensors file) gets the
+    bytes decoded apart, then copied."""
     if out is None:
         return _decode_tensor(fields, payload, dtype_name, numel, nbytes, None)
     if out.dtype != np.uint8 or out.shape != (nbytes,) or not out.flags.c_contiguous:
         raise InvalidArgumentError(f"out must be a contiguous uint8 array of {nbytes} bytes")
-    raw = _decode_tensor(fields, payload, dtype_name, numel, nbytes, out)
+    dtype = lookup(dtype_name)
+    aligned = dtype is None or out.ctypes.data % dtype.itemsize == 0
+    raw = _decode_tensor(fields, payload, dtype_name, numel, nbytes, out if aligned else None)
     if raw is not out:  # a coding that decodes into memory of its own
         if raw.size != nbytes:
             raise FormatError(f"tensor decoded to {raw.size} bytes, expected {nbytes}")
