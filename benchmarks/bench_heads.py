@@ -1,9 +1,11 @@
 """What Huffman-coded float heads (format 1.2) buy against rANS-coded ones, on MiniLM.
 
-    PYTHONPATH=src:benchmarks python3 benchmarks/bench_heads.py [--rounds 7]
+    PYTHONPATH=src:benchmarks python3 benchmarks/bench_heads.py [--rounds 7] [--chunk-only]
 
 1. One chunk (256 Ki values) of the bf16 word embeddings' heads, one thread: `decode_huffman` and
-   `decode_rans` in interleaved rounds, ns a symbol, and each stream's size.
+   `decode_rans`, `encode_huffman` and `encode_rans`, in interleaved rounds, ns a symbol, and each
+   stream's size; and whole chunks (head and tail) of the bf16 and f32 embeddings through
+   `encode_floats` / `decode_floats`.
 2. Every head chunk of every MiniLM tensor of 256 Ki values or more: how much smaller rANS codes
    it than Huffman (the default rule keeps Huffman unless rANS saves 1/32 = 3.1 %).
 3. Whole files (MiniLM in f32, bf16, f16): each compressed twice by the same bslz, once with the
@@ -31,13 +33,18 @@ from timing import best_times_interleaved
 CHUNK = 1 << 18
 
 
-def one_chunk(path, rounds):
+def embedding_words(path, word_dtype):
+    """The first CHUNK words of MiniLM's word embeddings in the file's float dtype."""
     import torch
     from safetensors import safe_open
 
     with safe_open(path, "pt") as f:
         tensor = f.get_tensor("embeddings.word_embeddings.weight")
-    words = tensor.view(torch.uint16).numpy().reshape(-1)[:CHUNK]
+    return tensor.view({np.uint16: torch.uint16, np.uint32: torch.uint32}[word_dtype]).numpy().reshape(-1)[:CHUNK]
+
+
+def one_chunk(path, rounds, f32_path=None):
+    words = embedding_words(path, np.uint16)
     layout = floats.get_layout("bfloat16")
     width = layout.pieces()[0][1]
     heads = ((words >> layout.low_bits) & ((1 << width) - 1)).astype(np.uint16)
@@ -48,12 +55,49 @@ def one_chunk(path, rounds):
     def timed(decode, buf, **kw):
         return lambda: [decode(buf, CHUNK, out=out, shift=layout.low_bits, **kw) for _ in range(repeat)]
 
+    def encoded(encode):
+        return lambda: [encode(heads) for _ in range(repeat)]
+
+    # whole chunks (head and tail pieces) as the container codes them: one kernel call each way
+    chunks = {"bf16": ("bfloat16", words)}
+    if f32_path is not None:
+        chunks["f32"] = ("float32", embedding_words(f32_path, np.uint32))
+    coded = {name: floats.encode_floats(w, layout_name, workers=1) for name, (layout_name, w) in chunks.items()}
+    back = {name: np.zeros(CHUNK, w.dtype) for name, (_, w) in chunks.items()}
+
+    def chunk_calls(call):
+        return lambda: [call() for _ in range(repeat)]
+
+    def chunk_pair(name):
+        layout_name, w = chunks[name]
+        return [
+            chunk_calls(lambda: floats.encode_floats(w, layout_name, workers=1)),
+            chunk_calls(lambda: floats.decode_floats(coded[name], out=back[name], workers=1)),
+        ]
+
     limit = (1 << width) - 1
-    t_h, t_r = best_times_interleaved([timed(decode_huffman, huffman), timed(decode_rans, rans, limit=limit)], rounds)
+    t_h, t_r, e_h, e_r, *chunk_times = best_times_interleaved(
+        [
+            timed(decode_huffman, huffman),
+            timed(decode_rans, rans, limit=limit),
+            encoded(encode_huffman),
+            encoded(encode_rans),
+            *(call for name in chunks for call in chunk_pair(name)),
+        ],
+        rounds,
+    )
+    assert all(np.array_equal(back[name], w) for name, (_, w) in chunks.items())
     print("## One chunk of bf16 heads (256 Ki values, one thread)\n")
-    print("| coder | bytes | ns a symbol |\n|---|---|---|")
-    print(f"| Huffman | {len(huffman)} | {1e9 * t_h / repeat / CHUNK:.2f} |")
-    print(f"| rANS | {len(rans)} | {1e9 * t_r / repeat / CHUNK:.2f} |\n")
+    print("| coder | bytes | decode ns a symbol | encode ns a symbol |\n|---|---|---|---|")
+    print(f"| Huffman | {len(huffman)} | {1e9 * t_h / repeat / CHUNK:.2f} | {1e9 * e_h / repeat / CHUNK:.2f} |")
+    print(f"| rANS | {len(rans)} | {1e9 * t_r / repeat / CHUNK:.2f} | {1e9 * e_r / repeat / CHUNK:.2f} |")
+    for j, name in enumerate(chunks):
+        c_e, c_d = chunk_times[2 * j : 2 * j + 2]
+        print(
+            f"| whole {name} chunk (head and tail, `encode_floats` / `decode_floats`) | {len(coded[name].payload)} |"
+            f" {1e9 * c_d / repeat / CHUNK:.2f} | {1e9 * c_e / repeat / CHUNK:.2f} |"
+        )
+    print()
 
 
 def head_savings(paths):
@@ -123,11 +167,14 @@ def whole_files(paths, workdir, rounds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--chunk-only", action="store_true", help="only the one-chunk table (1)")
     args = parser.parse_args()
     base = "/dev/shm" if os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free > 2 << 30 else None
     with tempfile.TemporaryDirectory(prefix="bslz-heads-", dir=base) as workdir:
         paths = build_files(workdir)
-        one_chunk(paths["BF16"], args.rounds)
+        one_chunk(paths["BF16"], args.rounds, paths["F32"])
+        if args.chunk_only:
+            return
         head_savings(paths)
         whole_files(paths, workdir, args.rounds)
 

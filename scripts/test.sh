@@ -6,6 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ]; then . .venv/bin/activate; fi
+# numba's cache is kept per source file and goes stale when a kernel that a cached one calls, in
+# another file, changes (the caller keeps the old machine code): after any edit under src/, start
+# from an empty cache rather than test stale kernels
+marker=src/bslz/__pycache__/.kernels-cached
+if [ -n "$(find src -name '*.py' -newer "$marker" 2>/dev/null | head -1)" ] || [ ! -f "$marker" ]; then
+    find src -name '*.nbi' -delete -o -name '*.nbc' -delete
+    mkdir -p "$(dirname "$marker")" && touch "$marker"
+fi
 python -m pytest -q "$@"
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT

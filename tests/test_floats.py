@@ -110,6 +110,38 @@ def test_a_packed_tail_piece_merges_back_into_its_bits(layout, data):
         np.testing.assert_array_equal(merged, words & spec.word_dtype.type(piece_bits))
 
 
+@pytest.mark.small
+@pytest.mark.parametrize("layout", ["bfloat16", "float32"])
+@given(st.integers(0, 300), st.integers(0, 2**32 - 1))
+def test_six_bit_tails_merge_eight_at_a_time_into_words_holding_their_other_bits(layout, n, seed):
+    """The vector path of six-bit pieces (`_six_bit_tails`: a bfloat16 tail, a float32 tail's top
+    piece) ORs each value's sign and five bits into words that already hold their other bits, as
+    the scalar loops do, for every count (the groups of eight, then the last values and the last
+    two bytes the vector loads would read past)."""
+    from bslz.codec._six_bit_tails import merge_groups, merge_groups_scalar
+
+    spec = floats.LAYOUTS[layout]
+    shift = 16 if layout == "float32" else 0
+    words = np.random.default_rng(seed).integers(0, 2**spec.bits, n, dtype=np.uint64).astype(spec.word_dtype)
+    piece = np.empty(n, dtype=np.uint16)
+    floats._piece_values(words, 0, n, spec, 6, shift, piece)
+    packed = np.frombuffer(floats._raw_bytes(piece, 6), dtype=np.uint8)  # exactly 6 n / 8 bytes: no slack
+    piece_bits = spec.word_dtype.type((1 << (spec.bits - 1)) | (31 << shift))
+    others = words & ~piece_bits
+    merged = others.copy()
+    FK.merge_packed_tail(merged, 0, n, U64(spec.bits - 1), U64(spec.low_bits), U64(shift), U64(6), packed)
+    np.testing.assert_array_equal(merged, words)
+    groups = min(n // 8, (packed.size - 2) // 6) if packed.size >= 2 else 0
+    scalar = others.copy()
+    merge_groups_scalar(scalar, packed, groups)
+    vector = others.copy()
+    merge_groups(vector, packed, groups)
+    np.testing.assert_array_equal(vector, scalar)
+    np.testing.assert_array_equal(vector[: 8 * groups], words[: 8 * groups])
+    with pytest.raises(ValueError):  # one group more passes the words' end or the packed bytes' (the load's 8)
+        merge_groups(others.copy(), packed, groups + 1)
+
+
 def _weight_like_words(layout, n, seed, scale):
     """Bit patterns of Gaussian weights in `layout` (their heads get Huffman-coded), some exact zeros."""
     rng = np.random.default_rng(seed)
@@ -150,7 +182,7 @@ def test_one_call_chunk_encoding_matches_the_segment_by_segment_one(layout, data
     fast = FC.encode_chunk(words, 0, n, U64(spec.bits - 1), U64(spec.low_bits), widths, shifts, floats.eg.MAX_ORDER)
     slow = b"".join(bytes(part) for part in floats._encode_pieces(words, 0, n, spec))
     assert bytes(fast) == slow
-    out = np.zeros(n, dtype=spec.word_dtype)
+    out = np.full(n, np.iinfo(spec.word_dtype).max, dtype=spec.word_dtype)  # every word must be written
     if FC.decode_chunk(
         np.frombuffer(slow, np.uint8),
         out,
@@ -178,7 +210,7 @@ def test_weight_chunks_take_the_one_call_paths():
         args = (U64(spec.bits - 1), U64(spec.low_bits), widths, shifts)
         segments = FC.encode_chunk(words, 0, words.size, *args, floats.eg.MAX_ORDER)
         assert segments.size and segments[0] == floats.HUFFMAN
-        out = np.zeros_like(words)
+        out = np.full_like(words, np.iinfo(words.dtype).max)  # the straight head writes every word
         heads = out if out.dtype == np.uint16 else np.empty(0, np.uint16)
         assert FC.decode_chunk(segments, out, heads, 0, words.size, *args, *EG_ARGS)
         np.testing.assert_array_equal(out, words)

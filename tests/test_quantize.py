@@ -258,6 +258,43 @@ def test_max_abs_and_signal_a_piece_at_a_time_is_the_same():
     assert measure.max_abs_and_signal(words, widen=lambda piece: to_float32(piece, bf16), piece=1000)[0] == math.inf
 
 
+@given(
+    hnp.arrays(np.float32, st.integers(0, 9000), elements=st.floats(-(2.0**100), 2.0**100, width=32)),
+    st.sampled_from(["F32", "F64", "BF16"]),
+)
+def test_the_sums_for_a_guess_are_the_one_pass_sums_in_another_order(x, name):
+    """max |x| exact, sum x^2 within rounding, of floats or of bfloat16 words (pieces of 4096 values:
+    sizes around a piece and its four-value groups)."""
+    from bslz.formats.dtypes import from_float32, lookup, to_float32
+
+    if name == "F64":
+        x = x.astype(np.float64)
+    words = from_float32(x, lookup("BF16")) if name == "BF16" else None
+    values = x if words is None else to_float32(words, lookup("BF16"))
+    top, signal = (
+        measure.max_abs_and_signal_for_a_guess(x)
+        if words is None
+        else measure.max_abs_and_signal_for_a_guess(words, bfloat16_words=True)
+    )
+    assert top == (float(np.max(np.abs(values))) if x.size else 0.0)
+    assert signal == pytest.approx(measure.max_abs_and_signal(values)[1], rel=1e-12)
+
+
+@pytest.mark.parametrize("where", [0, 4095, 4096, 2**21 - 1, 2**21 + 3])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_the_sums_for_a_guess_flag_a_value_that_is_not_finite_anywhere(where, bad):
+    """In any piece (a large array is cut into pieces side by side), in a group of four or in the
+    last values: max |x| is inf, for float32 values and for bfloat16 words."""
+    from bslz.formats.dtypes import from_float32, lookup
+
+    x = np.random.default_rng(where).laplace(0, 0.02, 2**21 + 4).astype(np.float32)
+    x[where] = bad
+    assert measure.max_abs_and_signal_for_a_guess(x)[0] == math.inf
+    words = from_float32(np.nan_to_num(x), lookup("BF16"))
+    words[where] = {math.inf: 0x7F80, -math.inf: 0xFF80}.get(bad, 0x7FC0)
+    assert measure.max_abs_and_signal_for_a_guess(words, bfloat16_words=True)[0] == math.inf
+
+
 @pytest.mark.parametrize("name", ["BF16", "F16", "F32", "F64", "F8_E4M3", "F8_E5M2"])
 def test_rounding_to_a_dtype_into_a_given_array(name):
     """from_float32(values, dtype, out=words) writes the words from_float32 returns, into `out`."""

@@ -16,7 +16,7 @@ import math
 from bslz.codec._parallel import map_tensors_in_order
 from bslz.codec.dq import quantize_dq_symbols, squared_error_dq
 from bslz.codec.floats import get_layout
-from bslz.codec.measure import max_abs_and_signal
+from bslz.codec.measure import max_abs_and_signal, max_abs_and_signal_for_a_guess
 from bslz.errors import InvalidArgumentError
 from bslz.formats.dtypes import lookup, to_float32
 
@@ -78,6 +78,10 @@ def lossy_candidates(source, options):
     def stats(info):  # max |w| inf: the tensor is not finite
         dtype = lookup(info.dtype)
         words = source.tensor_bytes(info).view(dtype.word_dtype)
+        if dtype.name == "BF16":  # no widened copy: the words themselves
+            return max_abs_and_signal_for_a_guess(words, bfloat16_words=True)
+        if dtype.name in ("F32", "F64"):  # views of the words
+            return max_abs_and_signal_for_a_guess(to_float32(words, dtype))
         return max_abs_and_signal(words, widen=lambda piece: to_float32(piece, dtype))
 
     found = map_tensors_in_order(stats, named, lambda info: info.numel)

@@ -45,7 +45,8 @@ RANS_MIN_GAIN_OVER_HUFFMAN = 32
 
 @njit
 def decode_chunk(data, words, heads, lo, hi, sign_pos, low_bits, widths, shifts, eg_tables, max_order):
-    """Decode one chunk's segments (`data`) into words[lo:hi] (zeroed here first) in one call, when each is
+    """Decode one chunk's segments (`data`) into words[lo:hi] (zeroed here first, unless the head's
+    decoding stores every word: `_straight_head`) in one call, when each is
     Huffman, exp-Golomb, constant or (tail pieces) raw: widths[p] bits at shifts[p] (-1: the head).
     `heads` is `words` when they are uint16 (the head is decoded straight into them), else an
     empty uint16 array; `eg_tables`: `expgolomb.decode_tables()`, orders up to `max_order`.
@@ -53,8 +54,9 @@ def decode_chunk(data, words, heads, lo, hi, sign_pos, low_bits, widths, shifts,
     the caller then zeroes the words and decodes the chunk piece by piece, which names the error."""
     n = hi - lo
     chunk = words[lo:hi]
-    for i in range(n):  # the pieces are OR-ed in; zeroed here, the words are in cache for them
-        chunk[i] = 0
+    if not (heads.size and _straight_head(data, n)):  # a straight head writes every word itself
+        for i in range(n):  # the pieces are OR-ed in; zeroed here, the words are in cache for them
+            chunk[i] = 0
     info = np.zeros(2, dtype=np.int64)
     pos = 0
     for p in range(widths.size):
@@ -108,6 +110,16 @@ def decode_chunk(data, words, heads, lo, hi, sign_pos, low_bits, widths, shifts,
         else:
             return False
     return pos == data.size
+
+
+@njit_inline
+def _straight_head(data, n):
+    """Whether the chunk's first segment (the head) is a Huffman one that `decode_chunk` decodes
+    straight into uint16 words: it stores every word of the chunk (it does not OR into them), so
+    the words need no zeroing first (0.15 ns a value of a bf16 chunk's 1.4)."""
+    if n <= 0 or data.size < SEGMENT_HEADER_BYTES:
+        return False
+    return data[0] == HUFFMAN and data[1] == 0 and data[2] == 0 and data[3] == 0  # method, k, center
 
 
 @njit

@@ -13,6 +13,7 @@ import numpy as np
 from bslz.codec._bits import finish_bits, peek64, put_bits
 from bslz.codec._expgolomb_kernels import order_costs_from_histogram
 from bslz.codec._jit import bit_length, njit, njit_inline
+from bslz.codec._six_bit_tails import merge_groups as merge_six_bit_tails
 
 U64 = np.uint64
 U32 = np.uint32
@@ -67,10 +68,23 @@ def merge_packed_tail(words, lo, hi, sign_pos, low_bits, shift, width, packed):
     vectorize: 6 (the bf16 and f32 tails: four values in three bytes) and 1 (the f16 and e5m2
     sign: eight values in a byte). Other widths read eight values (exactly `width` bytes) as one
     8-byte big-endian window, each value's bits in the word from a table of the 2**width values
-    (2.2x faster than moving the sign bit). The last values go bit position by bit position."""
+    (2.2x faster than moving the sign bit). The last values go bit position by bit position. The
+    six-bit pieces of bfloat16 and float32 go eight values at a time through vector code
+    (`_six_bit_tails`: 0.46 -> 0.12 ns a bfloat16 value, one thread)."""
     chunk = words[lo:hi]
     n = chunk.size
-    if width == U64(6) and chunk.itemsize <= 4:  # sign_pos < 32: 32-bit arithmetic holds it
+    bfloat16 = chunk.itemsize == 2 and sign_pos == U64(15) and low_bits == U64(5) and shift == U64(0)
+    float32 = chunk.itemsize == 4 and sign_pos == U64(31) and low_bits == U64(21) and shift == U64(16)
+    if width == U64(6) and (bfloat16 or float32):
+        # eight at a time in vector code, the last few (and the last 2 bytes) below; the views
+        # are the words themselves (numba types every branch for every word size)
+        groups = min(n // 8, (packed.size - 2) // 6) if packed.size >= 2 else 0
+        if bfloat16:
+            merge_six_bit_tails(chunk.view(np.uint16), packed, groups)
+        else:
+            merge_six_bit_tails(chunk.view(np.uint32), packed, groups)
+        done = 8 * groups + _merge_six_bit_groups(chunk[8 * groups :], sign_pos, low_bits, shift, packed[6 * groups :])
+    elif width == U64(6) and chunk.itemsize <= 4:  # sign_pos < 32: 32-bit arithmetic holds it
         done = _merge_six_bit_groups(chunk, sign_pos, low_bits, shift, packed)
     elif width == U64(1):
         done = _merge_one_bit_groups(chunk, sign_pos, low_bits, shift, packed)

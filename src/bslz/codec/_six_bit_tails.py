@@ -1,0 +1,124 @@
+"""Six-bit tail pieces merged into their words eight at a time, as LLVM vector code: a bfloat16
+word's sign and five low mantissa bits (the whole tail), a float32 word's sign and five mantissa
+bits 16-20 (the top piece of its tail). Packed four values to three bytes, most significant first.
+
+Eight values are six bytes. One 8-byte load; a byte shuffle puts, in 32-bit lane j, the two bytes
+that hold value j (the higher one on top); a shift by each lane's own amount and a mask give the
+six bits, whose top bit (the sign) moves to the word's top bit and the others to their place; the
+lanes (narrowed to 16 bits for bfloat16) are OR-ed into eight words. With AVX2 that is a dozen
+instructions for eight values, where the scalar loop took ~5 a value (numba cannot say "shuffle
+these bytes": `_merge_six_bit_groups`, 0.46 -> 0.12 ns a bfloat16 value, one thread).
+"""
+
+import sys
+
+import numpy as np
+
+from bslz.codec._jit import JIT_DISABLED, njit
+
+GROUP = 8  # values a step: six packed bytes
+LOAD_BYTES = 8  # read a step: two bytes past its six (the caller keeps them inside the array)
+# value j of a group lies in bytes FIRST[j] and FIRST[j] + 1, SHIFT[j] bits above the bottom of
+# the 16 bits they make (MSB first: value j's bits start at bit 6 j of the group)
+FIRST = tuple((6 * j) // 8 for j in range(GROUP))
+SHIFT = tuple(16 - (6 * j) % 8 - 6 for j in range(GROUP))
+
+
+@njit
+def _check(chunk, packed, groups):
+    """Every load and store of the vector loop lies inside the arrays (it has no bounds checks)."""
+    if groups < 0 or GROUP * groups > chunk.size or (groups and 6 * groups + 2 > packed.size):
+        raise ValueError("six-bit tails: groups beyond the arrays")
+
+
+# (the sign's shift, the five bits' shift) into a word of 16 or 32 bits
+PLACES = {2: (15 - 5, 0), 4: (31 - 5, 16)}
+
+
+@njit
+def merge_groups_scalar(chunk, packed, groups):
+    """The same merge a value at a time (NUMBA_DISABLE_JIT runs, big-endian machines)."""
+    _check(chunk, packed, groups)
+    sign_shift, low_shift = (10, 0) if chunk.itemsize == 2 else (26, 16)
+    for g in range(groups):
+        for j in range(GROUP):
+            pair = (np.uint32(packed[6 * g + FIRST[j]]) << np.uint32(8)) | np.uint32(packed[6 * g + FIRST[j] + 1])
+            t = (pair >> np.uint32(SHIFT[j])) & np.uint32(63)
+            bits = ((t & np.uint32(32)) << np.uint32(sign_shift)) | ((t & np.uint32(31)) << np.uint32(low_shift))
+            chunk[GROUP * g + j] |= bits
+
+
+if JIT_DISABLED or sys.byteorder == "big":  # the lanes below are assembled little-endian
+    merge_groups = merge_groups_scalar
+else:
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def _merge_groups(typingctx, chunk, packed, groups):
+        if not (
+            isinstance(chunk, types.Array)
+            and chunk.dtype in (types.uint16, types.uint32)
+            and chunk.layout == "C"
+            and isinstance(packed, types.Array)
+            and packed.dtype == types.uint8
+            and packed.layout == "C"
+            and groups == types.int64
+        ):
+            return None
+
+        def codegen(context, builder, signature, args):
+            i8, i16, i32, i64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
+            bytes_in = ir.VectorType(i8, LOAD_BYTES)
+            lanes32 = ir.VectorType(i32, GROUP)
+            word_bytes = signature.args[0].dtype.bitwidth // 8
+            lanes_out = ir.VectorType(i16 if word_bytes == 2 else i32, GROUP)
+            sign_shift, low_shift = PLACES[word_bytes]
+            chunk_data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            packed_data = context.make_array(signature.args[1])(context, builder, args[1]).data
+            n = args[2]
+            # lane j, little-endian: [byte FIRST[j] + 1, byte FIRST[j], 0, 0]; index LOAD_BYTES is
+            # the zero vector's first byte
+            order = []
+            for j in range(GROUP):
+                order += [FIRST[j] + 1, FIRST[j], LOAD_BYTES, LOAD_BYTES]
+            mask = ir.Constant(ir.VectorType(i32, 4 * GROUP), order)
+            zeros = ir.Constant(bytes_in, None)
+            shifts = ir.Constant(lanes32, SHIFT)
+
+            def splat(value):
+                return ir.Constant(lanes32, [value] * GROUP)
+
+            entry = builder.block
+            loop, done = builder.append_basic_block("six.loop"), builder.append_basic_block("six.done")
+            builder.cbranch(builder.icmp_signed(">", n, ir.Constant(i64, 0)), loop, done)
+            builder.position_at_end(loop)
+            g = builder.phi(i64)
+            g.add_incoming(ir.Constant(i64, 0), entry)
+            source = builder.gep(packed_data, [builder.mul(g, ir.Constant(i64, 6))])
+            loaded = builder.load(builder.bitcast(source, bytes_in.as_pointer()), align=1)
+            pairs = builder.bitcast(builder.shuffle_vector(loaded, zeros, mask), lanes32)
+            t = builder.and_(builder.lshr(pairs, shifts), splat(63))
+            sign = builder.shl(builder.and_(t, splat(32)), splat(sign_shift))
+            bits = builder.or_(sign, builder.shl(builder.and_(t, splat(31)), splat(low_shift)))
+            if word_bytes == 2:
+                bits = builder.trunc(bits, lanes_out)
+            words = builder.gep(chunk_data, [builder.mul(g, ir.Constant(i64, GROUP))])
+            target = builder.bitcast(words, lanes_out.as_pointer())
+            builder.store(builder.or_(builder.load(target, align=word_bytes), bits), target, align=word_bytes)
+            following = builder.add(g, ir.Constant(i64, 1))
+            g.add_incoming(following, loop)
+            builder.cbranch(builder.icmp_signed("<", following, n), loop, done)
+            builder.position_at_end(done)
+            return context.get_dummy_value()
+
+        return types.void(chunk, packed, types.int64), codegen
+
+    @njit
+    def merge_groups(chunk, packed, groups):
+        """OR the first 8 `groups` six-bit pieces packed in `packed` into chunk[:8 groups]: uint16
+        words (bfloat16 tails) or uint32 words (float32 tails' top pieces); `packed` must hold
+        6 groups + 2 bytes (each step reads eight)."""
+        _check(chunk, packed, groups)
+        _merge_groups(chunk, packed, np.int64(groups))
