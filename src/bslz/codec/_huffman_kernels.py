@@ -178,11 +178,11 @@ def encode_streams(symbols, codewords, quarter, out, stream_words):
 
     Symbols go in two at a time: their codewords are joined first (at most 2 MAX_LENGTH = 24 bits),
     off the dependency chain, so that the chain (shift into the buffer, count, spill) runs once a
-    pair (a bf16 head: 1.37 -> 0.7 ns a symbol, one thread). The low word is stored after every pair
-    and kept only when 32 bits are full: no branch (a spill comes every ~3 pairs of a bf16 head, too
-    irregular to predict), and `filled` stays below 32 + 2 MAX_LENGTH, so its bit 5 says "full"; a
-    stream's last store past its end is what the next one overwrites first. Four streams in lockstep
-    were slower, a length check branching per symbol cost 0.5 ns a symbol more (measured)."""
+    pair. The low word is stored after every pair and kept only when 32 bits are full: no branch (a
+    spill comes every ~3.5 pairs of a bf16 head, ~4.5 bits a symbol, too irregular to predict), and
+    `filled` stays below 32 + 2 MAX_LENGTH, so its bit 5 says "full"; a stream's last store past its
+    end is what the next one overwrites first. Four streams in lockstep were slower, a length check
+    branching per symbol cost 0.5 ns a symbol more (measured)."""
     n = U64(symbols.size)
     q = U64(quarter)
     missing = U64(0)  # bit 63 set once a length was 0 (length - 1 wraps)

@@ -88,11 +88,10 @@ def max_abs_and_signal(x, widen=None, piece=1 << 16):
 
 
 # A search's first guess wants max |x| and sum x^2 of every tensor before it quantizes any: one
-# running float64 sum waits ~4 cycles an add (1.4 ns a bf16 value, widened a piece at a time: a
-# third of a `bits` search's time besides its two quantizations, MiniLM bf16). These take four
-# running sums, interleaved, each piece of a large tensor on its own core: the sums come out in
-# another order (their last bits may differ), which a guess does not mind. Measures that are
-# reported or compared keep the in-order sums above.
+# running float64 sum waits for each add to finish before the next. These take four running sums,
+# interleaved, each piece of a large tensor on its own core: the sums come out in another order
+# (their last bits may differ), which a guess does not mind. Measures that are reported or compared
+# keep the in-order sums above.
 GUESS_PIECE = 4096  # bfloat16 values widened at a time, into an L1-sized scratch
 _FLOAT64_MAX = 1.7976931348623157e308  # |x| above it, or NaN: not finite
 
@@ -139,8 +138,7 @@ def _guess_sums(x, bfloat16_words):
 def max_abs_and_signal_for_a_guess(x, bfloat16_words=False):
     """(max |x|, sum x^2 in float64) of a float32 or float64 array, or of bfloat16 words (uint16)
     if `bfloat16_words`; max |x| is inf if some x is NaN or infinite. max |x| is exact, the sum is
-    `max_abs_and_signal`'s in another order (see GUESS_PIECE): 1.4 -> 0.55 ns a bfloat16 value on
-    one core."""
+    `max_abs_and_signal`'s in another order (see GUESS_PIECE)."""
     flat = np.ascontiguousarray(x).reshape(-1)
     pieces = split_range(flat.size, max(1, min(default_workers(), flat.size // MAX_ABS_PIECE)), GUESS_PIECE)
     parts = parallel_map(lambda b: _guess_sums(flat[b[0] : b[1]], bfloat16_words), pieces)
