@@ -1,7 +1,7 @@
 """Whole-file benchmark of the `.bslz` container on real weights (MiniLM in f32, bf16 and f16).
 
-    PYTHONPATH=src python3 benchmarks/bench_container.py            # best of 5 (lossless), 2 (lossy)
-    PYTHONPATH=src python3 benchmarks/bench_container.py --quick    # best of 2 / 1
+    PYTHONPATH=src python3 benchmarks/bench_container.py            # best of 5 (lossless), 2 (lossy), 10 (its decoding)
+    PYTHONPATH=src python3 benchmarks/bench_container.py --quick    # best of 2 / 1 / 5
 
 Everything runs in one process, on files in a tmpfs directory (/dev/shm when it has room), after a
 warm-up call so that no JIT compile is timed. Prints markdown tables:
