@@ -43,7 +43,7 @@ def embedding_words(path, word_dtype):
     return tensor.view({np.uint16: torch.uint16, np.uint32: torch.uint32}[word_dtype]).numpy().reshape(-1)[:CHUNK]
 
 
-def one_chunk(path, rounds, f32_path=None):
+def one_chunk(path, f32_path, rounds):
     words = embedding_words(path, np.uint16)
     layout = floats.get_layout("bfloat16")
     width = layout.pieces()[0][1]
@@ -52,27 +52,25 @@ def one_chunk(path, rounds, f32_path=None):
     out = np.zeros(CHUNK, np.uint16)
     repeat = 20
 
+    def repeated(call):
+        return lambda: [call() for _ in range(repeat)]
+
     def timed(decode, buf, **kw):
-        return lambda: [decode(buf, CHUNK, out=out, shift=layout.low_bits, **kw) for _ in range(repeat)]
+        return repeated(lambda: decode(buf, CHUNK, out=out, shift=layout.low_bits, **kw))
 
     def encoded(encode):
-        return lambda: [encode(heads) for _ in range(repeat)]
+        return repeated(lambda: encode(heads))
 
     # whole chunks (head and tail pieces) as the container codes them: one kernel call each way
-    chunks = {"bf16": ("bfloat16", words)}
-    if f32_path is not None:
-        chunks["f32"] = ("float32", embedding_words(f32_path, np.uint32))
+    chunks = {"bf16": ("bfloat16", words), "f32": ("float32", embedding_words(f32_path, np.uint32))}
     coded = {name: floats.encode_floats(w, layout_name, workers=1) for name, (layout_name, w) in chunks.items()}
     back = {name: np.zeros(CHUNK, w.dtype) for name, (_, w) in chunks.items()}
-
-    def chunk_calls(call):
-        return lambda: [call() for _ in range(repeat)]
 
     def chunk_pair(name):
         layout_name, w = chunks[name]
         return [
-            chunk_calls(lambda: floats.encode_floats(w, layout_name, workers=1)),
-            chunk_calls(lambda: floats.decode_floats(coded[name], out=back[name], workers=1)),
+            repeated(lambda: floats.encode_floats(w, layout_name, workers=1)),
+            repeated(lambda: floats.decode_floats(coded[name], out=back[name], workers=1)),
         ]
 
     limit = (1 << width) - 1
@@ -172,7 +170,7 @@ def main():
     base = "/dev/shm" if os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free > 2 << 30 else None
     with tempfile.TemporaryDirectory(prefix="bslz-heads-", dir=base) as workdir:
         paths = build_files(workdir)
-        one_chunk(paths["BF16"], args.rounds, paths["F32"])
+        one_chunk(paths["BF16"], paths["F32"], args.rounds)
         if args.chunk_only:
             return
         head_savings(paths)

@@ -22,8 +22,7 @@ def save_file(tensors, filename, metadata=None, *, bits=None, snr=None, step=Non
     Lossless by default; `bits`, `snr`, `step` and `exclude` are those of `bslz.compress_file`.
     Returns the `CompressReport`. Refuses an existing `filename` when `overwrite` is False.
     """
-    if not isinstance(tensors, dict) or not all(isinstance(v, np.ndarray) for v in tensors.values()):
-        raise InvalidArgumentError("tensors must be a dict of numpy arrays")
+    _check_arrays(tensors)
     with staged_safetensors(filename, overwrite) as tmp:
         safetensors.numpy.save_file(tensors, tmp, metadata=metadata)
         return compress_file(tmp, filename, bits=bits, snr=snr, step=step, exclude=exclude, overwrite=overwrite)
@@ -31,15 +30,13 @@ def save_file(tensors, filename, metadata=None, *, bits=None, snr=None, step=Non
 
 def load_file(filename):
     """All tensors of a `.bslz` file as {name: np.ndarray} (each a fresh, writable array)."""
-    with safe_open(filename, framework="np") as f:  # each tensor is decoded into memory of its own: no copy
-        return dict(f.iter_tensors())
+    return _load(filename)
 
 
 def save(tensors, metadata=None, *, bits=None, snr=None, step=None, exclude=()):
     """The bytes of a `.bslz` container holding `tensors` ({name: np.ndarray}) and `metadata`
     ({str: str}); the options are those of `save_file`."""
-    if not isinstance(tensors, dict) or not all(isinstance(v, np.ndarray) for v in tensors.values()):
-        raise InvalidArgumentError("tensors must be a dict of numpy arrays")
+    _check_arrays(tensors)
     image = safetensors.numpy.save(tensors, metadata=metadata)
     return compress_bytes(image, bits=bits, snr=snr, step=step, exclude=exclude)
 
@@ -47,7 +44,17 @@ def save(tensors, metadata=None, *, bits=None, snr=None, step=None, exclude=()):
 def load(data):
     """All tensors of a `.bslz` container held in memory (any bytes-like object) as
     {name: np.ndarray}, each a fresh, writable array."""
-    with safe_open(data, framework="np") as f:
+    return _load(data)
+
+
+def _check_arrays(tensors):
+    if not isinstance(tensors, dict) or not all(isinstance(v, np.ndarray) for v in tensors.values()):
+        raise InvalidArgumentError("tensors must be a dict of numpy arrays")
+
+
+def _load(source):
+    """Every tensor of a container, a path or its bytes (`safe_open` takes either)."""
+    with safe_open(source, framework="np") as f:  # each tensor is decoded into memory of its own: no copy
         return dict(f.iter_tensors())
 
 

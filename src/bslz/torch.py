@@ -20,8 +20,7 @@ def save_file(tensors, filename, metadata=None, *, bits=None, snr=None, step=Non
     Lossless by default; `bits`, `snr`, `step` and `exclude` are those of `bslz.compress_file`.
     Returns the `CompressReport`. Refuses an existing `filename` when `overwrite` is False.
     """
-    if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
-        raise InvalidArgumentError("tensors must be a dict of torch tensors")
+    _check_tensors(tensors)
     with staged_safetensors(filename, overwrite) as tmp:
         safetensors.torch.save_file(tensors, tmp, metadata=metadata)
         return compress_file(tmp, filename, bits=bits, snr=snr, step=step, exclude=exclude, overwrite=overwrite)
@@ -29,15 +28,13 @@ def save_file(tensors, filename, metadata=None, *, bits=None, snr=None, step=Non
 
 def load_file(filename, device="cpu"):
     """All tensors of a `.bslz` file as {name: torch.Tensor} on `device`."""
-    with safe_open(filename, framework="pt") as f:  # each tensor is decoded into memory of its own: no copy
-        return {name: tensor.to(device) for name, tensor in f.iter_tensors()}
+    return _load(filename, device)
 
 
 def save(tensors, metadata=None, *, bits=None, snr=None, step=None, exclude=()):
     """The bytes of a `.bslz` container holding `tensors` ({name: torch.Tensor}, as `save_file`
     takes them) and `metadata` ({str: str}); the options are those of `save_file`."""
-    if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
-        raise InvalidArgumentError("tensors must be a dict of torch tensors")
+    _check_tensors(tensors)
     image = safetensors.torch.save(tensors, metadata=metadata)
     return compress_bytes(image, bits=bits, snr=snr, step=step, exclude=exclude)
 
@@ -45,5 +42,15 @@ def save(tensors, metadata=None, *, bits=None, snr=None, step=None, exclude=()):
 def load(data, device="cpu"):
     """All tensors of a `.bslz` container held in memory (any bytes-like object) as
     {name: torch.Tensor} on `device`."""
-    with safe_open(data, framework="pt") as f:
+    return _load(data, device)
+
+
+def _check_tensors(tensors):
+    if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
+        raise InvalidArgumentError("tensors must be a dict of torch tensors")
+
+
+def _load(source, device):
+    """Every tensor of a container, a path or its bytes (`safe_open` takes either), on `device`."""
+    with safe_open(source, framework="pt") as f:  # each tensor is decoded into memory of its own: no copy
         return {name: tensor.to(device) for name, tensor in f.iter_tensors()}

@@ -31,15 +31,18 @@ def _check(chunk, packed, groups):
         raise ValueError("six-bit tails: groups beyond the arrays")
 
 
-# (the sign's shift, the five bits' shift) into a word of 16 or 32 bits
-PLACES = {2: (15 - 5, 0), 4: (31 - 5, 16)}
+@njit
+def places(word_bytes):
+    """(the sign's shift, the five bits' shift) into a word of 2 or 4 bytes: the sign from bit 5 to
+    the top, the five bits at the bottom (bf16) or at bit 16 (f32: below them, two mantissa bytes)."""
+    return 8 * word_bytes - 6, 8 * word_bytes - 16
 
 
 @njit
 def merge_groups_scalar(chunk, packed, groups):
     """The same merge a value at a time (NUMBA_DISABLE_JIT runs, big-endian machines)."""
     _check(chunk, packed, groups)
-    sign_shift, low_shift = (10, 0) if chunk.itemsize == 2 else (26, 16)
+    sign_shift, low_shift = places(chunk.itemsize)
     for g in range(groups):
         for j in range(GROUP):
             pair = (np.uint32(packed[6 * g + FIRST[j]]) << np.uint32(8)) | np.uint32(packed[6 * g + FIRST[j] + 1])
@@ -74,7 +77,7 @@ else:
             lanes32 = ir.VectorType(i32, GROUP)
             word_bytes = signature.args[0].dtype.bitwidth // 8
             lanes_out = ir.VectorType(i16 if word_bytes == 2 else i32, GROUP)
-            sign_shift, low_shift = PLACES[word_bytes]
+            sign_shift, low_shift = places.py_func(word_bytes)
             chunk_data = context.make_array(signature.args[0])(context, builder, args[0]).data
             packed_data = context.make_array(signature.args[1])(context, builder, args[1]).data
             n = args[2]

@@ -15,6 +15,8 @@ from bslz.codec._jit import njit
 from bslz.codec._parallel import default_workers, parallel_map, split_range
 from bslz.errors import InvalidArgumentError
 
+_FLOAT64_MAX = 1.7976931348623157e308  # |x| above it, or NaN: not finite
+
 
 @njit
 def _signal_and_noise_kernel(x, y, signal, noise):
@@ -34,7 +36,7 @@ def _max_abs_and_signal_kernel(x, top, signal, finite):
         a = np.float64(x[i])
         signal += a * a
         m = abs(a)
-        finite &= m <= 1.7976931348623157e308  # False for NaN and inf
+        finite &= m <= _FLOAT64_MAX  # False for NaN and inf
         top = max(top, m)
     return top, signal, finite
 
@@ -93,7 +95,6 @@ def max_abs_and_signal(x, widen=None, piece=1 << 16):
 # (their last bits may differ), which a guess does not mind. Measures that are reported or compared
 # keep the in-order sums above.
 GUESS_PIECE = 4096  # bfloat16 values widened at a time, into an L1-sized scratch
-_FLOAT64_MAX = 1.7976931348623157e308  # |x| above it, or NaN: not finite
 
 
 @njit
@@ -129,8 +130,7 @@ def _guess_sums(x, bfloat16_words):
     values = scratch.view(np.float32)
     for lo in range(0, x.size, GUESS_PIECE):
         piece = x[lo : lo + GUESS_PIECE]
-        for i in range(piece.size):
-            scratch[i] = np.uint32(piece[i]) << np.uint32(16)
+        _widen_bfloat16_into(piece, scratch)
         top, a0, a1, a2, a3, finite = _four_sums(values[: piece.size], top, a0, a1, a2, a3, finite)
     return top, (a0 + a1) + (a2 + a3), finite
 
@@ -182,10 +182,15 @@ def round_to_bfloat16(scratch, out):
 def bfloat16_moments_and_noise(x, words, scratch, sum_abs, signal, noise):
     """`moments_and_noise_kernel` of x and the bfloat16 `words` widened, carried on; through
     `scratch` (float32, at least as long, overwritten with the widened values)."""
-    bits = scratch.view(np.uint32)
+    _widen_bfloat16_into(words, scratch.view(np.uint32))
+    return moments_and_noise_kernel(x, scratch[: words.size], sum_abs, signal, noise)
+
+
+@njit
+def _widen_bfloat16_into(words, bits):
+    """bits[i] = the float32 bit pattern of bfloat16 word i (bits at least as long as words)."""
     for i in range(words.size):
         bits[i] = np.uint32(words[i]) << np.uint32(16)
-    return moments_and_noise_kernel(x, scratch[: words.size], sum_abs, signal, noise)
 
 
 def moments_and_noise(x, x_hat):
