@@ -259,6 +259,86 @@ def test_decoded_checksum_mismatch(good, tmp_path):
     reader.close()
 
 
+def test_checksums_of_pieces_combine_into_the_whole():
+    data = np.random.default_rng(8).integers(0, 256, 10_000, dtype=np.uint8)
+    if not checksums.CAN_COMBINE:
+        pytest.skip("no zlib-ng: checksums are taken whole")
+    bounds = [0, 1, 1, 4096, 9999, 10_000]  # an empty piece too
+    pieces = checksums.PieceCrcs()
+    for j in reversed(range(len(bounds) - 1)):  # threads finish in any order
+        pieces.take(j, data[bounds[j] : bounds[j + 1]])
+    assert pieces.total_bytes() == data.size
+    assert pieces.combined() == zlib.crc32(data)
+    assert pieces.combined(zlib.crc32(b"table")) == zlib.crc32(b"table" + data.tobytes())
+    gap = checksums.PieceCrcs()
+    gap.take(1, data)
+    assert gap.combined() is None
+
+
+@pytest.fixture(scope="module")
+def chunked(tmp_path_factory):
+    """Bytes of a container whose lossless float tensor "w" has five chunks and whose "q" is
+    quantized (dependent quantization, several chunks)."""
+    path = tmp_path_factory.mktemp("chunked") / "chunked.bslz"
+    rng = np.random.default_rng(9)
+    w = (rng.standard_normal(4 * 131072 + 5) * 0.02).astype(np.float32)
+    q = (rng.standard_normal(2 * 262144 + 77) * 0.02).astype(np.float32)
+    bslz.numpy.save_file({"w": w, "q": q, "ids": np.arange(50, dtype=np.int32)}, path, snr=30, exclude=["w"])
+    blob = path.read_bytes()
+    entries = {e["name"]: e for e in split(blob)[3]["tensors"]}
+    assert entries["w"]["coding"] == "float" and entries["w"]["chunk_size"] == 131072
+    assert entries["q"]["coding"] == "quantized" and entries["q"]["reconstruction"] == "dq"
+    assert entries["q"]["chunk_size"] < q.size
+    return blob
+
+
+@pytest.mark.parametrize("whole", [False, True], ids=["chunk-by-chunk", "whole"])
+def test_checksums_name_what_is_wrong_whichever_way_they_are_taken(chunked, tmp_path, monkeypatch, whole):
+    """Checked chunk by chunk as they decode (zlib-ng), or whole before and after decoding: a byte
+    flipped anywhere in a payload (a float tensor's chunk table, a segment header that breaks the
+    decoding, a raw tail byte that does not; a quantized one's) is named as a corrupt payload, and
+    a wrong decoded checksum as such, by the reader and by both decompressions."""
+    from bslz.formats import container
+
+    if whole:
+        monkeypatch.setattr(container, "CAN_COMBINE", False)
+    elif not checksums.CAN_COMBINE:
+        pytest.skip("no zlib-ng: checksums are taken whole")
+    _, _, _, header, data = split(chunked)
+    entries = {e["name"]: e for e in header["tensors"]}
+    e = entries["w"]
+    payload = data[e["offset"] : e["offset"] + e["length"]]
+    table = 8 * 6
+    starts = [table + o for o in np.frombuffer(payload[:table], "<u8").tolist()]
+    wheres = {
+        "w": [0, table - 1] + starts[:-1] + [s - 1 for s in starts[1:]],  # each chunk's first and last byte
+        "q": [0, entries["q"]["length"] // 2, entries["q"]["length"] - 1],
+    }
+    for name, places in wheres.items():
+        for where in places:
+            corrupt = bytearray(data)
+            corrupt[entries[name]["offset"] + where] ^= 0x10
+            reader = open_bytes(tmp_path, join(header, bytes(corrupt)))
+            assert reader.checks_while_decoding(name) is not whole
+            with pytest.raises(FormatError, match="payload fails its checksum"):
+                reader.decode_raw(name)
+            reader.close()
+    for name in ("w", "q"):
+        h = json.loads(json.dumps(header))
+        next(x for x in h["tensors"] if x["name"] == name)["decoded_crc32"] ^= 1
+        reader = open_bytes(tmp_path, join(h, data))
+        with pytest.raises(FormatError, match="decodes to bytes that fail their checksum"):
+            reader.decode_raw(name)
+        reader.close()
+        with pytest.raises(FormatError, match="decodes to bytes that fail their checksum"):
+            bslz.decompress_bytes(join(h, data))
+        bad = tmp_path / "bad.bslz"
+        bad.write_bytes(join(h, data))
+        with pytest.raises(FormatError, match="decodes to bytes that fail their checksum"):
+            bslz.decompress_file(bad, tmp_path / "out.safetensors")
+        assert not (tmp_path / "out.safetensors").exists()
+
+
 def test_decompression_stops_at_a_decoded_checksum_mismatch_and_leaves_nothing(good, tmp_path):
     """The decoded bytes' checksum is checked on the writing thread: its failure still ends the
     run with the error, and no output (nor temporary file) is left."""

@@ -199,6 +199,33 @@ def test_one_call_chunk_encoding_matches_the_segment_by_segment_one(layout, data
         np.testing.assert_array_equal(out, words)
 
 
+@pytest.mark.parametrize("layout", ["bfloat16", "float32"])
+@pytest.mark.parametrize("kind", ["weights", "few values"])
+def test_chunks_whose_tails_are_counted_in_pairs_match_the_segment_by_segment_one(layout, kind):
+    """Chunks of NARROW_MIN_VALUES values or more count their 6-bit tail pieces in pairs: the same
+    bytes as the long way, whether the tails stay raw (weights) or are entropy coded (few values)."""
+    spec = floats.LAYOUTS[layout]
+    n = FC.NARROW_MIN_VALUES + 7  # odd: one value left after the pairs
+    words = _weight_like_words(layout, n, 3, 0.05)
+    if kind == "few values":
+        words = words[np.random.default_rng(4).integers(0, 5, n)]
+    widths, shifts = floats._piece_arrays(spec)
+    assert FC.NARROW_WIDTH in widths.tolist()
+    fast = FC.encode_chunk(words, 0, n, U64(spec.bits - 1), U64(spec.low_bits), widths, shifts, floats.eg.MAX_ORDER)
+    assert bytes(fast) == b"".join(bytes(part) for part in floats._encode_pieces(words, 0, n, spec))
+
+
+@given(width=st.integers(1, 6), data=st.data())
+def test_narrow_histograms_count_what_histograms_count(width, data):
+    from bslz.codec._rans_table import histogram, narrow_histogram
+
+    symbols = data.draw(hnp.arrays(np.uint16, st.integers(0, 600), elements=st.integers(0, (1 << width) - 1)))
+    want, got = np.zeros(4096, np.uint64), np.zeros(1 << width, np.uint64)
+    histogram(symbols, want)
+    narrow_histogram(symbols, width, got)
+    np.testing.assert_array_equal(got, want[: 1 << width])
+
+
 @pytest.mark.small
 def test_weight_chunks_take_the_one_call_paths():
     """Weights in chunks of the default size (256 Ki values): coded and decoded in one kernel call
@@ -363,6 +390,28 @@ def test_a_huffman_segment_with_k_or_center_set_is_an_error(field):
 def test_empty_tensor():
     enc = floats.encode_floats(np.zeros(0, dtype=np.uint16), "bfloat16")
     assert floats.decode_floats(enc).size == 0
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_each_decoded_chunk_is_reported_with_its_bytes_and_words(workers):
+    """`chunk_decoded` sees every chunk once, on the thread that decoded it: its bytes are the
+    payload after the chunk table, in order, and its words the decoded ones."""
+    import threading
+
+    values = np.random.default_rng(4).standard_normal(1003).astype(np.float32)
+    enc = floats.encode_floats(values, "float32", chunk_size=100)
+    seen = {}
+
+    def chunk_decoded(c, chunk_bytes, chunk_words):
+        seen[c] = (bytes(chunk_bytes), chunk_words.copy(), threading.get_ident())
+
+    out = floats.decode_floats(enc, workers=workers, chunk_decoded=chunk_decoded)
+    assert np.array_equal(out, values.view(np.uint32))
+    assert sorted(seen) == list(range(11))
+    table = 8 * 12
+    assert b"".join(seen[c][0] for c in range(11)) == bytes(enc.payload)[table:]
+    assert np.array_equal(np.concatenate([seen[c][1] for c in range(11)]), out)
+    assert (len({ident for _, _, ident in seen.values()}) > 1) == (workers > 1)
 
 
 def _encoded_sample():

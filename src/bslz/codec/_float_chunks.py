@@ -28,11 +28,16 @@ from bslz.codec._float_kernels import (
     unzigzag_around,
     zigzag_around,
 )
-from bslz.codec._huffman_kernels import MAX_ALPHABET
-from bslz.codec._huffman_segment import SEGMENT_OK, code_for, decode_segment, encode_segment, min_segment_bytes
+from bslz.codec._huffman_segment import (
+    SEGMENT_OK,
+    code_for,
+    decode_segment,
+    encode_counted_segment,
+    min_segment_bytes,
+)
 from bslz.codec._jit import njit, njit_inline
 from bslz.codec._rans_kernels import encode_with_table
-from bslz.codec._rans_table import histogram, multi_symbol_table
+from bslz.codec._rans_table import histogram, multi_symbol_table, narrow_histogram
 
 U64 = np.uint64
 
@@ -41,6 +46,10 @@ RAW, CONSTANT, EXP_GOLOMB, RANS, HUFFMAN = 0, 1, 2, 3, 4
 SEGMENT_HEADER_BYTES = 8  # method u8 | k u8 | center u16 | nbytes u32, little-endian
 ENTROPY_MIN_GAIN = 128  # floats.ENTROPY_MIN_GAIN and RANS_MIN_GAIN_OVER_HUFFMAN (see there)
 RANS_MIN_GAIN_OVER_HUFFMAN = 32
+# A 6-bit tail piece is counted in pairs (`narrow_histogram`: half the increments); below 2**16
+# values its 4096 pair counters cost more than they save
+NARROW_WIDTH = 6
+NARROW_MIN_VALUES = 1 << 16
 
 
 @njit
@@ -140,8 +149,11 @@ def encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, max_order):
             head_piece(words, lo, hi, low_bits, mask, piece)
         else:
             tail_piece(words, lo, hi, sign_pos, low_bits, U64(shifts[p]), mask, piece)
-        hist = np.zeros(MAX_ALPHABET, dtype=np.uint64)
-        histogram(piece, hist)
+        hist = np.zeros(1 << width, dtype=np.uint64)  # the piece's values are below it
+        if width <= NARROW_WIDTH and n >= NARROW_MIN_VALUES:
+            narrow_histogram(piece, width, hist)
+        else:
+            histogram(piece, hist)
         center, k, eg_bits, entropy_bits, distinct = segment_costs(hist, width, max_order)
         if hist[center] == U64(n):
             _put_segment_header(out, pos, CONSTANT, 0, center, 0)
@@ -195,7 +207,8 @@ def _put_segment_header(out, pos, method, k, center, nbytes):
 @njit
 def _huffman_segment(values, hist, limit):
     """`huffman.encode_huffman(values, huffman_code(hist))` if its size is below `limit` (the code's
-    lower bound already tells when it cannot be), else an empty array."""
+    lower bound already tells when it cannot be), else an empty array. `hist` is the values' own
+    histogram: every value has a codeword."""
     max_symbol = -1
     for s in range(hist.size):
         if hist[s] > 0:
@@ -203,7 +216,7 @@ def _huffman_segment(values, hist, limit):
     lengths, header, bits = code_for(hist[: max_symbol + 1])
     if bits < 0 or min_segment_bytes(header.size, bits) >= limit:
         return np.zeros(0, dtype=np.uint8)
-    coded = encode_segment(values, lengths, header)
+    coded = encode_counted_segment(values, lengths, header)
     return coded if coded.size < limit else np.zeros(0, dtype=np.uint8)
 
 

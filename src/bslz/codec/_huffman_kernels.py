@@ -171,6 +171,19 @@ def decode_tables(lengths, codes, shift, single, pairs, meta):
 
 @njit
 def encode_streams(symbols, codewords, quarter, out, stream_words):
+    """`_encode_streams`, checking that every symbol has a codeword (returns False if one has none)."""
+    return _encode_streams(symbols, codewords, quarter, out, stream_words, True)
+
+
+@njit
+def encode_counted_streams(symbols, codewords, quarter, out, stream_words):
+    """`_encode_streams` of symbols whose code was made from their own histogram: each has a
+    codeword, so the check is left out (returns True)."""
+    return _encode_streams(symbols, codewords, quarter, out, stream_words, False)
+
+
+@njit_inline
+def _encode_streams(symbols, codewords, quarter, out, stream_words, check):
     """Code stream j = symbols[j * quarter: (j + 1) * quarter] into `out` (uint32, at least
     4 * (quarter * MAX_LENGTH // 32 + 1) + 1 words), the streams back to back; stream_words[j] = the
     words of stream j. `codewords[s]` = reversed code | length << 32, for every symbol (callers
@@ -221,7 +234,7 @@ def encode_streams(symbols, codewords, quarter, out, stream_words):
             out[p] = U32(acc)
             p += U64(1)
         stream_words[j] = np.int64(p - start)
-    return (missing >> U64(63)) == U64(0)
+    return (missing >> U64(63)) == U64(0) if check else True  # unchecked: LLVM drops `missing`
 
 
 @njit_inline

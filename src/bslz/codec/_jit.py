@@ -16,8 +16,6 @@ njit = numba.njit(cache=True, nogil=True)
 # Small helpers called from hot loops: inlined at Numba IR level, since calls that return tuples
 # are not inlined by LLVM and cost ~15x in a decode loop.
 njit_inline = numba.njit(cache=True, nogil=True, inline="always")
-njit_parallel = numba.njit(cache=True, nogil=True, parallel=True)
-prange = numba.prange
 
 
 if JIT_DISABLED:

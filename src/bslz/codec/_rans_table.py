@@ -23,16 +23,21 @@ from bslz.codec._rans_kernels import (
 )
 
 U64 = np.uint64
+U32 = np.uint32
 MAX_ORDER = 13  # largest k a header may use: EG13 already spends 14 bits on any frequency
 MAX_EG_ZEROS = 14  # no header value needs more than 14 leading zeros (max_symbol < 2**12)
 
 
 @njit
 def histogram(symbols, hist):
-    """Count symbols into `hist` (size MAX_ALPHABET); returns a status (too large symbol)."""
-    # four sub-histograms: runs of one symbol would otherwise serialise on one counter
-    sub = np.zeros((4, MAX_ALPHABET), dtype=np.uint64)
-    top = U64(MAX_ALPHABET)
+    """Count symbols into `hist` (size MAX_ALPHABET, or less where the symbols are known to be
+    smaller); returns a status (a symbol too large for `hist`)."""
+    # four sub-histograms: runs of one symbol would otherwise serialise on one counter. Sized as
+    # `hist`: a float chunk's 6-bit tail zeroed 128 KiB of them for 64 counters (a 384-value norm
+    # vector's chunk spent more time on that than on its values)
+    size = min(hist.size, MAX_ALPHABET)
+    sub = np.zeros((4, size), dtype=np.uint64)
+    top = U64(size)
     n = U64(symbols.size)
     n4 = n - n % U64(4)
     bad = False
@@ -56,9 +61,27 @@ def histogram(symbols, hist):
             return STATUS_SYMBOL_TOO_LARGE
         sub[0, a] += U64(1)
         i += U64(1)
-    for s in range(MAX_ALPHABET):
+    for s in range(size):
         hist[s] += sub[0, s] + sub[1, s] + sub[2, s] + sub[3, s]
     return STATUS_OK
+
+
+@njit
+def narrow_histogram(symbols, width, hist):
+    """`histogram` of symbols below 2**width, width <= 6 (a float's 6-bit tail piece): counted two
+    at a time, a pair's 2 * width bits indexing one of 4096 counters, then summed into `hist`: half
+    the increments of one a symbol. Bits of a symbol above `width` are ignored."""
+    mask = U64((1 << width) - 1)
+    shift = U64(width)
+    pairs = np.zeros(1 << (2 * width), dtype=np.uint32)  # a chunk holds under 2**32 pairs
+    for i in range(symbols.size // 2):
+        pairs[(U64(symbols[2 * i]) & mask) | ((U64(symbols[2 * i + 1]) & mask) << shift)] += U32(1)
+    for x in range(pairs.size):
+        c = U64(pairs[x])
+        hist[U64(x) & mask] += c
+        hist[U64(x) >> shift] += c
+    if symbols.size % 2:
+        hist[U64(symbols[symbols.size - 1]) & mask] += U64(1)
 
 
 @njit

@@ -23,6 +23,7 @@ segment, as weights' chunks do not; the others go a segment at a time from here.
 
 import dataclasses
 import functools
+import itertools
 
 import numpy as np
 
@@ -194,12 +195,18 @@ def _piece_arrays(layout):
     return widths, shifts
 
 
+@functools.cache
+def _sign_and_low_bits(layout):
+    """The sign bit's position and the low mantissa bits, as the chunk kernels take them."""
+    return U64(layout.bits - 1), U64(layout.low_bits)
+
+
 def _encode_chunk(words, lo, hi, layout):
     """The chunk's segments as a list of byte buffers (joined once, with every chunk's, by the caller)."""
     # the kernel has the default choice rules built in: with others set (bench_heads.py) the long way
     if ENTROPY_MIN_GAIN == FC.ENTROPY_MIN_GAIN and RANS_MIN_GAIN_OVER_HUFFMAN == FC.RANS_MIN_GAIN_OVER_HUFFMAN:
         widths, shifts = _piece_arrays(layout)
-        sign_pos, low_bits = U64(layout.bits - 1), U64(layout.low_bits)
+        sign_pos, low_bits = _sign_and_low_bits(layout)
         return [FC.encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, eg.MAX_ORDER)]
     return _encode_pieces(words, lo, hi, layout)
 
@@ -241,15 +248,19 @@ def encode_floats(values, layout, *, chunk_size=None, workers=None):
         raise InvalidArgumentError(f"chunk_size must be an integer in 1..2**30, got {chunk_size!r}")
     bounds = [(lo, min(words.size, lo + chunk_size)) for lo in range(0, words.size, chunk_size)]
     chunks = parallel_map(lambda b: _encode_chunk(words, b[0], b[1], layout), bounds, workers)
-    offsets = np.zeros(len(chunks) + 1, dtype="<u8")
-    np.cumsum([sum(len(part) for part in parts) for parts in chunks], out=offsets[1:])
+    # in Python: numpy's cumsum of a short list cost more than a small tensor's whole chunk table
+    sizes = itertools.accumulate(sum(len(part) for part in parts) for parts in chunks)
+    offsets = np.array([0, *sizes], dtype="<u8")
     return EncodedFloats(layout.name, words.size, int(chunk_size), _assemble(offsets, chunks))
 
 
 def _assemble(offsets, chunks):
     """The payload (uint8 array): the chunk table, then every segment, each copied once; a chunk's
     segments are let go once copied, so the payload is never held twice (a join would hold it all
-    twice at its end)."""
+    twice at its end). Writing the chunks' own buffers one by one instead, without this copy, was
+    slower: held until the writing thread had written them, they made the memory allocator hand out
+    fresh pages to the next chunks, each page a fault (MiniLM bf16, `compress_bytes`: measured with
+    `resource.getrusage(...).ru_minflt` around the call)."""
     table = offsets.view(np.uint8)
     payload = np.empty(table.size + int(offsets[-1]), dtype=np.uint8)
     payload[: table.size] = table
@@ -263,8 +274,12 @@ def _assemble(offsets, chunks):
     return payload
 
 
-def decode_floats(encoded, out=None, *, workers=None):
-    """Decode an `EncodedFloats` into an array of unsigned words (view it as the float dtype)."""
+def decode_floats(encoded, out=None, *, workers=None, chunk_decoded=None):
+    """Decode an `EncodedFloats` into an array of unsigned words (view it as the float dtype).
+
+    `chunk_decoded(c, chunk_bytes, chunk_words)`, if given, is called for chunk c by the thread
+    that decoded it, with the chunk's bytes of the payload and its decoded words: the container
+    takes their checksums there, while they are in that core's cache."""
     layout = get_layout(encoded.layout)
     count, chunk_size = encoded.count, encoded.chunk_size
     if not isinstance(count, int) or count < 0 or not isinstance(chunk_size, int) or not 1 <= chunk_size <= 1 << 30:
@@ -274,29 +289,33 @@ def decode_floats(encoded, out=None, *, workers=None):
     table_bytes = 8 * (nchunks + 1)
     if data.size < table_bytes:
         raise TruncatedError(f"float stream of {data.size} bytes has no room for its {nchunks}-chunk table")
-    offsets = data[:table_bytes].view("<u8").astype(np.uint64)
+    # Python ints: a tensor of one chunk (MiniLM has 65 of a few hundred values) spent more time in
+    # numpy's checks of its two offsets than in its kernel
+    offsets = data[:table_bytes].view("<u8").tolist()
     body = data[table_bytes:]
-    if offsets[0] != 0 or np.any(offsets[1:] < offsets[:-1]):
+    if offsets[0] != 0 or any(a > b for a, b in zip(offsets, offsets[1:])):
         raise FormatError("float stream: chunk offsets are not increasing from 0")
-    if int(offsets[-1]) != body.size:
-        cls = TruncatedError if int(offsets[-1]) > body.size else FormatError
-        raise cls(f"float stream: chunks span {int(offsets[-1])} bytes, {body.size} present")
+    if offsets[-1] != body.size:
+        cls = TruncatedError if offsets[-1] > body.size else FormatError
+        raise cls(f"float stream: chunks span {offsets[-1]} bytes, {body.size} present")
     if out is None:  # each chunk zeroes its words as it decodes them, in cache (not a pass of its own)
         out = np.empty(count, dtype=layout.word_dtype)
     elif out.shape != (count,) or out.dtype != layout.word_dtype:
         raise InvalidArgumentError(f"out must be a {layout.word_dtype} array of shape ({count},)")
 
     widths, shifts = _piece_arrays(layout)
-    sign_pos, low_bits = U64(layout.bits - 1), U64(layout.low_bits)
+    sign_pos, low_bits = _sign_and_low_bits(layout)
     heads = out if out.dtype == np.uint16 else np.empty(0, dtype=np.uint16)  # see FC.decode_chunk
     eg_tables = eg.decode_tables()
 
     def decode_chunk(c):
         lo, hi = c * chunk_size, min(count, (c + 1) * chunk_size)
-        data = body[int(offsets[c]) : int(offsets[c + 1])]
+        data = body[offsets[c] : offsets[c + 1]]
         if not FC.decode_chunk(data, out, heads, lo, hi, sign_pos, low_bits, widths, shifts, eg_tables, eg.MAX_ORDER):
             out[lo:hi] = 0  # the long way, which raises for a bad chunk
             _decode_chunk(data, out, lo, hi, layout)
+        if chunk_decoded is not None:
+            chunk_decoded(c, data, out[lo:hi])
 
     parallel_map(decode_chunk, range(nchunks), workers)
     return out

@@ -19,6 +19,8 @@ The size of a stream (`stream_size_bits`) is payload bits plus side information:
 the chunk table and 8 bits an order.
 """
 
+import functools
+
 import numpy as np
 
 from bslz.codec import _expgolomb_kernels as K
@@ -229,11 +231,11 @@ def encode_stream_parts(values, plan=None, **plan_kwargs):
     words = np.zeros(int(starts[-1]) + 1, dtype=np.uint64)  # +1: the writer may touch one spare word
     written = np.zeros(plan.num_chunks, dtype=np.uint64)
     if plan.mode == "eg":
-        SK.encode_eg_chunks(arr, plan.chunk_size, plan.orders, plan.block_size, words, starts, written)
+        code = functools.partial(SK.encode_eg_chunks, arr, plan.chunk_size, plan.orders, plan.block_size)
     else:
-        SK.encode_zero_run_chunks(
-            arr, plan.chunk_size, U64(plan.orders[0]), U64(plan.orders[1]), words, starts, written
-        )
+        k_run, k_val = U64(plan.orders[0]), U64(plan.orders[1])
+        code = functools.partial(SK.encode_zero_run_chunks, arr, plan.chunk_size, k_run, k_val)
+    parallel_map(lambda c: code(words, starts, written, *c), split_range(plan.num_chunks, default_workers()))
     if not np.array_equal(written, plan.chunk_bits):
         raise InvalidArgumentError("plan does not match the values it is used with")
     return plan, [words[: int(starts[-1])].astype(">u8").view(np.uint8)]

@@ -20,10 +20,14 @@ from bslz.codec._parallel import default_workers, parallel_map, split_range
 CRC_PIECE_BYTES = 1 << 22
 
 
+# Without crc32_combine (no zlib-ng wheel) a tensor's checksums are taken whole, not chunk by chunk
+CAN_COMBINE = _crc32_combine is not None
+
+
 def crc32(data, side_by_side=False):
     """zlib's CRC-32 of the bytes of an array (or bytes-like); `side_by_side`: in pieces on every
     core when it is large (see CRC_PIECE_BYTES)."""
-    view = memoryview(np.ascontiguousarray(data)).cast("B")
+    view = _bytes_view(data)
     parts = min(default_workers(), len(view) // CRC_PIECE_BYTES) if side_by_side else 1
     if parts < 2 or _crc32_combine is None:
         return _crc32(view)
@@ -32,3 +36,33 @@ def crc32(data, side_by_side=False):
     for (lo, hi), piece_crc in zip(pieces, parallel_map(lambda b: _crc32(view[b[0] : b[1]]), pieces)):
         crc = _crc32_combine(crc, piece_crc, hi - lo)
     return crc
+
+
+def _bytes_view(data):
+    return memoryview(np.ascontiguousarray(data)).cast("B")
+
+
+class PieceCrcs:
+    """The CRC-32 of a buffer from those of its consecutive pieces, which threads take in any order:
+    each while its piece is in its cache (a float tensor's chunks, as each is decoded). Needs zlib-ng's
+    crc32_combine (CAN_COMBINE)."""
+
+    def __init__(self):
+        self._pieces = {}  # index: (crc, bytes); threads add distinct indices
+
+    def take(self, index, data):
+        view = _bytes_view(data)
+        self._pieces[index] = (_crc32(view), len(view))
+
+    def total_bytes(self):
+        return sum(n for _, n in self._pieces.values())
+
+    def combined(self, crc=0):
+        """The CRC-32 of the pieces in index order, after bytes whose CRC-32 is `crc`; None if an
+        index from 0 up is missing."""
+        for index in range(len(self._pieces)):
+            if index not in self._pieces:
+                return None
+            piece_crc, n = self._pieces[index]
+            crc = _crc32_combine(crc, piece_crc, n)
+        return crc

@@ -252,9 +252,10 @@ def _reconstructs_by_chunk(plan, fields):
     return fields["reconstruction"] != "dq" or plan.chunk_size % fields["dq_block"] == 0
 
 
-def _decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes, out=None):
+def _decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes, out=None, chunk_decoded=None):
     """Dependent quantization's chunks straight into words (`dq_rans`), where that path takes them;
-    the others decoded to symbols and then reconstructed. Into `out` (uint8, nbytes) if given."""
+    the others decoded to symbols and then reconstructed. Into `out` (uint8, nbytes) if given.
+    chunk_decoded(c, None, words): see `decode_tensor`."""
     out = np.empty(nbytes, dtype=np.uint8) if out is None else out
     words = out.view(dtype.word_dtype)
     compute = np.float64 if dtype.name == "F64" else np.float32
@@ -271,22 +272,32 @@ def _decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes, out=N
             symbols = decode_rans(chunk, hi - lo, np.empty(hi - lo, np.uint16))
             _reconstruct(symbols, fields, table, dtype, out=words[lo:hi])
 
-    streams.map_rans_chunks(stream, decode)
+    def decode_and_report(lo, hi, chunk):
+        decode(lo, hi, chunk)
+        if chunk_decoded is not None:
+            chunk_decoded(lo // stream.plan.chunk_size, None, words[lo:hi])
+
+    streams.map_rans_chunks(stream, decode_and_report)
     return out
 
 
-def decode_tensor(fields, payload, dtype_name, numel, nbytes, out=None):
+def decode_tensor(fields, payload, dtype_name, numel, nbytes, out=None, chunk_decoded=None):
     """Raw bytes (uint8 array of `nbytes`) of a tensor from its header fields and payload; written
     into `out` if given (uint8, `nbytes`) and `out` returned. Decoders write the dtype's words in
     place; an `out` not aligned to them (a tensor at an odd offset of a safetensors file) gets the
-    bytes decoded apart, then copied."""
+    bytes decoded apart, then copied.
+
+    `chunk_decoded(c, chunk_bytes, chunk_words)`, if given, is called for each chunk c of a tensor
+    decoded chunk by chunk, by the thread that decoded it, with its decoded words and (the "float"
+    coding, whose chunk table and chunks are its payload) its bytes of the payload, else None. A
+    tensor decoded otherwise reports nothing."""
     if out is None:
-        return _decode_tensor(fields, payload, dtype_name, numel, nbytes, None)
+        return _decode_tensor(fields, payload, dtype_name, numel, nbytes, None, chunk_decoded)
     if out.dtype != np.uint8 or out.shape != (nbytes,) or not out.flags.c_contiguous:
         raise InvalidArgumentError(f"out must be a contiguous uint8 array of {nbytes} bytes")
     dtype = lookup(dtype_name)
     aligned = dtype is None or out.ctypes.data % dtype.itemsize == 0
-    raw = _decode_tensor(fields, payload, dtype_name, numel, nbytes, out if aligned else None)
+    raw = _decode_tensor(fields, payload, dtype_name, numel, nbytes, out if aligned else None, chunk_decoded)
     if raw is not out:  # a coding that decodes into memory of its own
         if raw.size != nbytes:
             raise FormatError(f"tensor decoded to {raw.size} bytes, expected {nbytes}")
@@ -294,7 +305,7 @@ def decode_tensor(fields, payload, dtype_name, numel, nbytes, out=None):
     return out
 
 
-def _decode_tensor(fields, payload, dtype_name, numel, nbytes, out):
+def _decode_tensor(fields, payload, dtype_name, numel, nbytes, out, chunk_decoded=None):
     """decode_tensor's bytes, in `out` where the coding decodes in place, else in a new array."""
     coding = fields.get("coding")
     if coding == "raw":
@@ -312,7 +323,7 @@ def _decode_tensor(fields, payload, dtype_name, numel, nbytes, out):
             raise FormatError(f"float coding needs an integer chunk_size, got {chunk_size!r}")
         enc = floats.EncodedFloats(dtype.float_layout, numel, chunk_size, payload)
         words = None if out is None or nbytes != numel * dtype.itemsize else out.view(dtype.word_dtype)
-        return floats.decode_floats(enc, words).view(np.uint8)
+        return floats.decode_floats(enc, words, chunk_decoded=chunk_decoded).view(np.uint8)
     if coding == "int":
         if dtype.kind == "float":
             raise FormatError(f"int coding for a {dtype_name} tensor")
@@ -338,7 +349,7 @@ def _decode_tensor(fields, payload, dtype_name, numel, nbytes, out):
         stream = unpack_stream(fields, payload[table_bytes:], numel)
         with np.errstate(over="ignore", invalid="ignore"):  # a hostile step overflows the dtype: decoded_crc32 fails
             if _reconstructs_by_chunk(stream.plan, fields) and nbytes == numel * dtype.itemsize:
-                return _decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes, out)
+                return _decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes, out, chunk_decoded)
             symbols = streams.decode_stream(stream, dtype=np.uint32)
             del stream  # the payload's memory can go before the reconstruction's is taken
             return _reconstruct(symbols, fields, table, dtype)
