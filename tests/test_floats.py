@@ -10,6 +10,7 @@ from bslz.codec import _float_chunks as FC
 from bslz.codec import _float_kernels as FK
 from bslz.codec import expgolomb as eg
 from bslz.codec import floats
+from bslz.codec._rans_table import NARROW_MIN_VALUES, NARROW_WIDTH
 from bslz.codec.huffman import encode_huffman
 from bslz.codec.rans import encode_rans
 from bslz.errors import BslzError, FormatError, InvalidArgumentError, TruncatedError
@@ -178,7 +179,7 @@ def test_one_call_chunk_encoding_matches_the_segment_by_segment_one(layout, data
             data.draw(st.lists(hnp.from_dtype(spec.word_dtype), min_size=1, max_size=3)), dtype=spec.word_dtype
         )
         words = words[data.draw(hnp.arrays(np.int64, n, elements=st.integers(0, words.size - 1)))]
-    widths, shifts = floats._piece_arrays(spec)
+    widths, shifts = floats.kernel_args(spec)[:2]
     fast = FC.encode_chunk(words, 0, n, U64(spec.bits - 1), U64(spec.low_bits), widths, shifts, floats.eg.MAX_ORDER)
     slow = b"".join(bytes(part) for part in floats._encode_pieces(words, 0, n, spec))
     assert bytes(fast) == slow
@@ -205,12 +206,12 @@ def test_chunks_whose_tails_are_counted_in_pairs_match_the_segment_by_segment_on
     """Chunks of NARROW_MIN_VALUES values or more count their 6-bit tail pieces in pairs: the same
     bytes as the long way, whether the tails stay raw (weights) or are entropy coded (few values)."""
     spec = floats.LAYOUTS[layout]
-    n = FC.NARROW_MIN_VALUES + 7  # odd: one value left after the pairs
+    n = NARROW_MIN_VALUES + 7  # odd: one value left after the pairs
     words = _weight_like_words(layout, n, 3, 0.05)
     if kind == "few values":
         words = words[np.random.default_rng(4).integers(0, 5, n)]
-    widths, shifts = floats._piece_arrays(spec)
-    assert FC.NARROW_WIDTH in widths.tolist()
+    widths, shifts = floats.kernel_args(spec)[:2]
+    assert NARROW_WIDTH in widths.tolist()
     fast = FC.encode_chunk(words, 0, n, U64(spec.bits - 1), U64(spec.low_bits), widths, shifts, floats.eg.MAX_ORDER)
     assert bytes(fast) == b"".join(bytes(part) for part in floats._encode_pieces(words, 0, n, spec))
 
@@ -226,6 +227,21 @@ def test_narrow_histograms_count_what_histograms_count(width, data):
     np.testing.assert_array_equal(got, want[: 1 << width])
 
 
+def test_histograms_of_many_narrow_symbols_are_counted_in_pairs_and_still_refuse_large_ones():
+    from bslz.codec._rans_kernels import STATUS_OK, STATUS_SYMBOL_TOO_LARGE
+    from bslz.codec._rans_table import histogram
+
+    symbols = np.random.default_rng(5).integers(0, 64, NARROW_MIN_VALUES + 1).astype(np.uint16)
+    hist = np.zeros(64, np.uint64)
+    assert histogram(symbols, hist) == STATUS_OK
+    np.testing.assert_array_equal(hist, np.bincount(symbols, minlength=64))
+    for where in (0, symbols.size - 1):  # in a pair, and the odd last one
+        bad = symbols.copy()
+        bad[where] = 64
+        hist[:] = 0
+        assert histogram(bad, hist) == STATUS_SYMBOL_TOO_LARGE and not hist.any()
+
+
 @pytest.mark.small
 def test_weight_chunks_take_the_one_call_paths():
     """Weights in chunks of the default size (256 Ki values): coded and decoded in one kernel call
@@ -233,7 +249,7 @@ def test_weight_chunks_take_the_one_call_paths():
     for layout in ("bfloat16", "float16", "float32"):
         spec = floats.LAYOUTS[layout]
         words = _weight_like_words(layout, 1 << 18, 7, 0.05)
-        widths, shifts = floats._piece_arrays(spec)
+        widths, shifts = floats.kernel_args(spec)[:2]
         args = (U64(spec.bits - 1), U64(spec.low_bits), widths, shifts)
         segments = FC.encode_chunk(words, 0, words.size, *args, floats.eg.MAX_ORDER)
         assert segments.size and segments[0] == floats.HUFFMAN
@@ -253,7 +269,7 @@ def test_small_norm_vectors_take_the_one_call_paths_with_exp_golomb_heads():
     rng = np.random.default_rng(11)
     for layout in ("bfloat16", "float16", "float32"):
         spec = floats.LAYOUTS[layout]
-        widths, shifts = floats._piece_arrays(spec)
+        widths, shifts = floats.kernel_args(spec)[:2]
         args = (U64(spec.bits - 1), U64(spec.low_bits), widths, shifts)
         for spread in (0.01, 0.02):
             words = _as_layout_words(spread * rng.standard_normal(384), layout)
@@ -518,7 +534,7 @@ def test_one_call_chunk_encoding_codes_rans_segments_too():
     for n in (384, 5000):
         heads = rng.choice([3, 9, 200], n, p=[0.9, 0.05, 0.05]).astype(np.uint16)
         words = (heads << spec.low_bits) | rng.integers(0, 1 << spec.low_bits, n).astype(np.uint16)
-        widths, shifts = floats._piece_arrays(spec)
+        widths, shifts = floats.kernel_args(spec)[:2]
         args = (U64(spec.bits - 1), U64(spec.low_bits), widths, shifts)
         fast = FC.encode_chunk(words, 0, n, *args, floats.eg.MAX_ORDER)
         assert fast[0] == floats.RANS

@@ -296,16 +296,15 @@ def _decompress(reader, f, progress):
         for e, raw in decoded:
             # the checksum and the write overlap the next tensor's decoding; a failed checksum
             # raises from the next submit or wait, and the partial output is removed
-            checked = reader.checks_while_decoding(e["name"])
-            background.submit(_check_and_write, reader, e["name"], raw, f, checked, nbytes=raw.nbytes)
+            background.submit(_check_and_write, reader, e["name"], raw, f, nbytes=raw.nbytes)
             del raw  # the writing thread's alone now (see _write_tensors)
             done += e["nbytes"]
             if progress is not None:
                 progress(done, total, e["name"])
 
 
-def _check_and_write(reader, name, raw, f, checked):
-    if not checked:
+def _check_and_write(reader, name, raw, f):
+    if not reader.checks_while_decoding(name):  # else decode_raw checked them already
         reader.check_decoded(name, raw)
     f.write(memoryview(raw))
 

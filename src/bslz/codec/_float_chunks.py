@@ -37,7 +37,7 @@ from bslz.codec._huffman_segment import (
 )
 from bslz.codec._jit import njit, njit_inline
 from bslz.codec._rans_kernels import encode_with_table
-from bslz.codec._rans_table import histogram, multi_symbol_table, narrow_histogram
+from bslz.codec._rans_table import histogram, multi_symbol_table
 
 U64 = np.uint64
 
@@ -46,10 +46,6 @@ RAW, CONSTANT, EXP_GOLOMB, RANS, HUFFMAN = 0, 1, 2, 3, 4
 SEGMENT_HEADER_BYTES = 8  # method u8 | k u8 | center u16 | nbytes u32, little-endian
 ENTROPY_MIN_GAIN = 128  # floats.ENTROPY_MIN_GAIN and RANS_MIN_GAIN_OVER_HUFFMAN (see there)
 RANS_MIN_GAIN_OVER_HUFFMAN = 32
-# A 6-bit tail piece is counted in pairs (`narrow_histogram`: half the increments); below 2**16
-# values its 4096 pair counters cost more than they save
-NARROW_WIDTH = 6
-NARROW_MIN_VALUES = 1 << 16
 
 
 @njit
@@ -150,10 +146,7 @@ def encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, max_order):
         else:
             tail_piece(words, lo, hi, sign_pos, low_bits, U64(shifts[p]), mask, piece)
         hist = np.zeros(1 << width, dtype=np.uint64)  # the piece's values are below it
-        if width <= NARROW_WIDTH and n >= NARROW_MIN_VALUES:
-            narrow_histogram(piece, width, hist)
-        else:
-            histogram(piece, hist)
+        histogram(piece, hist)
         center, k, eg_bits, entropy_bits, distinct = segment_costs(hist, width, max_order)
         if hist[center] == U64(n):
             _put_segment_header(out, pos, CONSTANT, 0, center, 0)

@@ -24,6 +24,10 @@ from bslz.codec._rans_kernels import (
 
 U64 = np.uint64
 U32 = np.uint32
+# Pieces of up to 2**NARROW_WIDTH values are counted in pairs (`narrow_histogram`) when there are at
+# least NARROW_MIN_VALUES symbols: below that its 4096 pair counters cost more than they save
+NARROW_WIDTH = 6
+NARROW_MIN_VALUES = 1 << 16
 MAX_ORDER = 13  # largest k a header may use: EG13 already spends 14 bits on any frequency
 MAX_EG_ZEROS = 14  # no header value needs more than 14 leading zeros (max_symbol < 2**12)
 
@@ -32,10 +36,12 @@ MAX_EG_ZEROS = 14  # no header value needs more than 14 leading zeros (max_symbo
 def histogram(symbols, hist):
     """Count symbols into `hist` (size MAX_ALPHABET, or less where the symbols are known to be
     smaller); returns a status (a symbol too large for `hist`)."""
+    size = min(hist.size, MAX_ALPHABET)
+    if 0 < size <= 1 << NARROW_WIDTH and size & (size - 1) == 0 and symbols.size >= NARROW_MIN_VALUES:
+        return narrow_histogram(symbols, np.int64(bit_length(U64(size - 1))), hist)  # size = 2**width
     # four sub-histograms: runs of one symbol would otherwise serialise on one counter. Sized as
     # `hist`: a float chunk's 6-bit tail zeroed 128 KiB of them for 64 counters (a 384-value norm
     # vector's chunk spent more time on that than on its values)
-    size = min(hist.size, MAX_ALPHABET)
     sub = np.zeros((4, size), dtype=np.uint64)
     top = U64(size)
     n = U64(symbols.size)
@@ -68,20 +74,28 @@ def histogram(symbols, hist):
 
 @njit
 def narrow_histogram(symbols, width, hist):
-    """`histogram` of symbols below 2**width, width <= 6 (a float's 6-bit tail piece): counted two
-    at a time, a pair's 2 * width bits indexing one of 4096 counters, then summed into `hist`: half
-    the increments of one a symbol. Bits of a symbol above `width` are ignored."""
+    """`histogram` of symbols below 2**width, width <= NARROW_WIDTH (a float's 6-bit tail piece):
+    counted two at a time, a pair's 2 * width bits indexing one of 4096 counters, then summed into
+    `hist` (half the increments of one a symbol). A symbol of 2**width or more: the status, and
+    `hist` left as it was."""
     mask = U64((1 << width) - 1)
     shift = U64(width)
     pairs = np.zeros(1 << (2 * width), dtype=np.uint32)  # a chunk holds under 2**32 pairs
+    seen = U64(0)  # every symbol OR-ed in: its bits above `width` tell a symbol too large
     for i in range(symbols.size // 2):
-        pairs[(U64(symbols[2 * i]) & mask) | ((U64(symbols[2 * i + 1]) & mask) << shift)] += U32(1)
+        a, b = U64(symbols[2 * i]), U64(symbols[2 * i + 1])
+        seen |= a | b
+        pairs[(a & mask) | ((b & mask) << shift)] += U32(1)
+    last = U64(symbols[symbols.size - 1]) if symbols.size % 2 else U64(0)
+    if (seen | last) > mask:
+        return STATUS_SYMBOL_TOO_LARGE
     for x in range(pairs.size):
         c = U64(pairs[x])
         hist[U64(x) & mask] += c
         hist[U64(x) >> shift] += c
     if symbols.size % 2:
-        hist[U64(symbols[symbols.size - 1]) & mask] += U64(1)
+        hist[last] += U64(1)
+    return STATUS_OK
 
 
 @njit

@@ -1,10 +1,11 @@
 """Lossless coding of float tensors: bit-exact for every pattern (NaN payloads, ±0, ±inf, subnormals).
 
-Each float is cut into pieces (see `_float_kernels`): the exponent with the top mantissa bits,
-then sign and the rest of the mantissa as a top piece and whole bytes. The tensor is cut into
-chunks; every (chunk, piece) is one segment, coded with whichever of five methods is smallest,
-by exact size (an entropy coder only if it saves at least 1/128 of raw or exp-Golomb, and rANS only
-if it saves at least 1/32 of Huffman: ENTROPY_MIN_GAIN, RANS_MIN_GAIN_OVER_HUFFMAN):
+Each float is cut into pieces (`float_layouts` names them, `_float_kernels` cuts them): the exponent
+with the top mantissa bits, then sign and the rest of the mantissa as a top piece and whole bytes.
+The tensor is cut into chunks; every (chunk, piece) is one segment, coded with whichever of five
+methods is smallest, by exact size (an entropy coder only if it saves at least 1/128 of raw or
+exp-Golomb, and rANS only if it saves at least 1/32 of Huffman: ENTROPY_MIN_GAIN,
+RANS_MIN_GAIN_OVER_HUFFMAN):
 
     RAW       the piece's bits packed back to back
     CONSTANT  one value repeated (no payload)
@@ -22,7 +23,6 @@ segment, as weights' chunks do not; the others go a segment at a time from here.
 """
 
 import dataclasses
-import functools
 import itertools
 
 import numpy as np
@@ -32,6 +32,8 @@ from bslz.codec import _float_kernels as FK
 from bslz.codec import expgolomb as eg
 from bslz.codec._bits import bytes_to_words, words_to_bytes
 from bslz.codec._parallel import parallel_map
+from bslz.codec.float_layouts import LAYOUTS as LAYOUTS  # re-exported: callers name layouts here
+from bslz.codec.float_layouts import get_layout, kernel_args
 from bslz.codec.huffman import decode_huffman, encode_huffman, huffman_code
 from bslz.codec.rans import decode_rans, encode_rans, histogram, rans_table
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
@@ -53,64 +55,6 @@ ENTROPY_MIN_GAIN = FC.ENTROPY_MIN_GAIN  # 128
 RANS_MIN_GAIN_OVER_HUFFMAN = FC.RANS_MIN_GAIN_OVER_HUFFMAN  # 32
 
 
-@dataclasses.dataclass(frozen=True)
-class FloatLayout:
-    """Bit fields of a float format: sign | exponent (exp_bits) | mantissa (man_bits)."""
-
-    name: str
-    exp_bits: int
-    man_bits: int
-
-    @property
-    def bits(self):
-        return 1 + self.exp_bits + self.man_bits
-
-    @property
-    def word_dtype(self):
-        return np.dtype(f"u{self.bits // 8}")
-
-    @property
-    def head_mantissa_bits(self):
-        """Mantissa bits coded with the exponent (the rANS alphabet holds up to 12 bits)."""
-        return min(2, self.man_bits, 12 - self.exp_bits)
-
-    @property
-    def low_bits(self):
-        return self.man_bits - self.head_mantissa_bits
-
-    def pieces(self):
-        """(name, width, shift) of every piece: the head (shift None), then the tail from the top."""
-        out = [("exponent", self.exp_bits + self.head_mantissa_bits, None)]
-        tail_bits = 1 + self.low_bits
-        top = tail_bits % 8 or 8
-        shift = tail_bits - top
-        out.append(("sign+mantissa", top, shift))
-        while shift:
-            shift -= 8
-            out.append((f"mantissa byte {shift // 8}", 8, shift))
-        return out
-
-
-LAYOUTS = {
-    layout.name: layout
-    for layout in (
-        FloatLayout("float8_e4m3", 4, 3),
-        FloatLayout("float8_e5m2", 5, 2),
-        FloatLayout("float16", 5, 10),
-        FloatLayout("bfloat16", 8, 7),
-        FloatLayout("float32", 8, 23),
-        FloatLayout("float64", 11, 52),
-    )
-}
-
-
-def get_layout(name):
-    try:
-        return LAYOUTS[name]
-    except KeyError:
-        raise InvalidArgumentError(f"unknown float layout {name!r}; known: {', '.join(LAYOUTS)}") from None
-
-
 def default_chunk_size(layout):
     return DEFAULT_CHUNK_BYTES // (layout.bits // 8)
 
@@ -124,10 +68,11 @@ def _as_words(values, layout):
 
 def _piece_values(words, lo, hi, layout, width, shift, out):
     mask = U64((1 << width) - 1)
+    _, _, sign_pos, low_bits = kernel_args(layout)
     if shift is None:
-        FK.head_piece(words, lo, hi, U64(layout.low_bits), mask, out)
+        FK.head_piece(words, lo, hi, low_bits, mask, out)
     else:
-        FK.tail_piece(words, lo, hi, U64(layout.bits - 1), U64(layout.low_bits), U64(shift), mask, out)
+        FK.tail_piece(words, lo, hi, sign_pos, low_bits, U64(shift), mask, out)
 
 
 def _raw_bytes(values, width):
@@ -186,27 +131,11 @@ def encode_segment(values, width):
     return RAW, 0, 0, _raw_bytes(values, width)
 
 
-@functools.cache
-def _piece_arrays(layout):
-    """(widths, shifts) of the layout's pieces as the chunk kernels take them (the head's shift: -1)."""
-    pieces = layout.pieces()
-    widths = np.array([width for _, width, _ in pieces], dtype=np.int64)
-    shifts = np.array([-1 if shift is None else shift for _, _, shift in pieces], dtype=np.int64)
-    return widths, shifts
-
-
-@functools.cache
-def _sign_and_low_bits(layout):
-    """The sign bit's position and the low mantissa bits, as the chunk kernels take them."""
-    return U64(layout.bits - 1), U64(layout.low_bits)
-
-
 def _encode_chunk(words, lo, hi, layout):
     """The chunk's segments as a list of byte buffers (joined once, with every chunk's, by the caller)."""
     # the kernel has the default choice rules built in: with others set (bench_heads.py) the long way
     if ENTROPY_MIN_GAIN == FC.ENTROPY_MIN_GAIN and RANS_MIN_GAIN_OVER_HUFFMAN == FC.RANS_MIN_GAIN_OVER_HUFFMAN:
-        widths, shifts = _piece_arrays(layout)
-        sign_pos, low_bits = _sign_and_low_bits(layout)
+        widths, shifts, sign_pos, low_bits = kernel_args(layout)
         return [FC.encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, eg.MAX_ORDER)]
     return _encode_pieces(words, lo, hi, layout)
 
@@ -303,8 +232,7 @@ def decode_floats(encoded, out=None, *, workers=None, chunk_decoded=None):
     elif out.shape != (count,) or out.dtype != layout.word_dtype:
         raise InvalidArgumentError(f"out must be a {layout.word_dtype} array of shape ({count},)")
 
-    widths, shifts = _piece_arrays(layout)
-    sign_pos, low_bits = _sign_and_low_bits(layout)
+    widths, shifts, sign_pos, low_bits = kernel_args(layout)
     heads = out if out.dtype == np.uint16 else np.empty(0, dtype=np.uint16)  # see FC.decode_chunk
     eg_tables = eg.decode_tables()
 
@@ -323,6 +251,7 @@ def decode_floats(encoded, out=None, *, workers=None, chunk_decoded=None):
 
 def _decode_chunk(data, out, lo, hi, layout):
     n = hi - lo
+    _, _, sign_pos, low_bits = kernel_args(layout)
     pos = 0
     piece = np.empty(n, dtype=np.uint16)
     for name, width, shift in layout.pieces():
@@ -339,11 +268,9 @@ def _decode_chunk(data, out, lo, hi, layout):
         if method == RAW and shift is not None:  # the common tail: merged straight from its bits
             _check_raw_size(payload, n, width, name)
             if width == 8:
-                FK.merge_tail(out, lo, hi, U64(layout.bits - 1), U64(layout.low_bits), U64(shift), payload)
+                FK.merge_tail(out, lo, hi, sign_pos, low_bits, U64(shift), payload)
             else:
-                FK.merge_packed_tail(
-                    out, lo, hi, U64(layout.bits - 1), U64(layout.low_bits), U64(shift), U64(width), payload
-                )
+                FK.merge_packed_tail(out, lo, hi, sign_pos, low_bits, U64(shift), U64(width), payload)
             continue
         # the common head: decoded straight into the words (the Huffman decoder writes uint16 words;
         # wider ones get the head through `piece` and merge_head, one pass where a shift took two)
@@ -353,9 +280,9 @@ def _decode_chunk(data, out, lo, hi, layout):
             continue
         _decode_segment(payload, method, k, center, width, piece, name)
         if shift is None:
-            FK.merge_head(out, lo, hi, U64(layout.low_bits), piece)
+            FK.merge_head(out, lo, hi, low_bits, piece)
         else:
-            FK.merge_tail(out, lo, hi, U64(layout.bits - 1), U64(layout.low_bits), U64(shift), piece)
+            FK.merge_tail(out, lo, hi, sign_pos, low_bits, U64(shift), piece)
     if pos != data.size:
         raise FormatError(f"float chunk has {data.size - pos} bytes after its last segment")
 

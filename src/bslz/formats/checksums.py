@@ -29,13 +29,12 @@ def crc32(data, side_by_side=False):
     core when it is large (see CRC_PIECE_BYTES)."""
     view = _bytes_view(data)
     parts = min(default_workers(), len(view) // CRC_PIECE_BYTES) if side_by_side else 1
-    if parts < 2 or _crc32_combine is None:
+    if parts < 2 or not CAN_COMBINE:
         return _crc32(view)
     pieces = split_range(len(view), parts)
-    crc = 0
-    for (lo, hi), piece_crc in zip(pieces, parallel_map(lambda b: _crc32(view[b[0] : b[1]]), pieces)):
-        crc = _crc32_combine(crc, piece_crc, hi - lo)
-    return crc
+    crcs = PieceCrcs()
+    parallel_map(lambda j: crcs.take(j, view[pieces[j][0] : pieces[j][1]]), range(len(pieces)))
+    return crcs.combined()
 
 
 def _bytes_view(data):

@@ -277,7 +277,8 @@ class ContainerReader:
         regardless."""
         e = self.entry(name)
         payload = self.payload(e)
-        if self.checks_while_decoding(name):
+        checked_here = self.checks_while_decoding(name)
+        if checked_here:
             raw = self._decode_checking_chunks(e, payload, out)
         else:
             self._check_payload(e, payload)
@@ -286,7 +287,7 @@ class ContainerReader:
             raw = raw.copy()
         if raw.size != e["nbytes"]:
             raise FormatError(f"{self.path}: tensor {name!r} decoded to {raw.size} bytes, expected {e['nbytes']}")
-        if check_decoded and not self.checks_while_decoding(name):
+        if check_decoded and not checked_here:
             self.check_decoded(name, raw, side_by_side=True)
         return raw
 
@@ -294,8 +295,8 @@ class ContainerReader:
         """Whether `decode_raw` checks this tensor's decoded bytes itself, whatever its
         `check_decoded`: chunk by chunk as it decodes them, by the thread that decoded each, while
         in its cache (a lossless float tensor's payload too, its chunks being its payload). Checked
-        whole, before and after decoding, the two checksums were a fifth of an in-memory
-        decompression of MiniLM bf16, and a tensor of a few chunks left a core idle meanwhile."""
+        whole, before and after decoding, the checksums of a tensor of a few chunks ran on one core
+        while the others waited."""
         return CAN_COMBINE and self.entry(name)["coding"] in ("float", "quantized")
 
     def _check_payload(self, e, payload):
