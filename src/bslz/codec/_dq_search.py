@@ -317,5 +317,21 @@ def _make_search(real):
     return quantize_blocks
 
 
-quantize_blocks_float64 = _make_search(np.float64)
-quantize_blocks_float32 = _make_search(np.float32)
+_search_float64 = _make_search(np.float64)
+_search_float32 = _make_search(np.float32)
+
+
+# The entry points are module-level functions, not the factory's closures: numba keys a closure's
+# cache entry on its cells, and the cells hold kernels whose pickles carry a fresh id in every
+# process, so each process compiled the whole search again (~5 s) and added one more entry to
+# the cache. A module-level caller is found in the cache, its callees with it.
+@njit
+def quantize_blocks_float64(x, step, block, out, b_lo, b_hi, as_symbols, decoded, block_sums):
+    """`_make_search`'s quantize_blocks, in float64."""
+    _search_float64(x, step, block, out, b_lo, b_hi, as_symbols, decoded, block_sums)
+
+
+@njit
+def quantize_blocks_float32(x, step, block, out, b_lo, b_hi, as_symbols, decoded, block_sums):
+    """`_make_search`'s quantize_blocks, in float32."""
+    _search_float32(x, step, block, out, b_lo, b_hi, as_symbols, decoded, block_sums)

@@ -279,9 +279,16 @@ def _put_shifted1(out, i, s, shift, carry):
     return carry
 
 
-# decode_states(words, slot_sym, freqs, starts, out, shift) -> status: each symbol shifted left by
-# `shift` (a float's exponent straight into its word: a separate merge pass took ~0.4 ns a value)
-decode_states = make_state_decoder(_put_shifted4, _put_shifted1)
+_decode_shifted = make_state_decoder(_put_shifted4, _put_shifted1)
+
+
+@njit
+def decode_states(words, slot_sym, freqs, starts, out, shift):
+    """`make_state_decoder`'s decode with each symbol shifted left by `shift` (a float's exponent
+    straight into its word: a separate merge pass took ~0.4 ns a value) -> status. A module-level
+    function, not the factory's closure, so that numba finds it in its cache: see `_dq_search`'s
+    `quantize_blocks_float32`."""
+    return _decode_shifted(words, slot_sym, freqs, starts, out, shift)
 
 
 @njit

@@ -15,7 +15,7 @@ import numpy as np
 from bslz.codec import rans
 from bslz.codec._bits import as_uint8
 from bslz.codec._dq_machine import NUM_STATES, QUANTIZER, TRANSITIONS
-from bslz.codec._jit import njit_inline
+from bslz.codec._jit import njit, njit_inline
 from bslz.codec._rans_kernels import make_state_decoder
 
 U64 = np.uint64
@@ -78,8 +78,14 @@ def _put_level1(out, i, s, context, carry):
     return ((left - U64(1)) << _STATE_BITS) | _TRANSITIONS[state, _parity(s)]
 
 
-# decode(words, slot_sym, freqs, starts, out, (table, block)) -> status
-_decode_levels = make_state_decoder(_put_levels4, _put_level1)
+_decode_levels_closure = make_state_decoder(_put_levels4, _put_level1)
+
+
+@njit
+def _decode_levels(words, slot_sym, freqs, starts, out, context):
+    """`make_state_decoder`'s decode into level words, context = (table, block) -> status; module-level
+    so that numba finds it in its cache (see `_dq_search`'s `quantize_blocks_float32`)."""
+    return _decode_levels_closure(words, slot_sym, freqs, starts, out, context)
 
 
 def level_words(max_symbol, step, compute, to_words):
