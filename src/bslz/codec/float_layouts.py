@@ -68,10 +68,16 @@ def get_layout(name):
         raise InvalidArgumentError(f"unknown float layout {name!r}; known: {', '.join(LAYOUTS)}") from None
 
 
-@functools.cache
 def kernel_args(layout):
     """(widths, shifts, sign position, low bits) of the layout's pieces as the chunk kernels take
-    them (the head's shift: -1), made once a layout."""
+    them (the head's shift: -1), made once a layout (cached by name: hashing the frozen layout
+    itself took longer than a small tensor's chunk table)."""
+    return _kernel_args(layout.name)
+
+
+@functools.cache
+def _kernel_args(name):
+    layout = LAYOUTS[name]
     pieces = layout.pieces()
     widths = np.array([width for _, width, _ in pieces], dtype=np.int64)
     shifts = np.array([-1 if shift is None else shift for _, _, shift in pieces], dtype=np.int64)

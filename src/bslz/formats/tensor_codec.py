@@ -296,7 +296,8 @@ def decode_tensor(fields, payload, dtype_name, numel, nbytes, out=None, chunk_de
     if out.dtype != np.uint8 or out.shape != (nbytes,) or not out.flags.c_contiguous:
         raise InvalidArgumentError(f"out must be a contiguous uint8 array of {nbytes} bytes")
     dtype = lookup(dtype_name)
-    aligned = dtype is None or out.ctypes.data % dtype.itemsize == 0
+    # (asked of a view: out.ctypes.data took 4x the time, a few us a tensor)
+    aligned = dtype is None or (nbytes % dtype.itemsize == 0 and out.view(dtype.word_dtype).flags.aligned)
     raw = _decode_tensor(fields, payload, dtype_name, numel, nbytes, out if aligned else None, chunk_decoded)
     if raw is not out:  # a coding that decodes into memory of its own
         if raw.size != nbytes:
