@@ -15,7 +15,7 @@ def test_split_range_tiles_the_range_on_multiples():
             assert all(lo % 4 == 0 for lo, _ in pieces) and len(pieces) <= parts
 
 
-def test_map_tensors_in_order_keeps_the_order_and_batches_only_small_items(monkeypatch):
+def test_map_tensors_in_order_keeps_the_order_and_pools_only_small_items(monkeypatch):
     """Small items run side by side on the pool, tiny ones and large ones on the calling thread,
     and every result comes back in the order of the items, whatever order the threads finish in."""
     monkeypatch.setattr(P, "default_workers", lambda: 2)
@@ -34,7 +34,7 @@ def test_map_tensors_in_order_keeps_the_order_and_batches_only_small_items(monke
     assert on_main == {i for i, n in enumerate(sizes) if n >= P.SIDE_BY_SIDE_ELEMENTS or n < P.TINY_ELEMENTS}
 
 
-def test_an_error_in_a_batch_propagates_after_the_others_finish(monkeypatch):
+def test_an_error_propagates_after_the_pooled_items_finish(monkeypatch):
     monkeypatch.setattr(P, "default_workers", lambda: 2)
     finished = []
 
@@ -51,7 +51,7 @@ def test_an_error_in_a_batch_propagates_after_the_others_finish(monkeypatch):
     assert set(finished) <= {0, 2}
 
 
-def test_a_batch_holds_a_bounded_number_of_elements():
+def test_the_items_ahead_hold_a_bounded_number_of_elements():
     n = P.SIDE_BY_SIDE_ELEMENTS // 2
     count = 4 * P.SIDE_BY_SIDE_BATCH_ELEMENTS // n
     in_flight, peak, lock = [0], [0], threading.Lock()
@@ -68,7 +68,7 @@ def test_a_batch_holds_a_bounded_number_of_elements():
         in_flight[0] = len(started) - len(produced)
         peak[0] = max(peak[0], in_flight[0])
     assert produced == list(range(count))
-    assert peak[0] * n < P.SIDE_BY_SIDE_BATCH_ELEMENTS  # never more than one batch ahead
+    assert peak[0] * n < P.SIDE_BY_SIDE_BATCH_ELEMENTS  # never more than that many elements ahead
 
 
 def test_a_parallel_map_inside_another_runs_inline():
@@ -79,3 +79,22 @@ def test_a_parallel_map_inside_another_runs_inline():
         return all(t == me for t in P.parallel_map(lambda _: threading.get_ident(), range(8)))
 
     assert all(P.parallel_map(inner, range(8), workers=2))
+
+
+def test_a_slow_item_does_not_hold_back_the_next_ones(monkeypatch):
+    """A thread takes the next item as soon as it is free and the elements ahead allow it, not once
+    a whole batch is done: with room for two items, item 2 starts while item 1 still runs (batches
+    of two waited for item 1 before they started item 2, which item 1 waits for here)."""
+    monkeypatch.setattr(P, "default_workers", lambda: 2)
+    monkeypatch.setattr(P, "SIDE_BY_SIDE_BATCH_ELEMENTS", 2 * P.TINY_ELEMENTS)
+    gate = threading.Event()
+
+    def fn(i):
+        if i == 1 and not gate.wait(5):
+            raise TimeoutError("item 2 never started")
+        if i == 2:
+            gate.set()
+        return i
+
+    out = list(P.map_tensors_in_order(fn, range(4), lambda i: P.TINY_ELEMENTS))
+    assert out == [(i, i) for i in range(4)]

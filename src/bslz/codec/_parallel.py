@@ -5,6 +5,7 @@ replaced numba's `prange` for decoding: inside a parallel region numba compiled 
 2.7x slower than the same kernel called on its own (measured), so threads drive plain kernels.
 """
 
+import collections
 import concurrent.futures
 import functools
 import os
@@ -65,43 +66,52 @@ def split_range(n, parts, multiple=1):
 SIDE_BY_SIDE_ELEMENTS = 1 << 20
 SIDE_BY_SIDE_BATCH_ELEMENTS = 1 << 23  # at most this many elements in flight at once (memory)
 # Below this many elements (norms, biases) a tensor's time is Python's, not the kernels': it is coded
-# in the calling thread while the pool codes the batch's others (in the pool, threads contending for
-# the GIL made 1000 such tensors 1.5-2x slower than on one thread, measured)
+# in the calling thread, in its turn, while the pool codes the others after it (in the pool, threads
+# contending for the GIL made 1000 such tensors 1.5-2x slower than on one thread, measured)
 TINY_ELEMENTS = 1 << 13
 
 
 def map_tensors_in_order(fn, items, numel):
-    """Yield (item, fn(item)) in the order of `items`: runs of small items (numel(item) below
-    SIDE_BY_SIDE_ELEMENTS) a batch at a time side by side, the others one at a time, each free to
-    use every core."""
-    batch, batch_elements = [], 0
-    for item in items:
-        n = numel(item)
-        if n < SIDE_BY_SIDE_ELEMENTS:
-            batch.append(item)
-            batch_elements += n
-            if batch_elements < SIDE_BY_SIDE_BATCH_ELEMENTS:
-                continue
-        yield from zip(batch, _map_batch(fn, batch, numel))
-        batch, batch_elements = [], 0
-        if n >= SIDE_BY_SIDE_ELEMENTS:
-            yield item, fn(item)
-    yield from zip(batch, _map_batch(fn, batch, numel))
-
-
-def _map_batch(fn, batch, numel):
-    """[fn(item) for item in batch]: the items of TINY_ELEMENTS or more on the pool, the others in
-    this thread meanwhile."""
+    """Yield (item, fn(item)) in the order of `items`. Small items (numel(item) below
+    SIDE_BY_SIDE_ELEMENTS) run side by side on the pool, one thread each, as many ahead of the one
+    yielded next as hold SIDE_BY_SIDE_BATCH_ELEMENTS elements: a thread that finishes takes the
+    next, where batches of them waited for their slowest. Tiny ones (below TINY_ELEMENTS) run in
+    this thread when their turn comes; large ones one at a time once those before them are done,
+    each free to use every core."""
     if default_workers() <= 1 or getattr(_local, "in_pool", False):
-        return [fn(item) for item in batch]
-    pooled = [j for j, item in enumerate(batch) if numel(item) >= TINY_ELEMENTS]
-    futures = {j: _pool(default_workers()).submit(fn, batch[j]) for j in pooled}
+        for item in items:
+            yield item, fn(item)
+        return
+    pool = _pool(default_workers())
+    ahead = collections.deque()  # (item, its future; None: tiny, not run yet), in order
+    in_flight = 0  # elements of the pooled items in `ahead`
+
+    def next_result():
+        nonlocal in_flight
+        item, future = ahead.popleft()
+        if future is None:
+            return item, fn(item)
+        in_flight -= numel(item)
+        return item, future.result()
+
     try:
-        results = [None if j in futures else fn(item) for j, item in enumerate(batch)]
-        for j, future in futures.items():
-            results[j] = future.result()
-    finally:
-        for future in futures.values():  # an error here: let the others finish before it propagates
+        for item in items:
+            n = numel(item)
+            if n >= SIDE_BY_SIDE_ELEMENTS:
+                while ahead:
+                    yield next_result()
+                yield item, fn(item)
+            elif n < TINY_ELEMENTS:
+                ahead.append((item, None))
+            else:
+                while ahead and in_flight + n > SIDE_BY_SIDE_BATCH_ELEMENTS:
+                    yield next_result()
+                ahead.append((item, pool.submit(fn, item)))
+                in_flight += n
+        while ahead:
+            yield next_result()
+    finally:  # an error, or the caller stopped early: cancel the pooled ones, or let them finish
+        futures = [future for _, future in ahead if future is not None]
+        for future in futures:
             future.cancel()
-        concurrent.futures.wait(list(futures.values()))
-    return results
+        concurrent.futures.wait(futures)
