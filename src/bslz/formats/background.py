@@ -13,9 +13,9 @@ import concurrent.futures
 # a tiny tensor's time), while a large tensor still waits for the one before it, as before.
 MAX_PENDING_BYTES = 1 << 24
 # Tasks are handed to the thread in groups of at least this many bytes (a larger task alone, with
-# the smaller ones before it): a hand-off still cost ~20 us, a fifth of what compressing one of
-# MiniLM's 65 norms and biases took (bslz.compress_bytes of 65 bf16 tensors of 384 values: 98.7 ->
-# 76.9 us a tensor with the writes made in the calling thread instead)
+# the smaller ones before it): a hand-off a tensor was still a good part of the time a small one
+# takes (benchmarks/bench_small_tensors.py, with stop 28's other changes for small tensors:
+# compressing 384-value tensors 110-115 -> 91-93 us a tensor)
 GROUP_BYTES = 1 << 16
 
 
