@@ -70,8 +70,8 @@ def get_layout(name):
 
 def kernel_args(layout):
     """(widths, shifts, sign position, low bits) of the layout's pieces as the chunk kernels take
-    them (the head's shift: -1), made once a layout (cached by name: hashing the frozen layout
-    itself took longer than a small tensor's chunk table)."""
+    them (the head's shift: -1), made once a layout (cached by name, whose hash Python keeps: the
+    frozen layout's is computed again at every call)."""
     return _kernel_args(layout.name)
 
 

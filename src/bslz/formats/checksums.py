@@ -29,7 +29,7 @@ def crc32(data, side_by_side=False):
     core when it is large (see CRC_PIECE_BYTES)."""
     view = _bytes_view(data)
     pieces = len(view) // CRC_PIECE_BYTES if side_by_side and CAN_COMBINE else 1
-    parts = min(default_workers(), pieces) if pieces > 1 else 1  # (asking the cores took 2x a tiny CRC)
+    parts = min(default_workers(), pieces) if pieces > 1 else 1  # (reading the environment: longer than a small CRC)
     if parts < 2:
         return _crc32(view)
     pieces = split_range(len(view), parts)

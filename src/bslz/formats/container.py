@@ -298,8 +298,8 @@ class ContainerReader:
         whole, before and after decoding, the checksums of a tensor of a few chunks ran on one core
         while the others waited."""
         e = self.entry(name)
-        # a tensor of one chunk is checked as well whole, in fewer calls (MiniLM's 65 norms and
-        # biases: ~6 us each of their ~57); its chunk size is checked by its decoder, not here
+        # a tensor of one chunk is checked as well whole, in fewer calls (MiniLM has 65 norms and
+        # biases: benchmarks/bench_small_tensors.py); its chunk size is checked by its decoder
         chunk_size = e.get("chunk_size")
         one_chunk = isinstance(chunk_size, int) and e["numel"] <= chunk_size
         return CAN_COMBINE and e["coding"] in ("float", "quantized") and not one_chunk
