@@ -47,6 +47,8 @@ def parallel_map(fn, items, workers=None):
     busy (tensors side by side, each coded on one thread), and a pool thread waiting on the same
     pool could deadlock it."""
     items = list(items)
+    if len(items) <= 1:  # most tensors of a model are one chunk: nothing to spread, nothing to ask
+        return [fn(item) for item in items]
     workers = 1 if getattr(_local, "in_pool", False) else min(workers or default_workers(), len(items))
     if workers <= 1:
         return [fn(item) for item in items]

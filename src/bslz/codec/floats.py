@@ -176,10 +176,7 @@ def encode_floats(values, layout, *, chunk_size=None, workers=None):
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or not 1 <= chunk_size <= 1 << 30:
         raise InvalidArgumentError(f"chunk_size must be an integer in 1..2**30, got {chunk_size!r}")
     bounds = [(lo, min(words.size, lo + chunk_size)) for lo in range(0, words.size, chunk_size)]
-    if len(bounds) == 1:  # most tensors of a model (norms, biases, small matrices): no pool hand-off
-        chunks = [_encode_chunk(words, *bounds[0], layout)]
-    else:
-        chunks = parallel_map(lambda b: _encode_chunk(words, b[0], b[1], layout), bounds, workers)
+    chunks = parallel_map(lambda b: _encode_chunk(words, b[0], b[1], layout), bounds, workers)
     # in Python: numpy's cumsum of a short list cost more than a small tensor's whole chunk table
     sizes = itertools.accumulate(sum(len(part) for part in parts) for parts in chunks)
     offsets = np.array([0, *sizes], dtype="<u8")
@@ -248,10 +245,7 @@ def decode_floats(encoded, out=None, *, workers=None, chunk_decoded=None):
         if chunk_decoded is not None:
             chunk_decoded(c, data, out[lo:hi])
 
-    if nchunks == 1:  # most tensors of a model (norms, biases, small matrices): no pool hand-off
-        decode_chunk(0)
-    else:
-        parallel_map(decode_chunk, range(nchunks), workers)
+    parallel_map(decode_chunk, range(nchunks), workers)
     return out
 
 

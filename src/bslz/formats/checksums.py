@@ -28,8 +28,9 @@ def crc32(data, side_by_side=False):
     """zlib's CRC-32 of the bytes of an array (or bytes-like); `side_by_side`: in pieces on every
     core when it is large (see CRC_PIECE_BYTES)."""
     view = _bytes_view(data)
-    pieces = len(view) // CRC_PIECE_BYTES if side_by_side and CAN_COMBINE else 1
-    parts = min(default_workers(), pieces) if pieces > 1 else 1  # (reading the environment: longer than a small CRC)
+    parts = len(view) // CRC_PIECE_BYTES if side_by_side and CAN_COMBINE else 1
+    if parts > 1:  # (only then: reading the environment takes longer than a small CRC)
+        parts = min(default_workers(), parts)
     if parts < 2:
         return _crc32(view)
     pieces = split_range(len(view), parts)
