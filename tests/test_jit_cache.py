@@ -64,3 +64,44 @@ def compiled_in_a_new_process():
 def test_a_second_process_compiles_no_kernel():
     compiled_in_a_new_process()  # fills the cache where it lacks these kernels
     assert compiled_in_a_new_process() == []
+
+
+# Two variants of one factory's kernels (`_jit.njit_variant`), each compiled by a process of its
+# own into a fresh cache, then both loaded into one: 4 blocks a chain group, one thread, so that
+# both searches run their 4-chain add-compare-select.
+VARIANTS_CHILD = """
+import json, sys
+import numpy as np
+from bslz.codec.dq import quantize_dq_symbols
+
+x = (np.random.default_rng(0).laplace(size=8 << 16) * 0.03).astype(np.float32)
+words = (x.view(np.uint32) >> 16).astype(np.uint16)
+x = (words.astype(np.uint32) << 16).view(np.float32)  # the values of those bfloat16 words
+found = {
+    name: quantize_dq_symbols(x, 0.01) if name == "floats" else quantize_dq_symbols(words, 0.01, bfloat16_words=True)
+    for name in sys.argv[1:]
+}
+first = found[sys.argv[1]]
+json.dump([bool(np.array_equal(first, symbols)) for symbols in found.values()], sys.stdout)
+"""
+
+
+@pytest.mark.skipif(JIT_DISABLED, reason="nothing is compiled without the JIT")
+def test_variants_compiled_in_different_processes_keep_their_own_code(tmp_path):
+    env = dict(
+        os.environ,
+        NUMBA_CACHE_DIR=str(tmp_path),
+        NUMBA_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([SRC_DIR, os.environ.get("PYTHONPATH", "")]),
+    )
+
+    def run(*names):
+        done = subprocess.run(
+            [sys.executable, "-c", VARIANTS_CHILD, *names], capture_output=True, text=True, env=env, timeout=1200
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout)
+
+    run("words")  # the bfloat16-words search alone into the cache
+    # the float32 search compiled here, the words' loaded beside it
+    assert run("floats", "words") == [True, True]

@@ -8,7 +8,7 @@ import numpy as np
 
 from bslz.bits_target import SEARCH_PASSES, write_for_bits
 from bslz.codec._parallel import map_tensors_in_order
-from bslz.codec.measure import signal_and_noise
+from bslz.codec.measure import max_abs_of_bfloat16_words, signal_and_noise
 from bslz.errors import FormatError, InvalidArgumentError
 from bslz.formats.atomic import atomic_output, check_paths
 from bslz.formats.background import Background
@@ -189,7 +189,10 @@ def _encode_tensor(info, raw, quantized, step, options):
     symbols = reconstructed = values = top = None
     if quantized and options.target != "bits":  # the plan left the values to be checked here
         dtype = lookup(info.dtype)
-        values, top = to_float32_and_top(raw.view(dtype.word_dtype), dtype)
+        if options.step is not None and dtype.name == "BF16":  # the search reads the words themselves
+            top = max_abs_of_bfloat16_words(raw.view(dtype.word_dtype))
+        else:
+            values, top = to_float32_and_top(raw.view(dtype.word_dtype), dtype)
         quantized = math.isfinite(top)  # NaN or infinity: a quantizer has no symbol for them
     if not quantized:
         fields, payload = encode_lossless(raw, info.dtype, info.shape)

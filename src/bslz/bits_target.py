@@ -30,7 +30,7 @@ from bslz.lossy import (
     _solve,
     is_float,
     lossy_candidates,
-    tensor_values,
+    searched_values,
 )
 
 BITS_TOLERANCE = 5e-4  # the file within this many bits a quantized parameter below the budget
@@ -94,7 +94,8 @@ def write_for_bits(source, options, lossless_bits, write, progress=None):
 
     def estimate(log_step):  # bits over the budget, from size estimates
         def size(info):  # (max |w| known from the candidates' pass)
-            symbols = quantize_dq_symbols(tensor_values(source, info), math.exp(log_step), top=stats[info][0])
+            x, bfloat16_words = searched_values(source, info)
+            symbols = quantize_dq_symbols(x, math.exp(log_step), top=stats[info][0], bfloat16_words=bfloat16_words)
             return estimate_size_bits(symbols)
 
         return fixed + sum(_map_tensors(size, candidates, tick)) - budget

@@ -93,9 +93,12 @@ def mantissa_bits(dtype_name):
     return get_layout(lookup(dtype_name).float_layout).man_bits
 
 
-def tensor_values(source, info):
+def searched_values(source, info):
+    """(x, bfloat16_words): a tensor as dependent quantization reads it (`quantize_dq_symbols`):
+    bfloat16 words as they are, other dtypes as their float values."""
     dtype = lookup(info.dtype)
-    return to_float32(source.tensor_bytes(info).view(dtype.word_dtype), dtype)
+    words = source.tensor_bytes(info).view(dtype.word_dtype)
+    return (words, True) if dtype.name == "BF16" else (to_float32(words, dtype), False)
 
 
 def recorded_steps(metadata):

@@ -18,7 +18,7 @@ trellises (blocks) in lockstep, each its own costs, errors and decisions. The co
 
 import numpy as np
 
-from bslz.codec._jit import JIT_DISABLED, njit
+from bslz.codec._jit import JIT_DISABLED, njit, njit_variant
 
 LANES = 8
 ROWS = 4  # errors rows a chain: quantizer 0 even / odd index, quantizer 1 even / odd
@@ -167,7 +167,7 @@ def _vector_kernel(first, second, first_error, second_error, chains):
 
         return signature, codegen
 
-    @njit
+    @njit_variant(f"{chains}_chains")
     def acs(costs, errors, decisions, stride, lo, n):
         _check(costs, errors, decisions, stride, lo, n, chains)
         acs_steps(costs, errors, decisions, stride, lo, n)

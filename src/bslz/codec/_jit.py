@@ -18,6 +18,21 @@ njit = numba.njit(cache=True, nogil=True)
 njit_inline = numba.njit(cache=True, nogil=True, inline="always")
 
 
+def njit_variant(tag, inline=False):
+    """`njit` (`njit_inline` if `inline`) for a kernel that a factory makes more than one of, its
+    qualified name suffixed with `tag`. Numba names compiled code by qualified name and a counter
+    of the process that compiles it: two kernels of one factory compiled in two processes can get
+    the same name, and once both are loaded from numba's cache into a third, calls meant for one
+    run the other's code (seen: a 4-chain add-compare-select calling the 2-chain one, caught by its
+    shape check). The tag gives each variant a name of its own."""
+
+    def decorate(fn):
+        fn.__qualname__ = f"{fn.__qualname__}_{tag}"
+        return (njit_inline if inline else njit)(fn)
+
+    return decorate
+
+
 if JIT_DISABLED:
 
     def mulhi64(a, b):

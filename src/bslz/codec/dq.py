@@ -22,11 +22,18 @@ import math
 import numpy as np
 
 from bslz.codec._dq_machine import NUM_STATES, QUANTIZER, TRANSITIONS
-from bslz.codec._dq_search import quantize_blocks_float32, quantize_blocks_float64
+from bslz.codec._dq_search import quantize_blocks_bfloat16_words, quantize_blocks_float32, quantize_blocks_float64
 from bslz.codec._jit import gather_byte_bits, njit, njit_inline
 from bslz.codec._parallel import default_workers, parallel_map, split_range
 from bslz.codec.expgolomb import signed_to_unsigned
-from bslz.codec.measure import BFLOAT16_PIECE, bfloat16_moments_and_noise, max_abs, round_to_bfloat16, signal_and_noise
+from bslz.codec.measure import (
+    BFLOAT16_PIECE,
+    bfloat16_moments_and_noise,
+    max_abs,
+    max_abs_of_bfloat16_words,
+    round_to_bfloat16,
+    signal_and_noise,
+)
 from bslz.errors import InvalidArgumentError
 
 DEFAULT_BLOCK = 1 << 16
@@ -151,7 +158,7 @@ def _level(u, quantizer):
     return (u + 1 - quantizer) if u & 1 else (quantizer * (u > 0) - u)
 
 
-def _check(x, step, block, top=None):
+def _check(x, step, block, top=None, bfloat16_words=False):
     if (
         isinstance(step, bool)
         or not isinstance(step, (int, float, np.floating))
@@ -161,9 +168,13 @@ def _check(x, step, block, top=None):
     if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or not 1 <= block <= 1 << 24:
         raise InvalidArgumentError(f"block must be an integer in 1..2**24, got {block!r}")
     flat = np.ascontiguousarray(x).reshape(-1)
-    if flat.dtype.kind != "f":
+    if bfloat16_words and flat.dtype != np.uint16:
+        raise InvalidArgumentError(f"bfloat16 words are uint16, got {flat.dtype}")
+    if not bfloat16_words and flat.dtype.kind != "f":
         raise InvalidArgumentError(f"dependent quantization needs floats, got {flat.dtype}")
-    top = max_abs(flat) if top is None else float(top)
+    if top is None:
+        top = max_abs_of_bfloat16_words(flat) if bfloat16_words else max_abs(flat)
+    top = float(top)
     if not math.isfinite(top):
         raise InvalidArgumentError("tensor holds NaN or infinity")
     if top / (2.0 * step) + 2 > MAX_INDEX:
@@ -178,32 +189,40 @@ def quantize_dq(x, step, block=DEFAULT_BLOCK, top=None):
     return _trellis(x, step, block, False, top).reshape(np.shape(x))
 
 
-def quantize_dq_symbols(x, step, block=DEFAULT_BLOCK, top=None):
+def quantize_dq_symbols(x, step, block=DEFAULT_BLOCK, top=None, bfloat16_words=False):
     """The se(v) symbols (uint32, flat) of `quantize_dq(x, step, block, top)`: what a stream codes,
     written by the search as it finds the indices (a separate pass over the tensor took 0.5 ns a
-    value, on one thread)."""
-    return _trellis(x, step, block, True, top).view(np.uint32)
+    value, on one thread). With `bfloat16_words`, x holds the bfloat16 bit patterns (uint16) of
+    the values, read as they are: the same symbols as of their float32 values, without a float32
+    copy of them."""
+    return _trellis(x, step, block, True, top, bfloat16_words=bfloat16_words).view(np.uint32)
 
 
-def quantize_dq_symbols_to_bfloat16(x, step, block=DEFAULT_BLOCK, top=None):
+def quantize_dq_symbols_to_bfloat16(x, step, block=DEFAULT_BLOCK, top=None, bfloat16_words=False):
     """(symbols, words, sum |x|, sum x^2, sum (x - x_hat)^2): `quantize_dq_symbols(x, step, block)`,
     the bfloat16 words the decoder makes of them (`dequantize_dq_symbols_to_bfloat16`) and the
     sums over x and x_hat, those words widened, in the search's last pass (a pass of its own took
     3.5 ns a value, one thread). Each block's sums are taken in order, and added up in block order:
-    the same sums on any number of threads."""
-    indices, decoded, block_sums = _trellis(x, step, block, True, top, measured=True)
+    the same sums on any number of threads. `bfloat16_words`: as `quantize_dq_symbols`'."""
+    indices, decoded, block_sums = _trellis(x, step, block, True, top, measured=True, bfloat16_words=bfloat16_words)
     sum_abs, signal, noise = (float(v) for v in block_sums.sum(axis=0))
     return indices.view(np.uint32), decoded, sum_abs, signal, noise
 
 
-def _trellis(x, step, block, as_symbols, top, measured=False):
+def _trellis(x, step, block, as_symbols, top, measured=False, bfloat16_words=False):
     """The flat int32 indices of x, their se(v) symbols in their place if `as_symbols`; if
-    `measured`, (indices, decoded words, block sums) (`quantize_dq_symbols_to_bfloat16`)."""
-    flat, step, block, top = _check(x, step, block, top)
+    `measured`, (indices, decoded words, block sums) (`quantize_dq_symbols_to_bfloat16`);
+    `bfloat16_words`: see `quantize_dq_symbols`."""
+    flat, step, block, top = _check(x, step, block, top, bfloat16_words)
     indices = np.empty(flat.size, dtype=np.int32)  # |index| <= MAX_INDEX: se(v) < 2**31 fits uint32
     decoded = np.empty(flat.size if measured else 0, dtype=np.uint16)
     block_sums = np.zeros((max(1, -(-flat.size // block)) if measured else 1, 3))
-    search = quantize_blocks_float32 if _float32_search(flat, step, top) else quantize_blocks_float64
+    if bfloat16_words and _float32_search_allowed(step, top):
+        search = quantize_blocks_bfloat16_words
+    else:
+        if bfloat16_words:  # the float64 search: of the values widened (their float32 values, exactly)
+            flat = (flat.astype(np.uint32) << np.uint32(16)).view(np.float32)
+        search = quantize_blocks_float32 if _float32_search(flat, step, top) else quantize_blocks_float64
 
     def run(blocks):
         search(flat, step, block, indices, *blocks, as_symbols, decoded, block_sums)
@@ -215,7 +234,11 @@ def _trellis(x, step, block, as_symbols, top, measured=False):
 def _float32_search(flat, step, top):
     """Whether the search may compute in float32: float32 values, all within F32_SEARCH_LIMIT
     steps, and 1 / step a normal float32."""
-    return flat.dtype == np.float32 and top < F32_SEARCH_LIMIT * step and _F32_NORMAL[0] <= 1.0 / step <= _F32_NORMAL[1]
+    return flat.dtype == np.float32 and _float32_search_allowed(step, top)
+
+
+def _float32_search_allowed(step, top):
+    return top < F32_SEARCH_LIMIT * step and _F32_NORMAL[0] <= 1.0 / step <= _F32_NORMAL[1]
 
 
 def _block_ranges(size, block):

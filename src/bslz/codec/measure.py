@@ -50,10 +50,19 @@ def max_abs(values):
     if bits.dtype not in (np.float32, np.float64):  # float16, longdouble: exactly in float64
         bits = bits.astype(np.float64)
     word = np.uint64 if bits.dtype == np.float64 else np.uint32
-    bits, sign_cleared = bits.view(word), word(np.iinfo(word).max >> 1)
+    return magnitude_of_bits(_largest_magnitude_bits(bits.view(word), word(np.iinfo(word).max >> 1)), word)
+
+
+def max_abs_of_bfloat16_words(words):
+    """`max_abs` of the values of bfloat16 bit patterns (uint16), from the words themselves."""
+    words = np.ascontiguousarray(words).reshape(-1)
+    return magnitude_of_bits(_largest_magnitude_bits(words, np.uint16(0x7FFF)) << 16, np.uint32)
+
+
+def _largest_magnitude_bits(bits, sign_cleared):
+    """The largest of the bit patterns with their sign bit cleared, a piece per core."""
     pieces = split_range(bits.size, max(1, min(default_workers(), bits.size // MAX_ABS_PIECE)))
-    tops = parallel_map(lambda b: _max_magnitude_bits(bits[b[0] : b[1]], sign_cleared), pieces)
-    return magnitude_of_bits(int(max(tops, default=0)), word)
+    return int(max(parallel_map(lambda b: _max_magnitude_bits(bits[b[0] : b[1]], sign_cleared), pieces), default=0))
 
 
 _EXPONENT_ALL_ONES = {np.dtype(np.uint32): (0x7F800000, np.float32), np.dtype(np.uint64): (0x7FF << 52, np.float64)}
@@ -130,7 +139,7 @@ def _guess_sums(x, bfloat16_words):
     values = scratch.view(np.float32)
     for lo in range(0, x.size, GUESS_PIECE):
         piece = x[lo : lo + GUESS_PIECE]
-        _widen_bfloat16_into(piece, scratch)
+        widen_bfloat16_into(piece, scratch)
         top, a0, a1, a2, a3, finite = _four_sums(values[: piece.size], top, a0, a1, a2, a3, finite)
     return top, (a0 + a1) + (a2 + a3), finite
 
@@ -182,12 +191,12 @@ def round_to_bfloat16(scratch, out):
 def bfloat16_moments_and_noise(x, words, scratch, sum_abs, signal, noise):
     """`moments_and_noise_kernel` of x and the bfloat16 `words` widened, carried on; through
     `scratch` (float32, at least as long, overwritten with the widened values)."""
-    _widen_bfloat16_into(words, scratch.view(np.uint32))
+    widen_bfloat16_into(words, scratch.view(np.uint32))
     return moments_and_noise_kernel(x, scratch[: words.size], sum_abs, signal, noise)
 
 
 @njit
-def _widen_bfloat16_into(words, bits):
+def widen_bfloat16_into(words, bits):
     """bits[i] = the float32 bit pattern of bfloat16 word i (bits at least as long as words)."""
     for i in range(words.size):
         bits[i] = np.uint32(words[i]) << np.uint32(16)

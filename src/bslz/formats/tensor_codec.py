@@ -110,15 +110,20 @@ def encode_quantized(
     `top`: max |value| (`to_float32_and_top`), if the caller has the values and knows it.
     """
     dtype = lookup(dtype_name)
-    if values is None:
+    numel = raw.nbytes // dtype.itemsize
+    reconstruction = reconstruction or default_reconstruction(numel)
+    # bfloat16 quantized here by dependent quantization: the search reads the words themselves
+    words_searched = reconstruction == "dq" and symbols is None and values is None and dtype.name == "BF16"
+    if words_searched:
+        values = raw.view(np.uint16)
+    elif values is None:
         values, top = to_float32_and_top(raw.view(dtype.word_dtype), dtype)
     values = values.reshape(-1)
-    reconstruction = reconstruction or default_reconstruction(values.size)
     if reconstruction != "dq" or symbols is None:
         reconstructed = plan = None  # only the reconstruction and plan of the symbols given are theirs
     if reconstruction == "dq":  # indices within ±2**30: their se(v) symbols fit uint32
         if symbols is None:
-            symbols, reconstructed = quantize_dq(values, step, dtype.name, top)
+            symbols, reconstructed = quantize_dq(values, step, dtype.name, top, bfloat16_words=words_searched)
         symbols = symbols.reshape(-1)
         fields = _dq_fields(step)
         fields["gg"] = None  # informative (`bslz info` shows nu): fitted from the reconstruction pass's sums
@@ -148,18 +153,22 @@ def encode_quantized(
     decoded, signal, noise, sum_abs = reconstructed
     if reconstruction == "dq":
         gg = fit_from_sums(values.size, sum_abs, signal)  # an empty tensor: the same error as fitting it
-        fields["gg"] = [float(v) for v in (gg or fit_generalized_gaussian(values))]
+        if gg is None:
+            gg = fit_generalized_gaussian(to_float32(values, dtype) if words_searched else values)
+        fields["gg"] = [float(v) for v in gg]
     return fields, payload, decoded, signal, noise
 
 
-def quantize_dq(values, step, dtype_name, top=None):
+def quantize_dq(values, step, dtype_name, top=None, bfloat16_words=False):
     """(symbols, reconstruction): `quantize_dq_symbols(values, step, top=top)` and what
     `reconstruct_dq` gives for them; for bfloat16 tensors made in the search's last pass
-    (`quantize_dq_symbols_to_bfloat16`)."""
+    (`quantize_dq_symbols_to_bfloat16`), of their words as they are with `bfloat16_words`."""
     if dtype_name != "BF16":
         symbols = quantize_dq_symbols(values, step, top=top)
         return symbols, reconstruct_dq(symbols, step, dtype_name, values)
-    symbols, words, sum_abs, signal, noise = quantize_dq_symbols_to_bfloat16(values, step, DQ_BLOCK, top)
+    symbols, words, sum_abs, signal, noise = quantize_dq_symbols_to_bfloat16(
+        values, step, DQ_BLOCK, top, bfloat16_words=bfloat16_words
+    )
     return symbols, (words.view(np.uint8), signal, noise, sum_abs)
 
 
