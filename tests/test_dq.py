@@ -415,6 +415,28 @@ def test_search_with_its_reconstruction_measured(x, step, block):
     assert sums == pytest.approx(moments_and_noise(x, to_float32(words, lookup("BF16"))), rel=1e-12, abs=1e-300)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bfloat16_words_search_as_their_values(monkeypatch, workers):
+    """The search reading bfloat16 words finds what it finds on their float32 values: symbols,
+    decoded words and sums, on full and partial blocks searched 4, 2 and 1 at a time, and on the
+    float64 search (values beyond F32_SEARCH_LIMIT steps)."""
+    monkeypatch.setattr(dq, "default_workers", lambda: workers)
+    rng = np.random.default_rng(12)
+    for size, step in ((0, 0.01), (7, 0.01), (4096 * 7 + 100, 0.002), (4096 * 3, 1e-6)):
+        words = (rng.laplace(0, 0.03, size).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+        x = (words.astype(np.uint32) << 16).view(np.float32)
+        found = dq.quantize_dq_symbols(words, step, 4096, bfloat16_words=True)
+        np.testing.assert_array_equal(found, dq.quantize_dq_symbols(x, step, 4096))
+        measured = dq.quantize_dq_symbols_to_bfloat16(words, step, 4096, bfloat16_words=True)
+        expected = dq.quantize_dq_symbols_to_bfloat16(x, step, 4096)
+        for a, b in zip(measured, expected):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(InvalidArgumentError, match="uint16"):
+        dq.quantize_dq_symbols(x, 0.01, bfloat16_words=True)
+    with pytest.raises(InvalidArgumentError, match="NaN"):
+        dq.quantize_dq_symbols(np.array([0x7FC0], np.uint16), 0.01, bfloat16_words=True)
+
+
 def test_measured_search_sums_do_not_depend_on_the_threads(monkeypatch):
     """Each block's sums are taken in order and added in block order: one thread or two, the same
     bits."""

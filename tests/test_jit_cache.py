@@ -66,23 +66,27 @@ def test_a_second_process_compiles_no_kernel():
     assert compiled_in_a_new_process() == []
 
 
-# Two variants of one factory's kernels (`_jit.njit_variant`), each compiled by a process of its
-# own into a fresh cache, then both loaded into one: 4 blocks a chain group, one thread, so that
-# both searches run their 4-chain add-compare-select.
+# The variants of one factory's kernels (`_jit.njit_variant`: the float32, float64 and bfloat16-words
+# searches), each compiled by a process of its own into one cache, then all loaded into one
+# process. Before the variants had names of their own, the float32 search, loaded beside the
+# float64 one, ran another's add-compare-select and raised. 8 blocks on one thread: every search
+# runs its 4-chain add-compare-select.
 VARIANTS_CHILD = """
-import json, sys
+import hashlib, json, sys
 import numpy as np
 from bslz.codec.dq import quantize_dq_symbols
 
 x = (np.random.default_rng(0).laplace(size=8 << 16) * 0.03).astype(np.float32)
 words = (x.view(np.uint32) >> 16).astype(np.uint16)
 x = (words.astype(np.uint32) << 16).view(np.float32)  # the values of those bfloat16 words
-found = {
-    name: quantize_dq_symbols(x, 0.01) if name == "floats" else quantize_dq_symbols(words, 0.01, bfloat16_words=True)
-    for name in sys.argv[1:]
+wide = x.copy()
+wide[5] = 300.0  # beyond 4096 steps of 0.01: the float64 search
+searches = {
+    "float32": lambda: quantize_dq_symbols(x, 0.01),
+    "words": lambda: quantize_dq_symbols(words, 0.01, bfloat16_words=True),
+    "float64": lambda: quantize_dq_symbols(wide, 0.01),
 }
-first = found[sys.argv[1]]
-json.dump([bool(np.array_equal(first, symbols)) for symbols in found.values()], sys.stdout)
+json.dump({name: hashlib.sha1(searches[name]().tobytes()).hexdigest() for name in sys.argv[1:]}, sys.stdout)
 """
 
 
@@ -102,6 +106,8 @@ def test_variants_compiled_in_different_processes_keep_their_own_code(tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
         return json.loads(done.stdout)
 
-    run("words")  # the bfloat16-words search alone into the cache
-    # the float32 search compiled here, the words' loaded beside it
-    assert run("floats", "words") == [True, True]
+    alone = {}
+    for name in ("float64", "words", "float32"):  # each compiled alone
+        alone.update(run(name))
+    assert alone["words"] == alone["float32"]  # the same values
+    assert run("float32", "float64", "words") == alone  # all three loaded from the cache
