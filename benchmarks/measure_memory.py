@@ -3,6 +3,7 @@
     PYTHONPATH=src python3 benchmarks/measure_memory.py                 # MiniLM f32 + a synthetic ~2 GB file
     PYTHONPATH=src python3 benchmarks/measure_memory.py --skip-large    # MiniLM only
     PYTHONPATH=src python3 benchmarks/measure_memory.py --dir /somewhere --large-gib 2
+    PYTHONPATH=src python3 benchmarks/measure_memory.py --large-gib 0.5 --large-dtype BF16
 
 The claim under test (issue "container"): compression streams tensor by tensor from a memory map of
 the input, so peak memory stays near the largest tensor, never the whole model.
@@ -170,11 +171,13 @@ def gg_chunk(rng, nu, n, scale):
     return (magnitude * scale * rng.choice(np.array([-1.0, 1.0]), n)).astype(np.float32)
 
 
-def write_synthetic(path, gib, seed=0):
-    """A ~gib GiB f32 safetensors file, written tensor by tensor in 16 MiB chunks (memory-light)."""
+def write_synthetic(path, gib, seed=0, dtype="F32"):
+    """A ~gib GiB safetensors file of F32 (or BF16: the same values rounded), written tensor by
+    tensor in chunks of 4 Mi values (memory-light)."""
+    item = 2 if dtype == "BF16" else 4
     big = int(gib * (1 << 30))
-    largest = (big * 3 // 16) // 4  # elements: 3/16 of the file
-    rest = (big - 4 * largest) // 6 // 4
+    largest = (big * 3 // 16) // item  # elements: 3/16 of the file
+    rest = (big - item * largest) // 6 // item
     specs = [("model.embed.weight", largest, "normal")]
     for i in range(6):
         specs.append((f"model.layers.{i}.weight", rest, ("normal", "laplace", "gg")[i % 3]))
@@ -183,11 +186,11 @@ def write_synthetic(path, gib, seed=0):
     for name, n, _ in specs:
         cols = 4096 if n % 4096 == 0 else 1
         header[name] = {
-            "dtype": "F32",
+            "dtype": dtype,
             "shape": [n // cols, cols] if cols > 1 else [n],
-            "data_offsets": [offset, offset + 4 * n],
+            "data_offsets": [offset, offset + item * n],
         }
-        offset += 4 * n
+        offset += item * n
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
     rng = np.random.default_rng(seed)
@@ -205,9 +208,15 @@ def write_synthetic(path, gib, seed=0):
                     x = rng.laplace(0.0, 0.015, m).astype(np.float32)
                 else:
                     x = gg_chunk(rng, 0.7, m, 0.01)
-                f.write(x.tobytes())
+                f.write((to_bfloat16(x) if dtype == "BF16" else x).tobytes())
                 done += m
     return safetensors_layout(path)
+
+
+def to_bfloat16(x):
+    """bfloat16 bit patterns of float32 values, rounded to nearest even (finite values)."""
+    bits = x.view(np.uint32)
+    return ((bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) >> 16).astype(np.uint16)
 
 
 def write_tiny(path):
@@ -226,6 +235,7 @@ def main():
         "--dir", default=None, help="where to put the large files (default: the system temp dir, on disk)"
     )
     parser.add_argument("--large-gib", type=float, default=2.0, help="size of the synthetic file in GiB (default 2)")
+    parser.add_argument("--large-dtype", choices=("F32", "BF16"), default="F32", help="the synthetic file's dtype")
     parser.add_argument("--skip-large", action="store_true", help="MiniLM only")
     parser.add_argument("--runner", choices=("auto", "cli", "api"), default="auto")
     args = parser.parse_args()
@@ -279,9 +289,10 @@ def main():
             else:
                 big = os.path.join(workdir, "synthetic.safetensors")
                 t0 = time.perf_counter()
-                write_synthetic(big, args.large_gib)
+                write_synthetic(big, args.large_gib, dtype=args.large_dtype)
                 print(f"(synthetic file written in {time.perf_counter() - t0:.0f} s)\n")
-                cases.append((f"synthetic {args.large_gib:g} GiB f32", big, [None, ("bits", 6.38), ("snr", 40)]))
+                label = f"synthetic {args.large_gib:g} GiB {args.large_dtype.lower()}"
+                cases.append((label, big, [None, ("bits", 6.38), ("snr", 40)]))
 
         for label, src, modes in cases:
             size, largest, count = safetensors_layout(src)

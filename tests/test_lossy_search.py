@@ -15,6 +15,7 @@ from bslz.codec.rate import symbols_rate_bits
 from bslz.codec.streams import DEFAULT_CHUNK_SIZE
 from bslz.errors import InvalidArgumentError
 from bslz.formats import tensor_codec
+from bslz.formats.checksums import crc32
 from bslz.formats.dtypes import from_float32, lookup, to_float32
 from bslz.lossy import (
     ROUNDING_SHARE_CAP,
@@ -190,6 +191,36 @@ def test_encoding_given_what_a_search_computed_is_encoding_without_it(dtype_name
     ):
         assert passed[0] == computed[0] and bytes(passed[1]) == bytes(computed[1])
         assert passed[2].tobytes() == computed[2].tobytes() and passed[3:] == computed[3:]
+    # the decoded bytes' checksum in their place, taken as soon as they exist
+    for reconstructed_given in (None, reconstructed):
+        checked = tensor_codec.encode_quantized(
+            raw, dtype_name, 0.004, reconstruction="dq", symbols=symbols, reconstructed=reconstructed_given,
+            decoded_as=crc32,
+        )  # fmt: skip
+        assert checked[0] == computed[0] and bytes(checked[1]) == bytes(computed[1])
+        assert checked[2] == crc32(computed[2]) and checked[3:] == computed[3:]
+
+
+def test_the_snr_search_reads_bfloat16_words_as_their_values():
+    """The writer's --snr search of a bfloat16 tensor reads its words (with the sum of squares of
+    their values given): the step and symbols found on the float32 values."""
+    from bslz.codec.measure import max_abs_and_signal
+
+    raw = from_float32(np.random.default_rng(6).laplace(0, 0.02, 150_000).astype(np.float32), lookup("BF16"))
+    values = to_float32(raw, lookup("BF16"))
+
+    def search(words_read):
+        def run(x, step):
+            symbols, (_, signal, noise, _) = tensor_codec.quantize_dq(x, step, "BF16", bfloat16_words=words_read)
+            return symbols, signal, noise
+
+        return run
+
+    expected = dq_quantize_for_snr(values, 33.0, search=search(False), mantissa_bits=8)
+    signal = max_abs_and_signal(raw, widen=lambda piece: to_float32(piece, lookup("BF16")))[1]
+    found = dq_quantize_for_snr(raw, 33.0, search=search(True), mantissa_bits=8, signal=signal)
+    assert found[0] == expected[0]
+    np.testing.assert_array_equal(found[1], expected[1])
 
 
 @pytest.mark.parametrize("dtype_name", ["F32", "BF16"])

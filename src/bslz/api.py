@@ -8,7 +8,7 @@ import numpy as np
 
 from bslz.bits_target import SEARCH_PASSES, write_for_bits
 from bslz.codec._parallel import map_tensors_in_order
-from bslz.codec.measure import max_abs_of_bfloat16_words, signal_and_noise
+from bslz.codec.measure import max_abs_and_signal, max_abs_of_bfloat16_words, signal_and_noise
 from bslz.errors import FormatError, InvalidArgumentError
 from bslz.formats.atomic import atomic_output, check_paths
 from bslz.formats.background import Background
@@ -186,10 +186,12 @@ def _encode_tensor(info, raw, quantized, step, options):
     plan quantizes it, at `step` (None for --snr: searched here); one holding NaN or infinity stays
     lossless all the same. A lossless tensor has step None and decoded crc32 None (that of `raw`,
     left to the writing thread)."""
-    symbols = reconstructed = values = top = None
+    symbols = values = top = None
+    dtype = lookup(info.dtype)
+    # dependent quantization reads bfloat16 words themselves: no float32 copy of the tensor
+    words_read = quantized and options.target is not None and dtype.name == "BF16"
     if quantized and options.target != "bits":  # the plan left the values to be checked here
-        dtype = lookup(info.dtype)
-        if options.step is not None and dtype.name == "BF16":  # the search reads the words themselves
+        if words_read:
             top = max_abs_of_bfloat16_words(raw.view(dtype.word_dtype))
         else:
             values, top = to_float32_and_top(raw.view(dtype.word_dtype), dtype)
@@ -197,31 +199,37 @@ def _encode_tensor(info, raw, quantized, step, options):
     if not quantized:
         fields, payload = encode_lossless(raw, info.dtype, info.shape)
         return fields, payload, None, None, 0.0, 0.0
+    latest = {}  # --snr: the latest step measured, {step: reconstruct_dq's result}, for the writer
     if options.snr is not None:  # search the step, and code the symbols found
-        latest = {}  # the latest step measured: {step: reconstruct_dq's result}, kept for the writer
 
-        def search(values, step):  # the SNR of the values as the file will decode them
+        def search(x, step):  # the SNR of the values as the file will decode them
             latest.clear()
-            symbols, latest[step] = quantize_dq(values, step, info.dtype, top)
+            symbols, latest[step] = quantize_dq(x, step, info.dtype, top, bfloat16_words=words_read)
             return symbols, latest[step][1], latest[step][2]  # (symbols, signal, noise)
 
-        step, symbols = dq_quantize_for_snr(values, options.snr, search=search, mantissa_bits=mantissa_bits(info.dtype))
-        reconstructed = latest.get(step)  # used only with the symbols of that step
-        del latest
+        x, signal = values, None
+        if words_read:  # the sum of squares as of the float32 values: the same sums, in the same order
+            x = raw.view(dtype.word_dtype)
+            signal = max_abs_and_signal(x, widen=lambda piece: to_float32(piece, dtype))[1]
+        snr_mantissa = mantissa_bits(info.dtype)
+        step, symbols = dq_quantize_for_snr(x, options.snr, search=search, mantissa_bits=snr_mantissa, signal=signal)
     # targets use dependent quantization; recorded training steps the uniform quantizer they were
     # planned for. (An --snr step meets its target here: the search measured these very sums.)
     reconstruction = "dq" if options.target is not None else None
-    fields, payload, decoded, signal, noise = encode_quantized(
+    fields, payload, decoded_crc, signal, noise = encode_quantized(
         raw,
         info.dtype,
         step,
         reconstruction=reconstruction,
         symbols=symbols,
-        reconstructed=reconstructed,
+        # the reconstruction of the symbols' step (the one the search ended on), held by the call
+        # alone: it lets the decoded bytes go once they are checksummed
+        reconstructed=latest.pop(step, None),
         values=values,
         top=top,
+        decoded_as=crc32,
     )
-    return fields, payload, crc32(decoded), step, signal, noise
+    return fields, payload, decoded_crc, step, signal, noise
 
 
 def _signal(raw, dtype_name):

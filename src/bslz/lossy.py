@@ -201,7 +201,7 @@ def snr_guess_step(signal, numel, snr_db, mantissa_bits=None):
     return math.sqrt(12.0 * signal / numel * share) / 1.76 * 10.0 ** ((excess - SNR_TOLERANCE_DB / 2) / 20.0)
 
 
-def dq_quantize_for_snr(values, snr_db, guess=None, search=None, mantissa_bits=None):
+def dq_quantize_for_snr(values, snr_db, guess=None, search=None, mantissa_bits=None, signal=None):
     """(step, symbols): a dependent-quantization step whose SNR is at least `snr_db` and within
     SNR_TOLERANCE_DB of it, or up to SNR_MAX_TOLERANCE_DB after more tries, searched from
     `guess` (default `snr_guess_step`, for values stored with `mantissa_bits`), and the se(v)
@@ -213,8 +213,9 @@ def dq_quantize_for_snr(values, snr_db, guess=None, search=None, mantissa_bits=N
     reconstruction. The writer passes the sums of the values as the file will decode them
     (rounded to bf16, f16, ...), so that the step found is the step kept (measured on float32
     values, a bf16 tensor lost 0.1-0.5 dB to rounding and had to be quantized again at smaller steps,
-    ending up to 0.45 dB above the target)."""
-    signal = max_abs_and_signal(values)[1]
+    ending up to 0.45 dB above the target). `signal`: the values' sum of squares, if the caller has
+    it (a search of bfloat16 words, which `values` then holds)."""
+    signal = max_abs_and_signal(values)[1] if signal is None else signal
     if signal == 0.0:
         return 1.0, None
     if search is None:

@@ -93,9 +93,13 @@ def encode_quantized(
     values=None,
     plan=None,
     top=None,
+    decoded_as=None,
 ):
     """(fields, payload, reconstructed raw bytes, signal, noise) of a float tensor quantized with
     `step`; signal = sum w^2 and noise = sum (w - w_hat)^2 over the values in their own dtype.
+    `decoded_as`: a function of the reconstructed bytes (a checksum) whose result is returned in
+    their place, applied as soon as they exist: a search's reconstruction is then let go before
+    the payload is coded (2 bytes a bfloat16 value less at the peak, measured_memory.py).
 
     `reconstruction`: "dq" (dependent quantization, `bslz.codec.dq`; `step` is its lattice step,
     no dead zone), or a uniform quantizer with `dead_zone` reconstructed at "midpoint" or "gg"
@@ -105,16 +109,17 @@ def encode_quantized(
     `symbols`: with "dq", the `quantize_dq_symbols` of the values at `step` if the caller has them
     already (a step search), so that they are not computed again; `reconstructed`: what
     `reconstruct_dq` gave for those symbols, if the search measured them (the same pass, not made
-    twice); `values`: the tensor's float values (`to_float32` of `raw`), if the caller has them;
+    twice); `values`: the tensor's float values (`to_float32` of `raw`), if the caller has them
+    (bfloat16 under "dq" needs none: the search reads the words themselves);
     `plan`: the `streams.plan_stream` of those symbols, if the caller made it (a `bits` search);
     `top`: max |value| (`to_float32_and_top`), if the caller has the values and knows it.
     """
     dtype = lookup(dtype_name)
     numel = raw.nbytes // dtype.itemsize
     reconstruction = reconstruction or default_reconstruction(numel)
-    # bfloat16 quantized here by dependent quantization: the search reads the words themselves
-    words_searched = reconstruction == "dq" and symbols is None and values is None and dtype.name == "BF16"
-    if words_searched:
+    # bfloat16 words read by dependent quantization themselves: no float32 copy of the tensor
+    words_read = reconstruction == "dq" and values is None and dtype.name == "BF16"
+    if words_read:
         values = raw.view(np.uint16)
     elif values is None:
         values, top = to_float32_and_top(raw.view(dtype.word_dtype), dtype)
@@ -123,8 +128,10 @@ def encode_quantized(
         reconstructed = plan = None  # only the reconstruction and plan of the symbols given are theirs
     if reconstruction == "dq":  # indices within ±2**30: their se(v) symbols fit uint32
         if symbols is None:
-            symbols, reconstructed = quantize_dq(values, step, dtype.name, top, bfloat16_words=words_searched)
+            symbols, reconstructed = quantize_dq(values, step, dtype.name, top, bfloat16_words=words_read)
         symbols = symbols.reshape(-1)
+        if reconstructed is not None and decoded_as is not None:
+            reconstructed = (decoded_as(reconstructed[0]),) + tuple(reconstructed[1:])
         fields = _dq_fields(step)
         fields["gg"] = None  # informative (`bslz info` shows nu): fitted from the reconstruction pass's sums
     else:
@@ -149,12 +156,15 @@ def encode_quantized(
     stream_fields, payload = encode_and_pack(symbols, plan, prefix)
     fields.update(stream_fields)
     if reconstructed is None:
-        reconstructed = _reconstruct_and_measure(symbols, fields, _table(fields, prefix), dtype, values)
+        measured = to_float32(values, dtype) if words_read else values
+        reconstructed = _reconstruct_and_measure(symbols, fields, _table(fields, prefix), dtype, measured)
+        if decoded_as is not None:
+            reconstructed = (decoded_as(reconstructed[0]),) + tuple(reconstructed[1:])
     decoded, signal, noise, sum_abs = reconstructed
     if reconstruction == "dq":
         gg = fit_from_sums(values.size, sum_abs, signal)  # an empty tensor: the same error as fitting it
         if gg is None:
-            gg = fit_generalized_gaussian(to_float32(values, dtype) if words_searched else values)
+            gg = fit_generalized_gaussian(to_float32(values, dtype) if words_read else values)
         fields["gg"] = [float(v) for v in gg]
     return fields, payload, decoded, signal, noise
 
