@@ -152,8 +152,8 @@ def _make_search(real, bfloat16_words=False):
     """quantize_blocks(x, step, block, out, b_lo, b_hi, as_symbols) with the candidates and their
     errors computed in `real` arithmetic from c = v / step; with `bfloat16_words`, x holds bfloat16
     bit patterns (uint16), widened the blocks searched together at a time (`group_values`, 1 MiB)
-    rather than the whole tensor beforehand (a float32 copy of it, its pages zeroed by the kernel:
-    6.6 against 6.0 ns a value, MiniLM bf16's embedding on one thread, measured):
+    rather than the whole tensor beforehand (a float32 copy of it: 4 bytes a value more at the
+    peak, benchmarks/measure_memory.py --large-dtype BF16):
 
     - float64: c correctly rounded, the errors exact to float64 before their rounding to float32;
     - float32: c = v * (1 / step) in float32 (a few ulps of c): eight values a 256-bit vector, half

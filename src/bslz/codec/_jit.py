@@ -23,8 +23,9 @@ def njit_variant(tag, inline=False):
     qualified name suffixed with `tag`. Numba names compiled code by qualified name and a counter
     of the process that compiles it: two kernels of one factory compiled in two processes can get
     the same name, and once both are loaded from numba's cache into a third, calls meant for one
-    run the other's code (seen: a 4-chain add-compare-select calling the 2-chain one, caught by its
-    shape check). The tag gives each variant a name of its own."""
+    run the other's code (seen: the float32 and float64 searches, each cached by a process of its
+    own, loaded into one; an add-compare-select step's shape check raised). The tag gives each
+    variant a name of its own (tests/test_jit_cache.py)."""
 
     def decorate(fn):
         fn.__qualname__ = f"{fn.__qualname__}_{tag}"

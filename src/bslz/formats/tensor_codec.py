@@ -99,7 +99,7 @@ def encode_quantized(
     `step`; signal = sum w^2 and noise = sum (w - w_hat)^2 over the values in their own dtype.
     `decoded_as`: a function of the reconstructed bytes (a checksum) whose result is returned in
     their place, applied as soon as they exist: a search's reconstruction is then let go before
-    the payload is coded (2 bytes a bfloat16 value less at the peak, measured_memory.py).
+    the payload is coded (2 bytes a bfloat16 value less at the peak, benchmarks/measure_memory.py).
 
     `reconstruction`: "dq" (dependent quantization, `bslz.codec.dq`; `step` is its lattice step,
     no dead zone), or a uniform quantizer with `dead_zone` reconstructed at "midpoint" or "gg"
