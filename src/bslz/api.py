@@ -186,15 +186,18 @@ def _encode_tensor(info, raw, quantized, step, options):
     plan quantizes it, at `step` (None for --snr: searched here); one holding NaN or infinity stays
     lossless all the same. A lossless tensor has step None and decoded crc32 None (that of `raw`,
     left to the writing thread)."""
-    symbols = values = top = None
+    symbols = values = top = signal = None
     dtype = lookup(info.dtype)
     # dependent quantization reads bfloat16 words themselves: no float32 copy of the tensor
     words_read = quantized and options.target is not None and dtype.name == "BF16"
     if quantized and options.target != "bits":  # the plan left the values to be checked here
-        if words_read:
-            top = max_abs_of_bfloat16_words(raw.view(dtype.word_dtype))
+        words = raw.view(dtype.word_dtype)
+        if not words_read:
+            values, top = to_float32_and_top(words, dtype)
+        elif options.snr is not None:  # the search's first guess wants the sum of squares too: one pass
+            top, signal = max_abs_and_signal(words, widen=lambda piece: to_float32(piece, dtype))
         else:
-            values, top = to_float32_and_top(raw.view(dtype.word_dtype), dtype)
+            top = max_abs_of_bfloat16_words(words)
         quantized = math.isfinite(top)  # NaN or infinity: a quantizer has no symbol for them
     if not quantized:
         fields, payload = encode_lossless(raw, info.dtype, info.shape)
@@ -207,10 +210,9 @@ def _encode_tensor(info, raw, quantized, step, options):
             symbols, latest[step] = quantize_dq(x, step, info.dtype, top, bfloat16_words=words_read)
             return symbols, latest[step][1], latest[step][2]  # (symbols, signal, noise)
 
-        x, signal = values, None
-        if words_read:  # the sum of squares as of the float32 values: the same sums, in the same order
-            x = raw.view(dtype.word_dtype)
-            signal = max_abs_and_signal(x, widen=lambda piece: to_float32(piece, dtype))[1]
+        # bfloat16 words with the sum of squares of their float32 values (the sums `dq_quantize_for_snr`
+        # takes of float values, in the same order)
+        x = raw.view(dtype.word_dtype) if words_read else values
         snr_mantissa = mantissa_bits(info.dtype)
         step, symbols = dq_quantize_for_snr(x, options.snr, search=search, mantissa_bits=snr_mantissa, signal=signal)
     # targets use dependent quantization; recorded training steps the uniform quantizer they were

@@ -33,6 +33,7 @@ from bslz.codec.measure import (
     max_abs_of_bfloat16_words,
     round_to_bfloat16,
     signal_and_noise,
+    widen_bfloat16_into,
 )
 from bslz.errors import InvalidArgumentError
 
@@ -221,7 +222,9 @@ def _trellis(x, step, block, as_symbols, top, measured=False, bfloat16_words=Fal
         search = quantize_blocks_bfloat16_words
     else:
         if bfloat16_words:  # the float64 search: of the values widened (their float32 values, exactly)
-            flat = (flat.astype(np.uint32) << np.uint32(16)).view(np.float32)
+            wide = np.empty(flat.size, dtype=np.uint32)
+            widen_bfloat16_into(flat, wide)
+            flat = wide.view(np.float32)
         search = quantize_blocks_float32 if _float32_search(flat, step, top) else quantize_blocks_float64
 
     def run(blocks):

@@ -130,8 +130,6 @@ def encode_quantized(
         if symbols is None:
             symbols, reconstructed = quantize_dq(values, step, dtype.name, top, bfloat16_words=words_read)
         symbols = symbols.reshape(-1)
-        if reconstructed is not None and decoded_as is not None:
-            reconstructed = (decoded_as(reconstructed[0]),) + tuple(reconstructed[1:])
         fields = _dq_fields(step)
         fields["gg"] = None  # informative (`bslz info` shows nu): fitted from the reconstruction pass's sums
     else:
@@ -146,6 +144,8 @@ def encode_quantized(
         symbols = signed_to_unsigned(quantize(values, step, dead_zone).reshape(-1), narrow=True, in_place=True)
         if symbols.dtype.itemsize > 4:
             raise InvalidArgumentError("quantizer indices do not fit 32 bits")
+    if reconstructed is not None:  # the decoded bytes checksummed and let go before the payload is made
+        reconstructed = _decoded_as(reconstructed, decoded_as)
     prefix = b""
     if reconstruction == "gg":
         gg = fit_generalized_gaussian(values)
@@ -155,18 +155,24 @@ def encode_quantized(
         prefix = table.astype("<f8").tobytes()
     stream_fields, payload = encode_and_pack(symbols, plan, prefix)
     fields.update(stream_fields)
+
+    def floats():  # the float values: bfloat16 words widened only where they are needed
+        return to_float32(values, dtype) if words_read else values
+
     if reconstructed is None:
-        measured = to_float32(values, dtype) if words_read else values
-        reconstructed = _reconstruct_and_measure(symbols, fields, _table(fields, prefix), dtype, measured)
-        if decoded_as is not None:
-            reconstructed = (decoded_as(reconstructed[0]),) + tuple(reconstructed[1:])
+        reconstructed = _decoded_as(
+            _reconstruct_and_measure(symbols, fields, _table(fields, prefix), dtype, floats()), decoded_as
+        )
     decoded, signal, noise, sum_abs = reconstructed
     if reconstruction == "dq":
         gg = fit_from_sums(values.size, sum_abs, signal)  # an empty tensor: the same error as fitting it
-        if gg is None:
-            gg = fit_generalized_gaussian(to_float32(values, dtype) if words_read else values)
-        fields["gg"] = [float(v) for v in gg]
+        fields["gg"] = [float(v) for v in (gg or fit_generalized_gaussian(floats()))]
     return fields, payload, decoded, signal, noise
+
+
+def _decoded_as(reconstructed, decoded_as):
+    """(decoded bytes, signal, noise, sum |w|) with `decoded_as` of the bytes in their place."""
+    return reconstructed if decoded_as is None else (decoded_as(reconstructed[0]), *reconstructed[1:])
 
 
 def quantize_dq(values, step, dtype_name, top=None, bfloat16_words=False):
