@@ -17,6 +17,7 @@ import bslz.numpy
 from bslz import FormatError, TruncatedError, UnsupportedVersionError
 from bslz.codec import streams
 from bslz.formats import checksums, stream_payload, tensor_codec
+from bslz.formats import reconstruction as reconstruction_module
 from bslz.formats.container import ALIGN, MAGIC, MAX_HEADER_BYTES, PREFIX, ContainerReader, align
 from bslz.formats.dtypes import from_float32, lookup, to_float32
 
@@ -579,7 +580,7 @@ def test_chunk_by_chunk_decoding_gives_the_encoders_values(dtype, reconstruction
     assert fields["mode"] == "rans" and fields["chunk_size"] < numel
     payload = np.frombuffer(payload, np.uint8)
     by_chunk = tensor_codec.decode_tensor(fields, payload, dtype, numel, raw.size)
-    monkeypatch.setattr(tensor_codec, "_reconstructs_by_chunk", lambda plan, fields: False)
+    monkeypatch.setattr(tensor_codec, "reconstructs_by_chunk", lambda plan, fields: False)
     whole = tensor_codec.decode_tensor(fields, payload, dtype, numel, raw.size)
     assert by_chunk.tobytes() == decoded.tobytes() == whole.tobytes()
 
@@ -589,8 +590,9 @@ def test_chunk_by_chunk_decoding_gives_the_encoders_values(dtype, reconstruction
 def test_the_encoder_reconstructs_and_measures_piece_by_piece(dtype, reconstruction, monkeypatch):
     """Pieces of whole trellis blocks, one a thread: the same bytes, signal and noise as one pass
     over the whole tensor."""
-    monkeypatch.setattr(tensor_codec, "RECONSTRUCT_PIECE", 2 * tensor_codec.DQ_BLOCK)
-    numel = 6 * tensor_codec.DQ_BLOCK + tensor_codec.DQ_BLOCK // 2 + 5  # a last piece of part of a block
+    block = reconstruction_module.DQ_BLOCK
+    monkeypatch.setattr(reconstruction_module, "RECONSTRUCT_PIECE", 2 * block)
+    numel = 6 * block + block // 2 + 5  # a last piece of part of a block
     x = np.random.default_rng(9).laplace(0, 0.02, numel).astype(np.float32)
     raw = from_float32(x, lookup(dtype)).view(np.uint8)
     fields, payload, decoded, signal, noise = tensor_codec.encode_quantized(

@@ -14,7 +14,7 @@ from bslz.codec.expgolomb import signed_to_unsigned
 from bslz.codec.rate import symbols_rate_bits
 from bslz.codec.streams import DEFAULT_CHUNK_SIZE
 from bslz.errors import InvalidArgumentError
-from bslz.formats import tensor_codec
+from bslz.formats import reconstruction, tensor_codec
 from bslz.formats.checksums import crc32
 from bslz.formats.dtypes import from_float32, lookup, to_float32
 from bslz.lossy import (
@@ -180,7 +180,7 @@ def test_encoding_given_what_a_search_computed_is_encoding_without_it(dtype_name
     raw = from_float32(values, lookup(dtype_name)).view(np.uint8)
     values = to_float32(raw.view(lookup(dtype_name).word_dtype), lookup(dtype_name))
     symbols = signed_to_unsigned(quantize_dq(values, 0.004), narrow=True)
-    reconstructed = tensor_codec.reconstruct_dq(symbols, 0.004, dtype_name, values)
+    reconstructed = reconstruction.reconstruct_dq(symbols, 0.004, dtype_name, values)
     computed = tensor_codec.encode_quantized(raw, dtype_name, 0.004, reconstruction="dq")
     for passed in (
         tensor_codec.encode_quantized(raw, dtype_name, 0.004, reconstruction="dq", symbols=symbols),

@@ -16,6 +16,7 @@ from bslz.formats.buffers import MemoryFile
 from bslz.formats.checksums import crc32
 from bslz.formats.container import ContainerReader, ContainerWriter, align, header_bound
 from bslz.formats.dtypes import lookup, to_float32, to_float32_and_top
+from bslz.formats.reconstruction import quantize_dq
 from bslz.formats.safetensors_io import (
     build_header,
     layout_tensors,
@@ -23,7 +24,7 @@ from bslz.formats.safetensors_io import (
     read_safetensors,
     read_safetensors_buffer,
 )
-from bslz.formats.tensor_codec import encode_lossless, encode_quantized, quantize_dq
+from bslz.formats.tensor_codec import encode_lossless, encode_quantized
 from bslz.lossy import (
     LossyOptions,
     dq_quantize_for_snr,
