@@ -29,6 +29,7 @@ from bslz.lossy import (
     LossyOptions,
     dq_quantize_for_snr,
     is_float,
+    lossless_may_be_smaller,
     mantissa_bits,
     plan_steps,
 )
@@ -185,7 +186,8 @@ def _nbytes(payload):
 def _encode_tensor(info, raw, quantized, step, options):
     """(fields, payload, decoded crc32, step, signal, noise) of one tensor. `quantized`: whether the
     plan quantizes it, at `step` (None for --snr: searched here); one holding NaN or infinity stays
-    lossless all the same. A lossless tensor has step None and decoded crc32 None (that of `raw`,
+    lossless all the same, and so does one whose lossless coding is no larger than its quantized
+    one (`lossless_may_be_smaller`). A lossless tensor has step None and decoded crc32 None (that of `raw`,
     left to the writing thread)."""
     symbols = values = top = signal = None
     dtype = lookup(info.dtype)
@@ -232,6 +234,10 @@ def _encode_tensor(info, raw, quantized, step, options):
         top=top,
         decoded_as=crc32,
     )
+    if lossless_may_be_smaller(info.dtype, 8 * _nbytes(payload), info.numel):
+        lossless = encode_lossless(raw, info.dtype, info.shape)
+        if _nbytes(lossless[1]) <= _nbytes(payload):  # exact, and no larger (any target is met)
+            return *lossless, None, None, 0.0, 0.0
     return fields, payload, decoded_crc, step, signal, noise
 
 

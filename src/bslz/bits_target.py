@@ -6,6 +6,9 @@ The search evaluates steps by secant steps on x = log(step) (`bslz.lossy._solve`
 estimates the sizes; every later one writes the file, whose size is exact, and the file written at
 the step the search ends on is the output: the tensors are quantized once for the estimate and once
 for each file (two in every case measured).
+
+A tensor is stored lossless where that is no larger than quantized (`bslz.lossy.lossless_may_be_smaller`),
+in the estimate as in the files; a budget the lossless file meets gives the lossless file.
 """
 
 import math
@@ -23,12 +26,14 @@ from bslz.codec.streams import DEFAULT_CHUNK_SIZE, RANS_MIN_SYMBOLS
 from bslz.errors import InvalidArgumentError
 from bslz.formats.container import ALIGN
 from bslz.formats.dtypes import lookup, to_float32
+from bslz.formats.tensor_codec import encode_lossless
 from bslz.lossy import (
     BITS_PER_LOG_STEP,
     _map_tensors,
     _SearchProgress,
     _solve,
     is_float,
+    lossless_may_be_smaller,
     lossy_candidates,
     searched_values,
 )
@@ -86,17 +91,31 @@ def write_for_bits(source, options, lossless_bits, write, progress=None):
         raise InvalidArgumentError(
             f"{options.bits} bits per parameter is below what this file costs with every quantized value at zero"
         )
+    if any(lossless_may_be_smaller(info.dtype, options.bits, 1) for info in candidates):
+        # the lossless file, if within the budget, is the file of least error: written to know
+        # its size, only at budgets where some candidate may be smaller lossless than quantized
+        bits, report = write({})
+        if bits <= budget:
+            return report
     quantized = sum(info.numel for info in candidates)
     # a file's size moves in steps of a payload's alignment (64 bytes): no narrower window is sure to
     # hold one (a small file's search then ran out its 60 tries, each a file written)
     accept = (-max(BITS_TOLERANCE * quantized, 8.0 * ALIGN), 0.0)
     aim = accept[0] / 2  # where _solve aims
 
+    lossless_sizes = {}  # info: payload bits of its lossless coding, once asked for
+
     def estimate(log_step):  # bits over the budget, from size estimates
         def size(info):  # (max |w| known from the candidates' pass)
             x, bfloat16_words = searched_values(source, info)
             symbols = quantize_dq_symbols(x, math.exp(log_step), top=stats[info][0], bfloat16_words=bfloat16_words)
-            return estimate_size_bits(symbols)
+            bits = estimate_size_bits(symbols)
+            if not lossless_may_be_smaller(info.dtype, bits, info.numel):
+                return bits
+            if info not in lossless_sizes:  # the file stores the tensor lossless where that is smaller
+                raw = source.tensor_bytes(info)
+                lossless_sizes[info] = 8 * len(encode_lossless(raw, info.dtype, info.shape)[1])
+            return min(bits, lossless_sizes[info])
 
         return fixed + sum(_map_tensors(size, candidates, tick)) - budget
 

@@ -93,6 +93,22 @@ def mantissa_bits(dtype_name):
     return get_layout(lookup(dtype_name).float_layout).man_bits
 
 
+# A quantized tensor is stored losslessly instead when that is no larger: no error, for no more
+# bits. Lossless coding keeps real weights' sign and mantissa bits raw and spends more than this
+# margin on their exponents (MiniLM's tensors of 1024 values and more: 2.50-3.27 bits a value in
+# bf16 and f16), so the comparison is only made once the quantized payload passes the raw bits by
+# it: below, a lossless encoding would be spent for nothing, in every search near those rates.
+# (A float tensor whose mantissas compress is compared from there on too: MiniLM f32's pooler costs
+# 13.5 bits a value lossless, so --bits 14-26 quantizes it where lossless would be smaller.)
+LOSSLESS_CHECK_MARGIN_BITS = 2
+
+
+def lossless_may_be_smaller(dtype_name, payload_bits, numel):
+    """Whether a quantized payload of `payload_bits` is large enough for the lossless coding of
+    its tensor to be tried against it (see LOSSLESS_CHECK_MARGIN_BITS)."""
+    return payload_bits >= numel * (mantissa_bits(dtype_name) + 1 + LOSSLESS_CHECK_MARGIN_BITS)
+
+
 def searched_values(source, info):
     """(x, bfloat16_words): a tensor as dependent quantization reads it (`quantize_dq_symbols`):
     bfloat16 words as they are, other dtypes as their float values."""
