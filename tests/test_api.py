@@ -438,6 +438,25 @@ def test_a_bits_budget_over_the_raw_size_with_a_non_finite_tensor_gives_the_loss
     assert same_bits(back["w"], w) and same_bits(back["v"], v)
 
 
+@pytest.mark.parametrize("under", [0.5, 2.0])
+def test_a_bits_budget_near_the_lossless_size_of_a_file_with_float64(lossy_source, tmp_path, monkeypatch, under):
+    """Just under the lossless size, the search asked for steps too fine for some tensors' indices
+    and failed ('step ... is too small'). Such a tensor is now lossless at such steps; the float64
+    one then jumps from ~23 to 55.6 bits a value, over the tolerance, and the search ends at the
+    bracket's side under the budget (it wrote 48-61 files; 18-20 now)."""
+    tensors, src = lossy_source
+    lossless = bslz.compress_file(src, tmp_path / "lossless.bslz")
+    writes = []
+    real = bslz.api._write_tensors
+    monkeypatch.setattr(bslz.api, "_write_tensors", lambda *a: writes.append(1) or real(*a))
+    bits = lossless.bits_per_float_param - under
+    report = bslz.compress_file(src, tmp_path / "bits.bslz", bits=bits)
+    assert report.bits_per_float_param <= bits and len(writes) <= 25
+    stored_lossless = {t.name for t in report.tensors if t.coding != "quantized"}
+    assert "layer3.weight" not in stored_lossless  # the float64 tensor: 23 bits quantized
+    check_lossy_file(tensors, tmp_path / "bits.bslz", stored_lossless)
+
+
 def test_a_bits_budget_just_under_the_lossless_file_is_met(tmp_path):
     """Just under the lossless file's size, candidates whose lossless coding is the smaller are
     stored lossless, in the estimate as in the files, and the search still lands in its tolerance."""

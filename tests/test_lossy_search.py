@@ -100,6 +100,36 @@ def test_a_widening_interval_ends_the_search_on_a_jittery_function(start):
 
 
 @pytest.mark.small
+def test_a_flat_stretch_is_left_in_growing_steps():
+    """--bits at steps too fine for any tensor: every one lossless, the file's size flat. Model
+    steps from there crawled (a mixed f32/f64 file just under its lossless size: 60 files written)."""
+
+    def fall(x):  # flat 100 over the interval below x = -5, then falling
+        return 100.0 if x < -5 else -1000.0 * (x + 4.9)
+
+    fn, calls = counted(fall)
+    x = _solve(fn, -20.0, 1000.0, (-1.0, 0.0))
+    assert -1.0 <= fall(x) <= 0.0 and len(calls) <= 15
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("start", [-3.0, 0.9, 5.0])
+def test_a_jump_over_the_interval_ends_at_the_narrowest_bracket(start):
+    """A size that jumps over the tolerance (a tensor turned lossless, bf16 jitter): bisection down
+    to `narrowest`, then the side that meets the target; without it, down to 1e-12."""
+
+    def jump(x):
+        return 5000.0 if x < 1.0 else -5000.0 - 1000.0 * (x - 1.0)
+
+    narrow, narrow_calls = counted(jump)
+    x = _solve(narrow, start, 1000.0, (-1.0, 0.0), narrowest=1e-3)
+    assert jump(x) <= 0 and 0 <= x - 1.0 < 1e-3
+    fine, fine_calls = counted(jump)
+    assert abs(_solve(fine, start, 1000.0, (-1.0, 0.0)) - 1.0) < 1e-9
+    assert len(narrow_calls) <= 16 < len(fine_calls)
+
+
+@pytest.mark.small
 def test_no_point_meets_the_target():
     with pytest.raises(InvalidArgumentError):
         _solve(lambda x: 1.0, 0.0, 1.0, (-0.1, 0.0))

@@ -7,15 +7,16 @@ estimates the sizes; every later one writes the file, whose size is exact, and t
 the step the search ends on is the output: the tensors are quantized once for the estimate and once
 for each file (two in every case measured).
 
-A tensor is stored lossless where that is no larger than quantized (`bslz.lossy.lossless_may_be_smaller`),
-in the estimate as in the files; a budget the lossless file meets gives the lossless file.
+A tensor is stored lossless where that is no larger than quantized (`bslz.lossy.lossless_may_be_smaller`)
+or where the step is too fine for its values' indices, in the estimate as in the files; a budget the
+lossless file meets gives the lossless file.
 """
 
 import math
 
 import numpy as np
 
-from bslz.codec.dq import quantize_dq_symbols
+from bslz.codec.dq import quantize_dq_symbols, step_fits
 from bslz.codec.expgolomb import best_order, code_length
 from bslz.codec.rans import histogram, rans_table
 from bslz.codec.rans_escape import clipped, excesses
@@ -105,17 +106,23 @@ def write_for_bits(source, options, lossless_bits, write, progress=None):
 
     lossless_sizes = {}  # info: payload bits of its lossless coding, once asked for
 
+    def lossless_size(info):
+        if info not in lossless_sizes:
+            lossless_sizes[info] = 8 * len(encode_lossless(source.tensor_bytes(info), info.dtype, info.shape)[1])
+        return lossless_sizes[info]
+
+    def steps_at(log_step):  # a step too fine for a tensor's values leaves it lossless
+        return {info.name: math.exp(log_step) for info in candidates if step_fits(stats[info][0], math.exp(log_step))}
+
     def estimate(log_step):  # bits over the budget, from size estimates
         def size(info):  # (max |w| known from the candidates' pass)
+            if not step_fits(stats[info][0], math.exp(log_step)):
+                return lossless_size(info)
             x, bfloat16_words = searched_values(source, info)
             symbols = quantize_dq_symbols(x, math.exp(log_step), top=stats[info][0], bfloat16_words=bfloat16_words)
             bits = estimate_size_bits(symbols)
-            if not lossless_may_be_smaller(info.dtype, bits, info.numel):
-                return bits
-            if info not in lossless_sizes:  # the file stores the tensor lossless where that is smaller
-                raw = source.tensor_bytes(info)
-                lossless_sizes[info] = 8 * len(encode_lossless(raw, info.dtype, info.shape)[1])
-            return min(bits, lossless_sizes[info])
+            # the file stores the tensor lossless where that is smaller
+            return min(bits, lossless_size(info)) if lossless_may_be_smaller(info.dtype, bits, info.numel) else bits
 
         return fixed + sum(_map_tensors(size, candidates, tick)) - budget
 
@@ -125,7 +132,9 @@ def write_for_bits(source, options, lossless_bits, write, progress=None):
     first = estimate(x)
     slope = quantized * BITS_PER_LOG_STEP * slope_share((budget - fixed) / quantized)
     if abs(first - aim) > FAR_TOLERANCES * -accept[0]:
-        slope = _sampled_slope(source, candidates, x, x + (first - aim) / slope) or slope
+        x1 = x + (first - aim) / slope
+        sampled = [info for info in candidates if all(step_fits(stats[info][0], math.exp(e)) for e in (x, x1))]
+        slope = _sampled_slope(source, sampled, x, x1) or slope
     # an estimate never ends the search: one inside the tolerance is measured by writing the file
     estimated = {} if accept[0] <= first <= accept[1] else {x: first}
     written = {}  # log(step) -> write's result, for the step written last only
@@ -134,13 +143,16 @@ def write_for_bits(source, options, lossless_bits, write, progress=None):
         if log_step in estimated:
             return estimated.pop(log_step)
         written.clear()
-        bits, written[log_step] = write({info.name: math.exp(log_step) for info in candidates})
+        bits, written[log_step] = write(steps_at(log_step))
         return bits - budget
 
-    log_step = _solve(over_budget, x, slope, accept)
+    # a file's size can jump over the tolerance: where a tensor turns lossless (a step too fine for
+    # its indices), or with the jitter of bfloat16's rounding. A bracket an eighth of the tolerance
+    # wide by the model slope ends the search there.
+    log_step = _solve(over_budget, x, slope, accept, narrowest=-accept[0] / slope / 8)
     if log_step not in written:  # the search ended on a step it had left behind
         written.clear()
-        written[log_step] = write({info.name: math.exp(log_step) for info in candidates})[1]
+        written[log_step] = write(steps_at(log_step))[1]
     return written[log_step]
 
 

@@ -255,21 +255,29 @@ def dq_quantize_for_snr(values, snr_db, guess=None, search=None, mantissa_bits=N
     return math.exp(log_step), last.get(log_step)
 
 
-def _solve(fall, x, slope, accept, widest=None):
+JUMP_SLOPES = 8  # a measured slope this many model slopes steep is a jump of `fall`, not its trend
+
+
+def _solve(fall, x, slope, accept, widest=None, narrowest=1e-12):
     """An x = log(step) with accept[0] <= fall(x) <= accept[1], for `fall` decreasing in x, close
     to linear, about -slope per unit of x. The accept interval lies on the side of the root that
     meets the target (bits: at most the budget; SNR: at least the target). With `widest`, its far
     end from the target moves out as the evaluations go, doubling its width each time up to
-    `widest` (for a `fall` that jitters on the scale of the interval).
+    `widest` (for a `fall` that jitters on the scale of the interval). Once the x that miss the
+    interval on either side are within `narrowest` of each other, `fall` is taken to jump over it
+    there, and the side that meets the target is returned.
 
     Secant steps aimed at the middle of the interval, from the model slope at first, then the
-    measured one; a step that leaves the bracket found so far bisects it instead. Each evaluation
-    quantizes whole tensors, which is why their number matters: two to four do (a bracketing
-    search that walked in factors of 4 took six to seven)."""
+    measured one; a step that leaves the bracket found so far bisects it instead, as does one
+    from where `fall` was flat or jumped (JUMP_SLOPES), and a flat stretch before any bracket is
+    left in model steps that double as it goes on. Each evaluation quantizes whole tensors, which
+    is why their number matters: two to four do (a bracketing search that walked in factors of 4
+    took six to seven)."""
     lo_ok, hi_ok = accept
     aim = (lo_ok + hi_ok) / 2
     below = above = None  # largest x with fall above the interval, smallest with fall below it
     previous = None
+    flat_run = 0  # evaluations in a row that found `fall` where the one before had
     for tries in range(60):
         fx = fall(x)
         width = hi_ok - lo_ok if widest is None else min((hi_ok - lo_ok) * 2.0**tries, widest)
@@ -280,16 +288,26 @@ def _solve(fall, x, slope, accept, widest=None):
             below = x if below is None else max(below, x)
         else:
             above = x if above is None else min(above, x)
+        bracketed = below is not None and above is not None
+        # a secant from where `fall` was flat (bits: every tensor lossless), or across a jump (far
+        # steeper than the model), would crawl: bisect the bracket, or double the model's steps
+        crawls = False
         if not math.isfinite(fx):  # no noise at all: the step is far too small
             x_next = x + math.log(4.0)
         else:
             measured = (previous[1] - fx) / (x - previous[0]) if previous and previous[0] != x else 0.0
             x_next = x + (fx - aim) / (measured if math.isfinite(measured) and measured > 0 else slope)
+            flat = previous is not None and previous[1] == fx
+            # (a secant from a point of a flat stretch, the one before flat too, also crawls)
+            crawls = flat or flat_run > 0 or (bracketed and measured > JUMP_SLOPES * slope)
+            flat_run = flat_run + 1 if flat else 0
+            if flat and not bracketed:
+                x_next = x + (fx - aim) / slope * 2.0 ** (flat_run - 1)
             previous = (x, fx)
-        if below is not None and above is not None:
-            if above - below < 1e-12:  # nothing left between them: take the side that meets the target
+        if bracketed:
+            if above - below < narrowest:  # nothing left between them: take the side that meets the target
                 break
-            if not below < x_next < above:
+            if crawls or not below < x_next < above:
                 x_next = (below + above) / 2
         x = x_next
     side = above if hi_ok <= 0 else below

@@ -159,6 +159,12 @@ def _level(u, quantizer):
     return (u + 1 - quantizer) if u & 1 else (quantizer * (u > 0) - u)
 
 
+def step_fits(top, step):
+    """Whether the indices of values up to `top` at `step` stay within MAX_INDEX (quantizing
+    raises where they would not)."""
+    return top / (2.0 * step) + 2 <= MAX_INDEX
+
+
 def _check(x, step, block, top=None, bfloat16_words=False):
     if (
         isinstance(step, bool)
@@ -178,7 +184,7 @@ def _check(x, step, block, top=None, bfloat16_words=False):
     top = float(top)
     if not math.isfinite(top):
         raise InvalidArgumentError("tensor holds NaN or infinity")
-    if top / (2.0 * step) + 2 > MAX_INDEX:
+    if not step_fits(top, step):
         raise InvalidArgumentError(f"step {step} is too small for values up to {top}: indices would pass 2**30")
     return flat, float(step), int(block), top
 
