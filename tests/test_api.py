@@ -457,6 +457,22 @@ def test_a_bits_budget_near_the_lossless_size_of_a_file_with_float64(lossy_sourc
     check_lossy_file(tensors, tmp_path / "bits.bslz", stored_lossless)
 
 
+@pytest.mark.parametrize("target", [dict(snr=150.0), dict(snr=300.0), dict(step=1e-12)])
+def test_a_target_too_fine_for_a_tensors_indices_stores_it_lossless(lossy_source, tmp_path, target):
+    """Indices stay within 2**30: a target that needed a finer step failed the whole file ('step
+    ... is too small', MiniLM f32 at --snr 150); such a tensor is now stored lossless, exact, which
+    meets any target."""
+    tensors, src = lossy_source
+    report = bslz.compress_file(src, tmp_path / "m.bslz", **target)
+    back = bslz.torch.load_file(tmp_path / "m.bslz")
+    for t in report.tensors:
+        if t.coding == "quantized":
+            assert "snr" in target and t.snr_db >= target["snr"], t.name
+        else:
+            assert same_bits(back[t.name], tensors[t.name]), t.name
+    assert report.lossless == (target.get("snr", 1000.0) > 200)  # 150 dB: some tensors quantized
+
+
 def test_a_bits_budget_just_under_the_lossless_file_is_met(tmp_path):
     """Just under the lossless file's size, candidates whose lossless coding is the smaller are
     stored lossless, in the estimate as in the files, and the search still lands in its tolerance."""

@@ -8,8 +8,9 @@ import numpy as np
 
 from bslz.bits_target import SEARCH_PASSES, write_for_bits
 from bslz.codec._parallel import map_tensors_in_order
+from bslz.codec.dq import step_fits
 from bslz.codec.measure import max_abs_and_signal, max_abs_of_bfloat16_words, signal_and_noise
-from bslz.errors import FormatError, InvalidArgumentError
+from bslz.errors import FormatError, InvalidArgumentError, StepTooFineError
 from bslz.formats.atomic import atomic_output, check_paths
 from bslz.formats.background import Background
 from bslz.formats.buffers import MemoryFile
@@ -187,8 +188,9 @@ def _encode_tensor(info, raw, quantized, step, options):
     """(fields, payload, decoded crc32, step, signal, noise) of one tensor. `quantized`: whether the
     plan quantizes it, at `step` (None for --snr: searched here); one holding NaN or infinity stays
     lossless all the same, and so does one whose lossless coding is no larger than its quantized
-    one (`lossless_may_be_smaller`). A lossless tensor has step None and decoded crc32 None (that of `raw`,
-    left to the writing thread)."""
+    one (`lossless_may_be_smaller`) or whose step would be too fine for its values' indices (a
+    --step, a recorded step, the step an --snr target asks for). A lossless tensor has step None
+    and decoded crc32 None (that of `raw`, left to the writing thread)."""
     symbols = values = top = signal = None
     dtype = lookup(info.dtype)
     # dependent quantization reads bfloat16 words themselves: no float32 copy of the tensor
@@ -202,9 +204,10 @@ def _encode_tensor(info, raw, quantized, step, options):
         else:
             top = max_abs_of_bfloat16_words(words)
         quantized = math.isfinite(top)  # NaN or infinity: a quantizer has no symbol for them
+        # a step too fine for the values' indices: lossless, exact, which meets any target
+        quantized = quantized and (step is None or step_fits(top, step))
     if not quantized:
-        fields, payload = encode_lossless(raw, info.dtype, info.shape)
-        return fields, payload, None, None, 0.0, 0.0
+        return _lossless_encoding(raw, info)
     latest = {}  # --snr: the latest step measured, {step: reconstruct_dq's result}, for the writer
     if options.snr is not None:  # search the step, and code the symbols found
 
@@ -217,7 +220,12 @@ def _encode_tensor(info, raw, quantized, step, options):
         # takes of float values, in the same order)
         x = raw.view(dtype.word_dtype) if words_read else values
         snr_mantissa = mantissa_bits(info.dtype)
-        step, symbols = dq_quantize_for_snr(x, options.snr, search=search, mantissa_bits=snr_mantissa, signal=signal)
+        try:
+            step, symbols = dq_quantize_for_snr(
+                x, options.snr, search=search, mantissa_bits=snr_mantissa, signal=signal
+            )
+        except StepTooFineError:  # the target asks for a step too fine for the values' indices
+            return _lossless_encoding(raw, info)
     # targets use dependent quantization; recorded training steps the uniform quantizer they were
     # planned for. (An --snr step meets its target here: the search measured these very sums.)
     reconstruction = "dq" if options.target is not None else None
@@ -235,10 +243,16 @@ def _encode_tensor(info, raw, quantized, step, options):
         decoded_as=crc32,
     )
     if lossless_may_be_smaller(info.dtype, 8 * _nbytes(payload), info.numel):
-        lossless = encode_lossless(raw, info.dtype, info.shape)
+        lossless = _lossless_encoding(raw, info)
         if _nbytes(lossless[1]) <= _nbytes(payload):  # exact, and no larger (any target is met)
-            return *lossless, None, None, 0.0, 0.0
+            return lossless
     return fields, payload, decoded_crc, step, signal, noise
+
+
+def _lossless_encoding(raw, info):
+    """`_encode_tensor`'s result for a tensor stored lossless."""
+    fields, payload = encode_lossless(raw, info.dtype, info.shape)
+    return fields, payload, None, None, 0.0, 0.0
 
 
 def _signal(raw, dtype_name):

@@ -19,3 +19,7 @@ class UnsupportedVersionError(FormatError):
 
 class InvalidArgumentError(BslzError, ValueError):
     """A caller passed a value outside what the function accepts."""
+
+
+class StepTooFineError(InvalidArgumentError):
+    """A quantizer step too fine for the values: their indices would pass the format's range."""

@@ -126,8 +126,9 @@ def compress(src, dst, bits, snr, step, exclude, min_lossy_elements, force, quie
       --step S    quantize each float tensor with step S
     Integer and bool tensors, float tensors smaller than --min-lossy-elements and those matching
     --exclude are always lossless. Tensors whose step the training hook recorded use that step when
-    no target is given. A float tensor that would be no smaller quantized than lossless is stored
-    lossless, and a --bits budget that the lossless file fits gives the lossless file.
+    no target is given. A float tensor is stored lossless where that is no larger than quantized,
+    or where the target asks for a step too fine for its values (indices past 2**30), and a --bits
+    budget that the lossless file fits gives the lossless file.
 
     \b
     Output name (zstd's habit), unless -o is given:

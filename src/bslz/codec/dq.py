@@ -35,7 +35,7 @@ from bslz.codec.measure import (
     signal_and_noise,
     widen_bfloat16_into,
 )
-from bslz.errors import InvalidArgumentError
+from bslz.errors import InvalidArgumentError, StepTooFineError
 
 DEFAULT_BLOCK = 1 << 16
 U64 = np.uint64
@@ -185,7 +185,7 @@ def _check(x, step, block, top=None, bfloat16_words=False):
     if not math.isfinite(top):
         raise InvalidArgumentError("tensor holds NaN or infinity")
     if not step_fits(top, step):
-        raise InvalidArgumentError(f"step {step} is too small for values up to {top}: indices would pass 2**30")
+        raise StepTooFineError(f"step {step} is too small for values up to {top}: indices would pass 2**30")
     return flat, float(step), int(block), top
 
 
