@@ -443,7 +443,8 @@ def test_a_bits_budget_near_the_lossless_size_of_a_file_with_float64(lossy_sourc
     """Just under the lossless size, the search asked for steps too fine for some tensors' indices
     and failed ('step ... is too small'). Such a tensor is now lossless at such steps; the float64
     one then jumps from ~23 to 55.6 bits a value, over the tolerance, and the search ends at the
-    bracket's side under the budget (it wrote 48-61 files; 18-20 now)."""
+    bracket's side under the budget (it wrote 48-61 files before the solver bisected flat stretches
+    and jumps, counted as here; 18-20 since)."""
     tensors, src = lossy_source
     lossless = bslz.compress_file(src, tmp_path / "lossless.bslz")
     writes = []

@@ -102,7 +102,7 @@ def test_a_widening_interval_ends_the_search_on_a_jittery_function(start):
 @pytest.mark.small
 def test_a_flat_stretch_is_left_in_growing_steps():
     """--bits at steps too fine for any tensor: every one lossless, the file's size flat. Model
-    steps from there crawled (a mixed f32/f64 file just under its lossless size: 60 files written)."""
+    steps from there crawled (a mixed f32/f64 file just under its lossless size: 60 evaluations, each a file)."""
 
     def fall(x):  # flat 100 over the interval below x = -5, then falling
         return 100.0 if x < -5 else -1000.0 * (x + 4.9)

@@ -95,11 +95,12 @@ def mantissa_bits(dtype_name):
 
 # A quantized tensor is stored losslessly instead when that is no larger: no error, for no more
 # bits. Lossless coding keeps real weights' sign and mantissa bits raw and spends more than this
-# margin on their exponents (MiniLM's tensors of 1024 values and more: 2.50-3.27 bits a value in
-# bf16 and f16), so the comparison is only made once the quantized payload passes the raw bits by
-# it: below, a lossless encoding would be spent for nothing, in every search near those rates.
-# (A float tensor whose mantissas compress is compared from there on too: MiniLM f32's pooler costs
-# 13.5 bits a value lossless, so --bits 14-26 quantizes it where lossless would be smaller.)
+# margin on their exponents (MiniLM's tensors of 1024 values and more, bf16 and f16: 2.51-3.27 bits
+# a value over those raw bits, in `bslz info`'s bits/param column of the lossless files), so the
+# comparison is only made once the quantized payload passes the raw bits by it: below, a lossless
+# encoding would be spent for nothing, in every search near those rates. (A float tensor whose
+# mantissas compress is compared from there on too: MiniLM f32's pooler costs 13.53 bits a value
+# lossless, so --bits 14-26 may quantize it where lossless would be smaller.)
 LOSSLESS_CHECK_MARGIN_BITS = 2
 
 
