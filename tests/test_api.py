@@ -472,6 +472,9 @@ def test_a_target_too_fine_for_a_tensors_indices_stores_it_lossless(lossy_source
         else:
             assert same_bits(back[t.name], tensors[t.name]), t.name
     assert report.lossless == (target.get("snr", 1000.0) > 200)  # 150 dB: some tensors quantized
+    if report.lossless:  # the lossless file itself, original header kept: decompression is byte-identical
+        bslz.compress_file(src, tmp_path / "lossless.bslz")
+        assert (tmp_path / "m.bslz").read_bytes() == (tmp_path / "lossless.bslz").read_bytes()
 
 
 def test_a_bits_budget_just_under_the_lossless_file_is_met(tmp_path):
