@@ -92,19 +92,21 @@ def write_for_bits(source, options, lossless_bits, write, progress=None):
         raise InvalidArgumentError(
             f"{options.bits} bits per parameter is below what this file costs with every quantized value at zero"
         )
+    lossless_sizes = {}  # info: payload bits of its lossless coding, once known
     if any(lossless_may_be_smaller(info.dtype, options.bits, 1) for info in candidates):
         # the lossless file, if within the budget, is the file of least error: written to know
         # its size, only at budgets where some candidate may be smaller lossless than quantized
         bits, report = write({})
         if bits <= budget:
             return report
+        # the estimate takes the candidates' lossless sizes from that file rather than coding them again
+        payload_bytes = {t.name: t.compressed_bytes for t in report.tensors}
+        lossless_sizes = {info: 8 * payload_bytes[info.name] for info in candidates}
     quantized = sum(info.numel for info in candidates)
     # a file's size moves in steps of a payload's alignment (64 bytes): no narrower window is sure to
     # hold one (a small file's search then ran out its 60 tries, each a file written)
     accept = (-max(BITS_TOLERANCE * quantized, 8.0 * ALIGN), 0.0)
     aim = accept[0] / 2  # where _solve aims
-
-    lossless_sizes = {}  # info: payload bits of its lossless coding, once asked for
 
     def lossless_size(info):
         if info not in lossless_sizes:
@@ -112,14 +114,17 @@ def write_for_bits(source, options, lossless_bits, write, progress=None):
         return lossless_sizes[info]
 
     def steps_at(log_step):  # a step too fine for a tensor's values leaves it lossless
-        return {info.name: math.exp(log_step) for info in candidates if step_fits(stats[info][0], math.exp(log_step))}
+        step = math.exp(log_step)
+        return {info.name: step for info in candidates if step_fits(stats[info][0], step)}
 
     def estimate(log_step):  # bits over the budget, from size estimates
+        step = math.exp(log_step)
+
         def size(info):  # (max |w| known from the candidates' pass)
-            if not step_fits(stats[info][0], math.exp(log_step)):
+            if not step_fits(stats[info][0], step):
                 return lossless_size(info)
             x, bfloat16_words = searched_values(source, info)
-            symbols = quantize_dq_symbols(x, math.exp(log_step), top=stats[info][0], bfloat16_words=bfloat16_words)
+            symbols = quantize_dq_symbols(x, step, top=stats[info][0], bfloat16_words=bfloat16_words)
             bits = estimate_size_bits(symbols)
             # the file stores the tensor lossless where that is smaller
             return min(bits, lossless_size(info)) if lossless_may_be_smaller(info.dtype, bits, info.numel) else bits
