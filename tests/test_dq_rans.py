@@ -52,6 +52,24 @@ def test_a_chunk_decoded_into_words_is_the_symbols_decoded_then_dequantized(name
 
 
 @pytest.mark.small
+def test_chunks_sharing_level_tables_decode_as_each_alone():
+    """A tensor's chunks share one `LevelTables`: a chunk with larger symbols than the chunks before
+    it grows the table, one with smaller ones uses it as it is; every chunk decodes to the words
+    of the general path."""
+    bf16 = lookup("BF16")
+    tables = dq_rans.LevelTables(0.0123, np.float32, lambda v: from_float32(v, bf16))
+    sizes = []
+    for top in (40, 10, 300, 3000, 5):
+        symbols = (np.arange(1000) % (top + 1)).astype(np.uint16)
+        chunk = encode_rans(symbols)
+        out = np.empty(symbols.size, np.uint16)
+        assert dq_rans.decode_chunk(chunk, 0.0123, 64, np.float32, tables.to_words, out, tables)
+        np.testing.assert_array_equal(out, general_path(chunk, symbols.size, 0.0123, 64, bf16))
+        sizes.append(tables.table.size)
+    assert sizes[0] < sizes[2] < sizes[3] and sizes[1] == sizes[0] and sizes[4] == sizes[3]
+
+
+@pytest.mark.small
 def test_chunks_left_to_the_general_path():
     """One symbol repeated (no payload), blocks not a multiple of four, an empty buffer: False,
     nothing written."""

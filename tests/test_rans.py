@@ -16,6 +16,7 @@ from hypothesis.extra import numpy as hnp
 
 from bslz.codec import _rans_kernels as kernels
 from bslz.codec import _rans_table as table_kernels
+from bslz.codec import rans
 from bslz.codec.rans import (
     decode_rans,
     encode_rans,
@@ -356,6 +357,17 @@ def test_trailing_bytes_are_format_errors(extra):
     buf = encode_rans(np.array([1, 2, 3, 1, 1], np.uint8))
     with pytest.raises(FormatError):
         decode_rans(buf + extra, 5)
+
+
+def test_a_header_longer_than_the_parsed_prefix_is_read_whole():
+    """A table of thousands of symbols takes more than the HEADER_PREFIX_BYTES parsed first: the
+    whole buffer is parsed then, to the reference's table and length."""
+    symbols = np.random.default_rng(21).integers(0, 4000, 20_000).astype(np.uint16)
+    buf = encode_rans(symbols)
+    max_symbol, freqs, nbytes = rans.read_header(buf)
+    assert nbytes > rans.HEADER_PREFIX_BYTES
+    assert (max_symbol, list(freqs), nbytes) == ref_header(buf)
+    np.testing.assert_array_equal(decode_rans(buf, symbols.size), symbols)
 
 
 @pytest.mark.small

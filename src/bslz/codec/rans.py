@@ -18,8 +18,11 @@ import numpy as np
 
 from bslz.codec import _rans_kernels as K
 from bslz.codec import _rans_table as T
-from bslz.codec._bits import as_uint8, bytes_to_words, check_zero_padding, words_to_bytes
+from bslz.codec._bits import as_uint8, big_endian_words, words_to_bytes
+from bslz.codec._jit import njit
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
+
+U64 = np.uint64
 
 MAX_ALPHABET = K.MAX_ALPHABET
 SCALE_BITS = K.SCALE_BITS
@@ -27,6 +30,7 @@ HEADER_PREFIX_BYTES = 512  # a typical header fits: parse it without converting 
 # No valid payload codes more symbols a word: each costs >= 7.7e-5 bits (max freq SCALE - 1,
 # state >= 2**31), so count <= 32 / 7.7e-5 < 2**19 per word. Bounds allocation on hostile input.
 MAX_SYMBOLS_PER_WORD = 1 << 19
+STATUS_PADDING = -1  # `parse_header`'s, besides the kernels': non-zero bits after the header's last
 
 
 def check_symbols(symbols):
@@ -148,15 +152,31 @@ def _raise_for(status, what):
 def _read_header(data):
     """(max_symbol, multi, header bytes, frequencies) of the stream in `data`."""
     freqs = np.zeros(MAX_ALPHABET, dtype=np.uint32)
-    prefix = data[:HEADER_PREFIX_BYTES]
-    status, max_symbol, multi, nbits = T.read_header(bytes_to_words(prefix), 8 * prefix.size, freqs)
-    if status == K.STATUS_TRUNCATED and prefix.size < data.size:
-        freqs[:] = 0
-        status, max_symbol, multi, nbits = T.read_header(bytes_to_words(data), 8 * data.size, freqs)
+    status, max_symbol, multi, hbytes = parse_header(data, freqs)
+    if status == STATUS_PADDING:
+        raise FormatError("rANS header: non-zero padding bits")
     if status != K.STATUS_OK:
         _raise_for(status, "header")
-    check_zero_padding(data, int(nbits), "rANS header")
-    return int(max_symbol), bool(multi), (int(nbits) + 7) // 8, freqs[: int(max_symbol) + 1]
+    return int(max_symbol), bool(multi), int(hbytes), freqs[: int(max_symbol) + 1]
+
+
+@njit
+def parse_header(data, freqs):
+    """(status, max_symbol, multi, header bytes) of the stream in `data` (uint8), its frequencies
+    written into `freqs` (MAX_ALPHABET, zeroed), padding checked: in one kernel call, where the
+    numpy steps around the header kernel cost 20 us a chunk (a decoder's chunk takes ~500)."""
+    n = min(data.size, HEADER_PREFIX_BYTES)  # a typical header: parsed without the whole buffer
+    status, max_symbol, multi, nbits = T.read_header(big_endian_words(data, n), 8 * n, freqs)
+    if status == K.STATUS_TRUNCATED and n < data.size:
+        freqs[:] = 0
+        status, max_symbol, multi, nbits = T.read_header(big_endian_words(data, data.size), 8 * data.size, freqs)
+    if status != K.STATUS_OK:
+        return status, np.int64(0), False, np.int64(0)
+    header_bytes = np.int64((U64(nbits) + U64(7)) // U64(8))
+    spare = np.int64(8) * header_bytes - np.int64(nbits)  # padding bits in the last byte
+    if spare and np.int64(data[header_bytes - 1]) & ((np.int64(1) << spare) - 1):
+        return STATUS_PADDING, np.int64(0), False, np.int64(0)
+    return K.STATUS_OK, np.int64(max_symbol), multi, header_bytes
 
 
 def decode_rans(buf, count, out=None, *, shift=0, limit=None):

@@ -3,6 +3,8 @@ them (rounded to its dtype), for the decoder, and with the sums measured on them
 (`tensor_codec.encode_quantized`), which must report what the file decodes.
 """
 
+import functools
+
 import numpy as np
 
 from bslz.codec import dq_rans, streams
@@ -125,6 +127,16 @@ def reconstructs_by_chunk(plan, fields):
     return fields["reconstruction"] != "dq" or plan.chunk_size % fields["dq_block"] == 0
 
 
+@functools.lru_cache(maxsize=16)
+def _level_tables(step, dtype_name):
+    """The `dq_rans.LevelTables` of a step and dtype, for every tensor that has both: a file made
+    for `--bits` quantizes every tensor with one step."""
+    dtype = lookup(dtype_name)
+    return dq_rans.LevelTables(
+        step, np.float64 if dtype_name == "F64" else np.float32, lambda v: from_float32(v, dtype)
+    )
+
+
 def decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes, out=None, chunk_decoded=None):
     """Dependent quantization's chunks straight into words (`dq_rans`), where that path takes them;
     the others decoded to symbols and then reconstructed. Into `out` (uint8, nbytes) if given.
@@ -133,13 +145,12 @@ def decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes, out=No
     words = out.view(dtype.word_dtype)
     compute = np.float64 if dtype.name == "F64" else np.float32
 
-    def to_words(values):
-        return from_float32(values, dtype)
+    tables = _level_tables(fields["step"], dtype.name)
 
     def decode(lo, hi, chunk):
         with np.errstate(over="ignore", invalid="ignore"):  # numpy's error state is per thread: see decode_tensor
             if fields["reconstruction"] == "dq" and dq_rans.decode_chunk(
-                chunk, fields["step"], fields["dq_block"], compute, to_words, words[lo:hi]
+                chunk, fields["step"], fields["dq_block"], compute, tables.to_words, words[lo:hi], tables
             ):
                 return
             symbols = decode_rans(chunk, hi - lo, np.empty(hi - lo, np.uint16))
