@@ -409,25 +409,50 @@ def test_empty_tensor():
 
 
 @pytest.mark.parametrize("workers", [1, 3])
-def test_each_decoded_chunk_is_reported_with_its_bytes_and_words(workers):
-    """`chunk_decoded` sees every chunk once, on the thread that decoded it: its bytes are the
+def test_each_decoded_run_of_chunks_is_reported_with_its_bytes_and_words(workers):
+    """`chunk_decoded` sees every run of chunks once (`chunk_runs`: consecutive chunks, at most
+    RUN_CHUNKS, within one thread's share), on the thread that decoded it: its bytes are the
     payload after the chunk table, in order, and its words the decoded ones."""
     import threading
 
     values = np.random.default_rng(4).standard_normal(1003).astype(np.float32)
-    enc = floats.encode_floats(values, "float32", chunk_size=100)
+    enc = floats.encode_floats(values, "float32", chunk_size=10)
+    runs = floats.chunk_runs(101, workers)
+    assert [c for lo, hi in runs for c in range(lo, hi)] == list(range(101))
+    assert max(hi - lo for lo, hi in runs) <= floats.RUN_CHUNKS
     seen = {}
 
-    def chunk_decoded(c, chunk_bytes, chunk_words):
-        seen[c] = (bytes(chunk_bytes), chunk_words.copy(), threading.get_ident())
+    def chunk_decoded(r, run_bytes, run_words):
+        seen[r] = (bytes(run_bytes), run_words.copy(), threading.get_ident())
 
     out = floats.decode_floats(enc, workers=workers, chunk_decoded=chunk_decoded)
     assert np.array_equal(out, values.view(np.uint32))
-    assert sorted(seen) == list(range(11))
-    table = 8 * 12
-    assert b"".join(seen[c][0] for c in range(11)) == bytes(enc.payload)[table:]
-    assert np.array_equal(np.concatenate([seen[c][1] for c in range(11)]), out)
+    assert sorted(seen) == list(range(len(runs)))
+    table = 8 * 102
+    assert b"".join(seen[r][0] for r in range(len(runs))) == bytes(enc.payload)[table:]
+    assert np.array_equal(np.concatenate([seen[r][1] for r in range(len(runs))]), out)
     assert (len({ident for _, _, ident in seen.values()}) > 1) == (workers > 1)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_run_decodes_the_chunks_the_kernel_declines_the_long_way(workers):
+    """Chunks whose heads are rANS-coded (peaked on a few values), which the one-call kernel leaves
+    to the long way, between Huffman-coded ones in the same runs: every chunk decodes."""
+    spec = floats.LAYOUTS["bfloat16"]
+    rng = np.random.default_rng(13)
+    chunk = 2000
+    pieces = []
+    for c in range(12):
+        if c % 3 == 1:  # peaked: rANS
+            heads = rng.choice([3, 9, 200], chunk, p=[0.9, 0.05, 0.05]).astype(np.uint16)
+            pieces.append((heads << spec.low_bits) | rng.integers(0, 1 << spec.low_bits, chunk).astype(np.uint16))
+        else:
+            pieces.append((rng.standard_normal(chunk).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16))
+    words = np.concatenate(pieces)
+    encoded = floats.encode_floats(words, "bfloat16", chunk_size=chunk)
+    methods = [int(encoded.payload[8 * 13 + off]) for off in np.frombuffer(encoded.payload[: 8 * 13], "<u8")[:-1]]
+    assert floats.RANS in methods and floats.HUFFMAN in methods
+    np.testing.assert_array_equal(floats.decode_floats(encoded, workers=workers), words)
 
 
 def _encoded_sample():

@@ -117,6 +117,23 @@ def decode_chunk(data, words, heads, lo, hi, sign_pos, low_bits, widths, shifts,
     return pos == data.size
 
 
+@njit
+def decode_chunks(
+    body, offsets, words, heads, c_lo, c_hi, chunk_size, sign_pos, low_bits, widths, shifts, eg_tables, max_order
+):
+    """`decode_chunk` of chunks c_lo..c_hi - 1 of a tensor (chunk c: body[offsets[c] : offsets[c + 1]],
+    values c * chunk_size up to the words' end) in one call, the GIL released once for them all;
+    returns the first chunk it left undecoded (c_hi when none): the caller decodes that one the long
+    way and calls again from the next."""
+    for c in range(c_lo, c_hi):
+        lo = c * chunk_size
+        hi = min(words.size, lo + chunk_size)
+        data = body[offsets[c] : offsets[c + 1]]
+        if not decode_chunk(data, words, heads, lo, hi, sign_pos, low_bits, widths, shifts, eg_tables, max_order):
+            return c
+    return c_hi
+
+
 @njit_inline
 def _straight_head(data, n):
     """Whether the chunk's first segment (the head) is a Huffman one that `decode_chunk` decodes

@@ -55,6 +55,13 @@ def parallel_map(fn, items, workers=None):
     return list(_pool(workers).map(fn, items))
 
 
+def threads_for(count, workers=None):
+    """How many threads `parallel_map` runs `count` items on."""
+    if count <= 1 or getattr(_local, "in_pool", False):
+        return 1
+    return max(1, min(workers or default_workers(), count))
+
+
 def split_range(n, parts, multiple=1):
     """Cut range(n) into at most `parts` contiguous (lo, hi) pieces whose bounds are multiples of `multiple`."""
     units = -(-n // multiple)

@@ -293,8 +293,9 @@ class ContainerReader:
 
     def checks_while_decoding(self, name):
         """Whether `decode_raw` checks this tensor's decoded bytes itself, whatever its
-        `check_decoded`: chunk by chunk as it decodes them, by the thread that decoded each, while
-        in its cache (a lossless float tensor's payload too, its chunks being its payload). Checked
+        `check_decoded`: piece by piece as it decodes them (chunks, or runs of a few), by the thread
+        that decoded each, while in its cache (a lossless float tensor's payload too, its chunks
+        being its payload). Checked
         whole, before and after decoding, the checksums of a tensor of a few chunks ran on one core
         while the others waited."""
         e = self.entry(name)

@@ -177,10 +177,11 @@ def decode_tensor(fields, payload, dtype_name, numel, nbytes, out=None, chunk_de
     place; an `out` not aligned to them (a tensor at an odd offset of a safetensors file) gets the
     bytes decoded apart, then copied.
 
-    `chunk_decoded(c, chunk_bytes, chunk_words)`, if given, is called for each chunk c of a tensor
-    decoded chunk by chunk, by the thread that decoded it, with its decoded words and (the "float"
-    coding, whose chunk table and chunks are its payload) its bytes of the payload, else None. A
-    tensor decoded otherwise reports nothing."""
+    `chunk_decoded(c, chunk_bytes, chunk_words)`, if given, is called for each piece c (numbered
+    from 0, in order) of a tensor decoded piece by piece, by the thread that decoded it, with its
+    decoded words and (the "float" coding, whose chunk table and chunks are its payload) its bytes
+    of the payload, else None: a chunk of a quantized stream, a run of chunks of a float tensor
+    (`floats.chunk_runs`). A tensor decoded otherwise reports nothing."""
     if out is None:
         return _decode_tensor(fields, payload, dtype_name, numel, nbytes, None, chunk_decoded)
     if out.dtype != np.uint8 or out.shape != (nbytes,) or not out.flags.c_contiguous:
