@@ -567,3 +567,34 @@ def test_one_call_chunk_encoding_codes_rans_segments_too():
         assert not FC.decode_chunk(fast, np.zeros_like(words), np.zeros(n, np.uint16), 0, n, *args, *EG_ARGS)
         encoded = floats.encode_floats(words, "bfloat16")
         np.testing.assert_array_equal(floats.decode_floats(encoded), words)
+
+
+@given(
+    width=st.sampled_from([1, 2, 6, 8]),
+    skew=st.floats(0.0, 0.6),
+    n=st.sampled_from([FK.RAW_SAMPLE_MIN_VALUES, 3 * FK.RAW_SAMPLE_MIN_VALUES + 5]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_a_piece_left_raw_by_its_sample_is_one_its_whole_histogram_leaves_raw(width, skew, n, seed):
+    """Where the sample (`raw_by_sample`) says raw, the whole histogram says so too: its entropy
+    is not below what an entropy coder must reach, nor its exp-Golomb code below raw; and a
+    piece far from uniform is never declared raw by its sample."""
+    rng = np.random.default_rng(seed)
+    size = 1 << width
+    weights = np.exp(-skew * np.arange(size) * 8 / size)  # from uniform to steeply falling
+    values = rng.choice(size, n, p=weights / weights.sum()).astype(np.uint16)
+    hist = np.bincount(values, minlength=size).astype(np.uint64)
+    _, _, eg_bits, entropy_bits, _ = FK.segment_costs(hist, width, eg.MAX_ORDER)
+    raw_size = (n * width + 7) // 8
+    if FK.raw_by_sample(values, width, floats.ENTROPY_MIN_GAIN):
+        best = min(raw_size, (int(eg_bits) + 7) // 8)
+        assert best == raw_size and entropy_bits / 8 >= best - best // floats.ENTROPY_MIN_GAIN
+        assert floats.encode_segment(values, width)[0] == floats.RAW
+    if entropy_bits / n < width * 0.95:
+        assert not FK.raw_by_sample(values, width, floats.ENTROPY_MIN_GAIN)
+
+
+def test_small_pieces_are_not_sampled():
+    values = np.random.default_rng(3).integers(0, 64, FK.RAW_SAMPLE_MIN_VALUES - 1).astype(np.uint16)
+    assert not FK.raw_by_sample(values, 6, floats.ENTROPY_MIN_GAIN)
+    assert FK.raw_by_sample(np.concatenate([values, values[:1]]), 6, floats.ENTROPY_MIN_GAIN)

@@ -23,6 +23,7 @@ from bslz.codec._float_kernels import (
     merge_tail,
     pack_bits,
     pack_bytes,
+    raw_by_sample,
     segment_costs,
     tail_piece,
     unzigzag_around,
@@ -162,6 +163,14 @@ def encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, max_order):
             head_piece(words, lo, hi, low_bits, mask, piece)
         else:
             tail_piece(words, lo, hi, sign_pos, low_bits, U64(shifts[p]), mask, piece)
+        raw_size = (n * width + 7) // 8
+        if raw_by_sample(piece, width, ENTROPY_MIN_GAIN):
+            _put_segment_header(out, pos, RAW, 0, 0, raw_size)
+            pos += SEGMENT_HEADER_BYTES
+            out[pos : pos + raw_size] = 0  # the packers OR bits in
+            _put_raw(piece, width, out[pos : pos + raw_size])
+            pos += raw_size
+            continue
         hist = np.zeros(1 << width, dtype=np.uint64)  # the piece's values are below it
         histogram(piece, hist)
         center, k, eg_bits, entropy_bits, distinct = segment_costs(hist, width, max_order)
@@ -169,7 +178,6 @@ def encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, max_order):
             _put_segment_header(out, pos, CONSTANT, 0, center, 0)
             pos += SEGMENT_HEADER_BYTES
             continue
-        raw_size = (n * width + 7) // 8
         eg_size = (np.int64(eg_bits) + 7) // 8
         best = min(raw_size, eg_size)
         limit = best - best // ENTROPY_MIN_GAIN

@@ -96,6 +96,8 @@ def _entropy_bytes(hist, n):
 def encode_segment(values, width):
     """(method, k, center, payload bytes) of the smallest coding of one piece's values."""
     n = values.size
+    if FK.raw_by_sample(values, width, ENTROPY_MIN_GAIN):
+        return RAW, 0, 0, _raw_bytes(values, width)
     hist = histogram(values)
     # EG costs come from the histogram: se(v - center) only permutes it
     center, k, eg_bits, entropy_bits, distinct = FK.segment_costs(hist, width, eg.MAX_ORDER)
