@@ -164,7 +164,7 @@ def encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, max_order):
         else:
             tail_piece(words, lo, hi, sign_pos, low_bits, U64(shifts[p]), mask, piece)
         raw_size = (n * width + 7) // 8
-        if raw_by_sample(piece, width, ENTROPY_MIN_GAIN):
+        if p > 0 and raw_by_sample(piece, width, ENTROPY_MIN_GAIN):  # tails (a head is never uniform)
             _put_segment_header(out, pos, RAW, 0, 0, raw_size)
             pos += SEGMENT_HEADER_BYTES
             out[pos : pos + raw_size] = 0  # the packers OR bits in

@@ -93,10 +93,12 @@ def _entropy_bytes(hist, n):
     return float(-(c * np.log2(c / n)).sum()) / 8
 
 
-def encode_segment(values, width):
-    """(method, k, center, payload bytes) of the smallest coding of one piece's values."""
+def encode_segment(values, width, tail=True):
+    """(method, k, center, payload bytes) of the smallest coding of one piece's values; a `tail`
+    piece that its sample shows near uniform is left raw at once (`raw_by_sample`: a head never is,
+    nor tried)."""
     n = values.size
-    if FK.raw_by_sample(values, width, ENTROPY_MIN_GAIN):
+    if tail and FK.raw_by_sample(values, width, ENTROPY_MIN_GAIN):
         return RAW, 0, 0, _raw_bytes(values, width)
     hist = histogram(values)
     # EG costs come from the histogram: se(v - center) only permutes it
@@ -148,7 +150,7 @@ def _encode_pieces(words, lo, hi, layout):
     piece_buf = np.empty(hi - lo, dtype=np.uint16)
     for _, width, shift in layout.pieces():
         _piece_values(words, lo, hi, layout, width, shift, piece_buf)
-        method, k, center, payload = encode_segment(piece_buf, width)
+        method, k, center, payload = encode_segment(piece_buf, width, tail=shift is not None)
         header = np.zeros(1, dtype=SEGMENT_HEADER)
         header[0] = (method, k, center, len(payload))
         parts.append(header.tobytes())
