@@ -8,8 +8,9 @@ revision, one after the other (so that both see the same machine load), in turns
 first in even rounds, second in odd ones: use an even number of rounds), and each child times the
 library calls on a copy of the file in a tmpfs directory (/dev/shm when it has room): lossless
 compress and decompress (best of 5), `--bits 4.936`, `--snr 35` and `--step 1e-3` compress (best of
-3), the lossy decompress of the `--bits` file (best of 5) and, where the revision has them, the
-in-memory calls `compress_bytes` / `decompress_bytes` (best of 5). The table gives, per operation, the
+3), the lossy decompress of the `--bits` file (best of 5) and, where the revision has them,
+`bslz.torch.load_file` of the lossless and the `--bits` file and the in-memory calls
+`compress_bytes` / `decompress_bytes` (best of 5). The table gives, per operation, the
 best time over all rounds and the ratio, and the median over the rounds of each round's ratio
 (steadier: a slow phase of the machine hits both children of a round). On a 2-core machine MB/s
 figures vary by ~15 % from run to run: this is the measure to trust for "did this change make it
@@ -54,6 +55,13 @@ out = {
     "--snr 35 compress": best(lambda: bslz.compress_file(src, f"{work}/snr.bslz", overwrite=True, snr=35), 3),
     "--step 1e-3 compress": best(lambda: bslz.compress_file(src, f"{work}/step.bslz", overwrite=True, step=1e-3), 3),
 }
+try:  # decoding into memory (torch tensors), where the revision has it
+    import bslz.torch
+except ImportError:
+    pass
+else:
+    out["lossless load_file"] = best(lambda: bslz.torch.load_file(packed), 5)
+    out["lossy load_file"] = best(lambda: bslz.torch.load_file(lossy), 5)
 if hasattr(bslz, "compress_bytes"):  # the in-memory calls, where the revision has them
     with open(src, "rb") as f:
         data = f.read()
