@@ -67,8 +67,9 @@ def as_tensor(raw, dtype_name, shape, framework):
             if raw.size == 0:  # torch cannot view an empty byte array as a wider dtype
                 return torch.empty(tuple(shape), dtype=target)
             # shaped and typed in numpy, where it can: each torch call lets go of the GIL and waits to
-            # take it back behind the threads decoding the next tensors (MiniLM bf16 at --bits 7.978,
-            # `bslz.torch.load_file`: three a tensor took 9.8 ms of a 49 ms load; bf16's one view, 4.1)
+            # take it back behind the threads decoding the next tensors (`benchmarks/bench_gil_waits.py`,
+            # MiniLM bf16 at --bits 7.978: with three torch calls a tensor, 11.5 ms of a 55 ms
+            # `load_file` at b2804be; 6.3 of 49 now, 4.4 of them bf16's one view)
             words = np.ascontiguousarray(raw).view(dtype.numpy_dtype or dtype.word_dtype).reshape(tuple(shape))
             tensor = torch.from_numpy(words)
             return tensor if tensor.dtype == target else tensor.view(target)

@@ -272,10 +272,11 @@ def segment_costs(hist, width, max_order):
 # an entropy coder must reach (ENTROPY_MIN_GAIN) is left raw without its whole histogram: no coder
 # gets below a piece's entropy, and the sample's plug-in entropy is on average below the piece's.
 # Its spread sets the margin: on pieces of 2**17 values with entropies near that limit (6- and
-# 8-bit pieces, 600 random ones each), the sample's came at most 0.0053 bits above the whole's
-# (sd 0.0028); the spread goes as 1 / sqrt(values), so smaller pieces are histogrammed whole. The
-# full histogram of a bf16 tail took 73 of the 501 us that coding a 262144-value chunk took
-# (MiniLM's embedding, one thread), and weights' tails are raw. (Heads, exponents, are never near
+# 8-bit pieces, 600 random ones each, `benchmarks/bench_raw_sample.py`), the sample's came at most
+# 0.0053 bits above the whole's (sd 0.0028); the spread goes as 1 / sqrt(values), so smaller pieces
+# are histogrammed whole. Weights' tails are raw: one of MiniLM bf16's embedding chunks (262144
+# values, one thread) codes in 431-442 us so, 498 with the whole histogram
+# (`benchmarks/bench_gil_waits.py`, against a worktree of b2804be). (Heads, exponents, are never near
 # uniform: not sampled.)
 RAW_SAMPLE_STRIDE = 8
 RAW_SAMPLE_MIN_VALUES = 1 << 17

@@ -103,10 +103,10 @@ def level_words(max_symbol, step, compute, to_words):
 class LevelTables:
     """The `level_words` of every chunk of one step and dtype (a tensor's; with `--bits`, a whole
     file's), made once for them all: an entry does not depend on the chunk, so one table up to the
-    largest symbol met so far serves every chunk. Made for each chunk (with its header parsed in
-    numpy calls), it took ~40 us a chunk that decodes in ~500 (MiniLM bf16's embedding, 262144
-    values a chunk, one thread). Threads decoding side by side share it: a table is only ever
-    replaced by a larger one, and any table large enough gives the same words."""
+    largest symbol met so far serves every chunk: one of MiniLM bf16's embedding chunks (262144
+    values, one thread) decodes in 485 us with it, in 506 with a table made for the chunk
+    (`benchmarks/bench_gil_waits.py`). Threads decoding side by side share it: a table is only
+    ever replaced by a larger one, and any table large enough gives the same words."""
 
     def __init__(self, step, compute, to_words):
         self.to_words = to_words

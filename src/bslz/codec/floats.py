@@ -276,9 +276,10 @@ def decode_floats(encoded, out=None, *, workers=None, chunk_decoded=None):
 
 # A thread's share of a tensor's chunks is decoded in runs of at most this many, one kernel call
 # each, their checksums taken after each: a call for each chunk made the threads take the GIL back
-# after each, and a call for the whole share checked it once out of cache (MiniLM bf16,
-# `decompress_bytes`, 6 interleaved rounds, median time against a call a chunk: 0.936 with 4,
-# 0.947 with the whole share, 1.003 with 1)
+# after each, and a call for the whole share checked it once, out of cache. MiniLM bf16,
+# `decompress_bytes`: `benchmarks/compare_revisions.py 870c4a4 56e1af4 --rounds 6` (a call a chunk,
+# then runs of 4) 1.02x best / 1.04x median; with this constant edited, 6 interleaved rounds, the
+# median time against a call a chunk was 0.936 with 4, 0.947 with the whole share, 1.003 with 1.
 RUN_CHUNKS = 4
 
 

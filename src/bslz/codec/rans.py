@@ -163,13 +163,15 @@ def _read_header(data):
 @njit
 def parse_header(data, freqs):
     """(status, max_symbol, multi, header bytes) of the stream in `data` (uint8), its frequencies
-    written into `freqs` (MAX_ALPHABET, zeroed), padding checked: in one kernel call, where the
-    numpy steps around the header kernel cost 20 us a chunk (a decoder's chunk takes ~500)."""
+    written into `freqs` (MAX_ALPHABET, zeroed), padding checked: in one kernel call, where numpy
+    steps around the header kernel took 6 us for a short header and 27 for one of 1234 bytes (4
+    and 17 now; `benchmarks/bench_gil_waits.py`, against a worktree of b2804be)."""
     n = min(data.size, HEADER_PREFIX_BYTES)  # a typical header: parsed without the whole buffer
     status, max_symbol, multi, nbits = T.read_header(big_endian_words(data, n), 8 * n, freqs)
-    if status == K.STATUS_TRUNCATED and n < data.size:
+    while status == K.STATUS_TRUNCATED and n < data.size:  # a longer one: 16x the bytes, up to all
+        n = min(data.size, 16 * n)
         freqs[:] = 0
-        status, max_symbol, multi, nbits = T.read_header(big_endian_words(data, data.size), 8 * data.size, freqs)
+        status, max_symbol, multi, nbits = T.read_header(big_endian_words(data, n), 8 * n, freqs)
     if status != K.STATUS_OK:
         return status, np.int64(0), False, np.int64(0)
     header_bytes = np.int64((U64(nbits) + U64(7)) // U64(8))
