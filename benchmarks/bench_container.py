@@ -23,6 +23,7 @@ float tensors of the file.
 """
 
 import argparse
+import contextlib
 import hashlib
 import importlib.metadata
 import math
@@ -137,6 +138,19 @@ def minilm_bf16(workdir, given=None):
     path = os.path.join(workdir, "minilm-bf16.safetensors")
     shutil.copyfile(given, path)
     return path
+
+
+@contextlib.contextmanager
+def minilm_bf16_workdir(description):
+    """For a benchmark script's `main`: its `--bf16-file` option parsed, a temporary work directory,
+    and MiniLM in bf16 in it (`minilm_bf16`); yields (work directory, the bf16 file's path)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--bf16-file", metavar="PATH", help="MiniLM in bf16 as bench_container.py writes it (default: made here)"
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=work_base()) as work:
+        yield work, minilm_bf16(work, args.bf16_file)
 
 
 def aggregate_snr(original_path, decoded_path):

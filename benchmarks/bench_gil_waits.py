@@ -18,9 +18,7 @@ waits to take it back behind the other threads' Python. Measured on MiniLM cast 
    first (synthetic symbols).
 """
 
-import argparse
 import os
-import tempfile
 import time
 
 import numpy as np
@@ -28,7 +26,7 @@ import numpy as np
 import bslz
 import bslz.reader as reader
 import bslz.torch
-from bench_container import build_files, work_base
+from bench_container import minilm_bf16_workdir
 from bslz.codec import _float_chunks as FC
 from bslz.codec import dq_rans, floats, rans
 from bslz.formats.container import ContainerReader
@@ -154,11 +152,7 @@ def chunk_parts(bf16_path, lossy_path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bf16-file", help="MiniLM in bf16 (default: written from the model's package)")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(dir=work_base()) as work:
-        bf16 = args.bf16_file or build_files(work)["BF16"]
+    with minilm_bf16_workdir(__doc__) as (work, bf16):
         lossy = os.path.join(work, "lossy.bslz")
         bslz.compress_file(bf16, lossy, bits=7.978)
         print("## bslz.torch.load_file, MiniLM bf16 at --bits 7.978 (ms a load)\n")

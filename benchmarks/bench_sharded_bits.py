@@ -9,19 +9,17 @@ the aggregate SNR over every float tensor (10 log10(sum w^2 / sum (w - w_hat)^2)
 float parameter (compressed bytes x 8 / float parameters) are printed for each.
 """
 
-import argparse
 import json
 import os
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 import bslz.torch
-from bench_container import build_files, work_base
+from bench_container import minilm_bf16_workdir
 
 BUDGETS = (4.936, 6.38, 7.978)
 
@@ -58,11 +56,7 @@ def measure(original, compressed_files):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bf16-file", help="MiniLM in bf16 (default: written from the model's package)")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(dir=work_base()) as work:
-        whole = args.bf16_file or build_files(work)["BF16"]
+    with minilm_bf16_workdir(__doc__) as (work, whole):
         ckpt = os.path.join(work, "ckpt")
         os.mkdir(ckpt)
         shard(whole, ckpt)
