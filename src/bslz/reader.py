@@ -68,8 +68,8 @@ def as_tensor(raw, dtype_name, shape, framework):
                 return torch.empty(tuple(shape), dtype=target)
             # shaped and typed in numpy, where it can: each torch call lets go of the GIL and waits to
             # take it back behind the threads decoding the next tensors (`benchmarks/bench_gil_waits.py`,
-            # MiniLM bf16 at --bits 7.978: with three torch calls a tensor, 11.5 ms of a 55 ms
-            # `load_file` at b2804be; 6.3 of 49 now, 4.4 of them bf16's one view)
+            # MiniLM bf16 at --bits 7.978: with three torch calls a tensor, 11.5-13.7 ms of a 55-62 ms
+            # `load_file` at b2804be; 6.3-6.4 of 47-49 now, 4.4-4.6 of them bf16's one view)
             words = np.ascontiguousarray(raw).view(dtype.numpy_dtype or dtype.word_dtype).reshape(tuple(shape))
             tensor = torch.from_numpy(words)
             return tensor if tensor.dtype == target else tensor.view(target)

@@ -275,7 +275,7 @@ def segment_costs(hist, width, max_order):
 # 8-bit pieces, 600 random ones each, `benchmarks/bench_raw_sample.py`), the sample's came at most
 # 0.0053 bits above the whole's (sd 0.0028); the spread goes as 1 / sqrt(values), so smaller pieces
 # are histogrammed whole. Weights' tails are raw: one of MiniLM bf16's embedding chunks (262144
-# values, one thread) codes in 431-442 us so, 498 with the whole histogram
+# values, one thread) codes in 431-442 us so, 498-534 with the whole histogram
 # (`benchmarks/bench_gil_waits.py`, against a worktree of b2804be). (Heads, exponents, are never near
 # uniform: not sampled.)
 RAW_SAMPLE_STRIDE = 8

@@ -104,7 +104,7 @@ class LevelTables:
     """The `level_words` of every chunk of one step and dtype (a tensor's; with `--bits`, a whole
     file's), made once for them all: an entry does not depend on the chunk, so one table up to the
     largest symbol met so far serves every chunk: one of MiniLM bf16's embedding chunks (262144
-    values, one thread) decodes in 485 us with it, in 506 with a table made for the chunk
+    values, one thread) decodes in 485-488 us with it, in 506-514 with a table made for the chunk
     (`benchmarks/bench_gil_waits.py`). Threads decoding side by side share it: a table is only
     ever replaced by a larger one, and any table large enough gives the same words."""
 

@@ -164,7 +164,7 @@ def _read_header(data):
 def parse_header(data, freqs):
     """(status, max_symbol, multi, header bytes) of the stream in `data` (uint8), its frequencies
     written into `freqs` (MAX_ALPHABET, zeroed), padding checked: in one kernel call, where numpy
-    steps around the header kernel took 6 us for a short header and 27 for one of 1234 bytes (4
+    steps around the header kernel took 6 us for a short header and 30 for one of 1234 bytes (4-5
     and 17 now; `benchmarks/bench_gil_waits.py`, against a worktree of b2804be)."""
     n = min(data.size, HEADER_PREFIX_BYTES)  # a typical header: parsed without the whole buffer
     status, max_symbol, multi, nbits = T.read_header(big_endian_words(data, n), 8 * n, freqs)
