@@ -106,5 +106,12 @@ def as_uint8(buf):
 
 def check_zero_padding(data, nbits, what):
     """Raise FormatError unless the bits after the first `nbits` of `data`'s last used byte are zero."""
-    if nbits % 8 and int(data[(nbits + 7) // 8 - 1]) & ((1 << (8 - nbits % 8)) - 1):
+    if not padding_is_zero(data, nbits):
         raise FormatError(f"{what}: non-zero padding bits")
+
+
+@njit_inline
+def padding_is_zero(data, nbits):
+    """Whether the bits after the first `nbits` of uint8 `data`'s last used byte are zero."""
+    spare = (8 - np.int64(nbits) % 8) % 8
+    return spare == 0 or (np.int64(data[(np.int64(nbits) + 7) // 8 - 1]) & ((np.int64(1) << spare) - 1)) == 0

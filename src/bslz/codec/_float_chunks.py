@@ -165,11 +165,7 @@ def encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, max_order):
             tail_piece(words, lo, hi, sign_pos, low_bits, U64(shifts[p]), mask, piece)
         raw_size = (n * width + 7) // 8
         if p > 0 and raw_by_sample(piece, width, ENTROPY_MIN_GAIN):  # tails (a head is never uniform)
-            _put_segment_header(out, pos, RAW, 0, 0, raw_size)
-            pos += SEGMENT_HEADER_BYTES
-            out[pos : pos + raw_size] = 0  # the packers OR bits in
-            _put_raw(piece, width, out[pos : pos + raw_size])
-            pos += raw_size
+            pos = _put_raw_segment(out, pos, piece, width, raw_size)
             continue
         hist = np.zeros(1 << width, dtype=np.uint64)  # the piece's values are below it
         histogram(piece, hist)
@@ -204,12 +200,18 @@ def encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, max_order):
             out[pos + SEGMENT_HEADER_BYTES : pos + SEGMENT_HEADER_BYTES + coded.size] = coded
             pos += SEGMENT_HEADER_BYTES + coded.size
             continue
-        _put_segment_header(out, pos, RAW, 0, 0, raw_size)
-        pos += SEGMENT_HEADER_BYTES
-        out[pos : pos + raw_size] = 0  # the packers OR bits in
-        _put_raw(piece, width, out[pos : pos + raw_size])
-        pos += raw_size
+        pos = _put_raw_segment(out, pos, piece, width, raw_size)
     return out[:pos]
+
+
+@njit_inline
+def _put_raw_segment(out, pos, piece, width, raw_size):
+    """A RAW segment of the piece's values at out[pos:]; returns the position after it."""
+    _put_segment_header(out, pos, RAW, 0, 0, raw_size)
+    pos += SEGMENT_HEADER_BYTES
+    out[pos : pos + raw_size] = 0  # the packers OR bits in
+    _put_raw(piece, width, out[pos : pos + raw_size])
+    return pos + raw_size
 
 
 @njit_inline

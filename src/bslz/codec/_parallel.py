@@ -47,9 +47,7 @@ def parallel_map(fn, items, workers=None):
     busy (tensors side by side, each coded on one thread), and a pool thread waiting on the same
     pool could deadlock it."""
     items = list(items)
-    if len(items) <= 1:  # most tensors of a model are one chunk: nothing to spread, nothing to ask
-        return [fn(item) for item in items]
-    workers = 1 if getattr(_local, "in_pool", False) else min(workers or default_workers(), len(items))
+    workers = threads_for(len(items), workers)
     if workers <= 1:
         return [fn(item) for item in items]
     return list(_pool(workers).map(fn, items))
@@ -57,6 +55,8 @@ def parallel_map(fn, items, workers=None):
 
 def threads_for(count, workers=None):
     """How many threads `parallel_map` runs `count` items on."""
+    # most tensors of a model are one chunk: nothing to spread, nothing to ask (reading the
+    # environment costs more than a small tensor's chunk)
     if count <= 1 or getattr(_local, "in_pool", False):
         return 1
     return max(1, min(workers or default_workers(), count))

@@ -18,11 +18,9 @@ import numpy as np
 
 from bslz.codec import _rans_kernels as K
 from bslz.codec import _rans_table as T
-from bslz.codec._bits import as_uint8, big_endian_words, words_to_bytes
+from bslz.codec._bits import as_uint8, big_endian_words, padding_is_zero, words_to_bytes
 from bslz.codec._jit import njit
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
-
-U64 = np.uint64
 
 MAX_ALPHABET = K.MAX_ALPHABET
 SCALE_BITS = K.SCALE_BITS
@@ -174,11 +172,9 @@ def parse_header(data, freqs):
         status, max_symbol, multi, nbits = T.read_header(big_endian_words(data, n), 8 * n, freqs)
     if status != K.STATUS_OK:
         return status, np.int64(0), False, np.int64(0)
-    header_bytes = np.int64((U64(nbits) + U64(7)) // U64(8))
-    spare = np.int64(8) * header_bytes - np.int64(nbits)  # padding bits in the last byte
-    if spare and np.int64(data[header_bytes - 1]) & ((np.int64(1) << spare) - 1):
+    if not padding_is_zero(data, np.int64(nbits)):
         return STATUS_PADDING, np.int64(0), False, np.int64(0)
-    return K.STATUS_OK, np.int64(max_symbol), multi, header_bytes
+    return K.STATUS_OK, np.int64(max_symbol), multi, (np.int64(nbits) + 7) // 8
 
 
 def decode_rans(buf, count, out=None, *, shift=0, limit=None):

@@ -295,9 +295,8 @@ class ContainerReader:
         """Whether `decode_raw` checks this tensor's decoded bytes itself, whatever its
         `check_decoded`: piece by piece as it decodes them (chunks, or runs of a few), by the thread
         that decoded each, while in its cache (a lossless float tensor's payload too, its chunks
-        being its payload). Checked
-        whole, before and after decoding, the checksums of a tensor of a few chunks ran on one core
-        while the others waited."""
+        being its payload). Checked whole, before and after decoding, the checksums of a tensor of
+        a few chunks ran on one core while the others waited."""
         e = self.entry(name)
         # a tensor of one chunk is checked as well whole, in fewer calls (MiniLM has 65 norms and
         # biases: benchmarks/bench_small_tensors.py); its chunk size is checked by its decoder

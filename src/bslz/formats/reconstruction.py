@@ -99,7 +99,7 @@ def reconstruct(symbols, fields, table, dtype, out=None):
     """Raw bytes of the tensor from its decoded se(v) symbols (uint32), written into `out` (the
     dtype's words, one a symbol) when given: no copy of a chunk's values, and for BF16 / F32 / F64
     under dependent quantization no array of values at all."""
-    compute = np.float64 if dtype.name == "F64" else np.float32
+    compute = _compute_dtype(dtype)
     if fields["reconstruction"] == "dq":
         if dtype.name == "BF16":  # rounded as it is reconstructed: no float32 array in between
             words = dequantize_dq_symbols_to_bfloat16(symbols, fields["step"], fields["dq_block"], out=out)
@@ -127,14 +127,17 @@ def reconstructs_by_chunk(plan, fields):
     return fields["reconstruction"] != "dq" or plan.chunk_size % fields["dq_block"] == 0
 
 
+def _compute_dtype(dtype):
+    """The float type a dtype's values are reconstructed in (then rounded to the dtype)."""
+    return np.float64 if dtype.name == "F64" else np.float32
+
+
 @functools.lru_cache(maxsize=16)
 def _level_tables(step, dtype_name):
     """The `dq_rans.LevelTables` of a step and dtype, for every tensor that has both: a file made
     for `--bits` quantizes every tensor with one step."""
     dtype = lookup(dtype_name)
-    return dq_rans.LevelTables(
-        step, np.float64 if dtype_name == "F64" else np.float32, lambda v: from_float32(v, dtype)
-    )
+    return dq_rans.LevelTables(step, _compute_dtype(dtype), lambda v: from_float32(v, dtype))
 
 
 def decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes, out=None, chunk_decoded=None):
@@ -143,14 +146,12 @@ def decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes, out=No
     chunk_decoded(c, None, words): see `decode_tensor`."""
     out = np.empty(nbytes, dtype=np.uint8) if out is None else out
     words = out.view(dtype.word_dtype)
-    compute = np.float64 if dtype.name == "F64" else np.float32
-
-    tables = _level_tables(fields["step"], dtype.name)
+    tables = _level_tables(fields["step"], dtype.name) if fields["reconstruction"] == "dq" else None
 
     def decode(lo, hi, chunk):
         with np.errstate(over="ignore", invalid="ignore"):  # numpy's error state is per thread: see decode_tensor
-            if fields["reconstruction"] == "dq" and dq_rans.decode_chunk(
-                chunk, fields["step"], fields["dq_block"], compute, tables.to_words, words[lo:hi], tables
+            if tables is not None and dq_rans.decode_chunk(
+                chunk, fields["step"], fields["dq_block"], _compute_dtype(dtype), tables.to_words, words[lo:hi], tables
             ):
                 return
             symbols = decode_rans(chunk, hi - lo, np.empty(hi - lo, np.uint16))
