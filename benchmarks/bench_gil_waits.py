@@ -11,7 +11,18 @@ waits to take it back behind the other threads' Python. Measured on MiniLM cast 
    dtype numpy lacks), and of `.to("cpu")` called on each tensor as `load_file` did before stop 31
    (`safe_open(...).iter_tensors()`). With `PYTHONPATH=<worktree of an older revision>/src:benchmarks`
    the first two rows are that revision's.
-2. One chunk (262144 values) of the bf16 word embeddings, one thread: `encode_chunk` of its
+2. Threads and cores (Linux: /proc/self/task/*/schedstat), for `decompress_bytes` of the lossless
+   file, `compress_bytes` of the bf16 file and `load_file` of the lossy one, each result held while
+   the next call runs (as `bench_container.py` holds it): per thread of the process that lived
+   through the calls, the CPU time and the time it waited, runnable, for a core, means over ROUNDS
+   calls. A thread started afresh in each call (compression's writer, `Background`) is not listed;
+   on a 2-core machine, a wait for a core means that three threads wanted to run.
+3. What fresh memory costs `decompress_bytes` of the lossless file: the call as it is (its output
+   in memory `np.empty` gives, new pages the kernel zeroes on their first touch), then the same
+   work into one buffer written before (`api._decompress_into`), and ZipNN's `decompress` (output
+   in fresh memory too) for reference, in interleaved rounds, each result held while the next
+   call runs; best and median of ROUNDS rounds.
+4. One chunk (262144 values) of the bf16 word embeddings, one thread: `encode_chunk` of its
    lossless coding, and for its `--bits` coding the parts of decoding it (`rans.read_header`,
    `dq_rans.level_words`, and the whole `dq_rans.decode_chunk` with a table made for the chunk
    and with one already made); and `rans.read_header` of a header longer than the bytes parsed
@@ -19,6 +30,7 @@ waits to take it back behind the other threads' Python. Measured on MiniLM cast 
 """
 
 import os
+import threading
 import time
 
 import numpy as np
@@ -27,6 +39,7 @@ import bslz
 import bslz.reader as reader
 import bslz.torch
 from bench_container import minilm_bf16_workdir
+from bslz import api
 from bslz.codec import _float_chunks as FC
 from bslz.codec import dq_rans, floats, rans
 from bslz.formats.container import ContainerReader
@@ -96,6 +109,71 @@ def load_file_parts(path):
     }
 
 
+def thread_times(fn):
+    """(median ms a call, [(thread, CPU ms a call, ms a call waiting for a core)]) over ROUNDS calls
+    of fn after a warm-up; None where /proc has no schedstat (not Linux)."""
+    held = [fn()]  # a call's result is let go once the next one has returned
+
+    def schedstat():
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        names[os.getpid()] = "calling thread"
+        out = {}
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/schedstat") as f:
+                    run_ns, wait_ns = f.read().split()[:2]
+            except OSError:  # a thread that ended meanwhile
+                continue
+            out[tid] = (names.get(int(tid), "(not a Python thread)"), int(run_ns), int(wait_ns))
+        return out
+
+    if not os.path.exists(f"/proc/self/task/{os.getpid()}/schedstat"):
+        return None
+    walls = []
+    before = schedstat()
+    for _ in range(ROUNDS):
+        t0 = time.perf_counter()
+        held[0] = fn()
+        walls.append(time.perf_counter() - t0)
+    after = schedstat()
+    rows = []
+    for tid, (name, run_ns, wait_ns) in after.items():
+        if tid in before:
+            cpu, wait = (run_ns - before[tid][1]) / ROUNDS / 1e6, (wait_ns - before[tid][2]) / ROUNDS / 1e6
+            if cpu >= 0.05:  # threads that took part (torch's idle ones left out)
+                rows.append((name, cpu, wait))
+    return 1e3 * float(np.median(walls)), rows
+
+
+def fresh_memory(data, packed):
+    """{call: (best ms, median ms)} of decompress_bytes into fresh memory, into memory written before
+    and, where installed, of ZipNN's decompress (interleaved rounds, results held as in bench_container)."""
+    reused = np.zeros(len(data), dtype=np.uint8)
+    calls = {
+        "decompress_bytes (fresh memory)": lambda: bslz.decompress_bytes(packed),
+        "the same into memory written before": lambda: api._decompress_into(
+            ContainerReader(packed), lambda n, dtype: reused[:n]
+        ),
+    }
+    try:
+        import zipnn
+
+        z = zipnn.ZipNN(input_format="byte", bytearray_dtype="bfloat16", threads=min(16, len(os.sched_getaffinity(0))))
+        zipped = z.compress(bytes(bytearray(data)))  # (it rewrites its input in place)
+        calls["ZipNN 0.5.4 decompress (fresh memory)"] = lambda: z.decompress(zipped)
+    except ImportError:
+        pass
+    held = {name: fn() for name, fn in calls.items()}  # warm-up
+    times = {name: [] for name in calls}
+    for _ in range(ROUNDS):
+        for name, fn in calls.items():
+            t0 = time.perf_counter()
+            held[name] = fn()
+            times[name].append(time.perf_counter() - t0)
+    assert bytes(held["the same into memory written before"]) == data == bytes(held["decompress_bytes (fresh memory)"])
+    return {name: (1e3 * min(t), 1e3 * float(np.median(t))) for name, t in times.items()}
+
+
 def chunk_parts(bf16_path, lossy_path):
     """{part: us} for one embedding chunk, one thread (best of ROUNDS)."""
     name, c = "embeddings.word_embeddings.weight", 10
@@ -159,6 +237,29 @@ def main():
         print("| part | ms |\n|---|---|")
         for k, v in load_file_parts(lossy).items():
             print(f"| {k} | {v:.2f} |")
+        with open(bf16, "rb") as f:
+            data = f.read()
+        packed = bslz.compress_bytes(data)
+        calls = {
+            "decompress_bytes, lossless": lambda: bslz.decompress_bytes(packed),
+            "compress_bytes, lossless": lambda: bslz.compress_bytes(data),
+            "load_file, --bits 7.978": lambda: bslz.torch.load_file(lossy),
+        }
+        print(f"\n## Threads: CPU and waits for a core (ms a call, means over {ROUNDS} calls)\n")
+        print("| call | median ms a call | thread | CPU ms | waiting for a core, ms |\n|---|---|---|---|---|")
+        for call, fn in calls.items():
+            measured = thread_times(fn)
+            if measured is None:
+                print(f"| {call} | (no /proc schedstat here) | | | |")
+                continue
+            wall, rows = measured
+            for j, (label, cpu, wait) in enumerate(sorted(rows, key=lambda r: r[0] != "calling thread")):
+                first = f"{call} | {wall:.1f}" if j == 0 else " | "
+                print(f"| {first} | {label} | {cpu:.2f} | {wait:.2f} |")
+        print(f"\n## Fresh memory: lossless decompress_bytes (ms, {ROUNDS} interleaved rounds)\n")
+        print("| call | best ms | median ms |\n|---|---|---|")
+        for call, (best, median) in fresh_memory(data, packed).items():
+            print(f"| {call} | {best:.1f} | {median:.1f} |")
         print("\n## One chunk of the bf16 word embeddings (262144 values), one thread (us, best of 20)\n")
         print("| part | us |\n|---|---|")
         for k, v in chunk_parts(bf16, lossy).items():

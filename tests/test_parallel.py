@@ -16,8 +16,9 @@ def test_split_range_tiles_the_range_on_multiples():
 
 
 def test_map_tensors_in_order_keeps_the_order_and_pools_only_small_items(monkeypatch):
-    """Small items run side by side on the pool, tiny ones and large ones on the calling thread,
-    and every result comes back in the order of the items, whatever order the threads finish in."""
+    """Small items run side by side on the pool (or on the calling thread, when it takes one in its
+    turn), tiny ones and large ones on the calling thread, and every result comes back in the order
+    of the items, whatever order the threads finish in."""
     monkeypatch.setattr(P, "default_workers", lambda: 2)
     small, large, tiny = P.SIDE_BY_SIDE_ELEMENTS - 1, P.SIDE_BY_SIDE_ELEMENTS, P.TINY_ELEMENTS - 1
     sizes = [small, 5, large, P.TINY_ELEMENTS, small, 1, large, large, 7, tiny, small]
@@ -31,7 +32,60 @@ def test_map_tensors_in_order_keeps_the_order_and_pools_only_small_items(monkeyp
     out = list(P.map_tensors_in_order(fn, range(len(sizes)), lambda i: sizes[i]))
     assert out == [(i, i * 10) for i in range(len(sizes))]
     on_main = {i for i in ran_on if ran_on[i] == main}
-    assert on_main == {i for i, n in enumerate(sizes) if n >= P.SIDE_BY_SIDE_ELEMENTS or n < P.TINY_ELEMENTS}
+    assert on_main >= {i for i, n in enumerate(sizes) if n >= P.SIDE_BY_SIDE_ELEMENTS or n < P.TINY_ELEMENTS}
+
+
+def test_the_caller_runs_the_items_waiting_for_the_busy_pool(monkeypatch):
+    """With two cores the pool has one thread, and the caller is the second: items 0 and 1, where
+    one waits for the other, run on the two at once, and the tiny item 2 on the caller (a pool of
+    one thread alone would never finish item 0)."""
+    monkeypatch.setattr(P, "default_workers", lambda: 2)
+    gate = threading.Event()
+    main = threading.get_ident()
+    ran_on = {}
+
+    def fn(i):
+        ran_on[i] = threading.get_ident()
+        if i == 0 and not gate.wait(5):
+            raise TimeoutError("item 1 never ran")
+        if i == 1:
+            gate.set()
+        return i
+
+    sizes = [P.TINY_ELEMENTS, P.TINY_ELEMENTS, 1, P.TINY_ELEMENTS]
+    out = list(P.map_tensors_in_order(fn, range(4), lambda i: sizes[i]))
+    assert out == [(i, i) for i in range(4)]
+    assert ran_on[0] != ran_on[1] and main in (ran_on[0], ran_on[1]) and ran_on[2] == main
+
+
+def test_parallel_map_runs_items_on_the_calling_thread_too():
+    main = threading.get_ident()
+
+    def fn(i):
+        gate.wait(5)  # each thread holds its first item until the other has one: both take part
+        return i, threading.get_ident()
+
+    gate = threading.Barrier(2)
+    out = P.parallel_map(fn, range(2), workers=2)
+    assert [i for i, _ in out] == [0, 1]
+    assert {t for _, t in out} > {main}
+
+
+def test_parallel_map_raises_the_first_error_once_every_thread_has_stopped():
+    started, lock = [], threading.Lock()
+
+    def fn(i):
+        with lock:
+            started.append(i)
+        if i == 2:
+            raise ValueError("item 2")
+        return i
+
+    with pytest.raises(ValueError, match="item 2"):
+        P.parallel_map(fn, range(50), workers=2)
+    count = len(started)
+    assert count < 50  # the threads stopped taking items after the error
+    assert len(started) == count  # and none is still running
 
 
 def test_an_error_propagates_after_the_pooled_items_finish(monkeypatch):

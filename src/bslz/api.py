@@ -293,10 +293,16 @@ def decompress_bytes(data):
     where a bytearray's first touch cost 7x as much (45 MB: 31.7 ms against 4.1, best of 5)."""
     if isinstance(data, (str, os.PathLike)):
         raise InvalidArgumentError("decompress_bytes takes the container's bytes: for a file, use decompress_file")
-    reader = ContainerReader(data)
+    return memoryview(_decompress_into(ContainerReader(data), np.empty))
+
+
+def _decompress_into(reader, allocate):
+    """The safetensors file that `reader` holds, decoded into `allocate(nbytes, dtype=np.uint8)`
+    (`np.empty`; benchmarks/bench_gil_waits.py passes memory written before, to time what fresh
+    memory costs)."""
     header = _safetensors_header(reader)
     start = 8 + len(header)
-    view = np.empty(start + sum(e["nbytes"] for e in reader.entries), dtype=np.uint8)
+    view = allocate(start + sum(e["nbytes"] for e in reader.entries), dtype=np.uint8)
     view[:start] = np.frombuffer(len(header).to_bytes(8, "little") + header, dtype=np.uint8)
     places = {}
     for e in reader.entries:
@@ -306,7 +312,7 @@ def decompress_bytes(data):
         lambda e: reader.decode_raw(e["name"], out=places[e["name"]]), reader.entries, lambda e: e["numel"]
     ):
         pass
-    return memoryview(view)
+    return view
 
 
 def _safetensors_header(reader):

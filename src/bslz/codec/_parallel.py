@@ -43,6 +43,13 @@ def _pool(workers):
 def parallel_map(fn, items, workers=None):
     """`[fn(item) for item in items]`, run on up to `workers` threads; exceptions propagate.
 
+    The calling thread is one of them: it takes items in turn with `workers - 1` pool threads. When
+    it only waited beside a pool as large as the cores, three threads wanted two cores whenever it
+    had Python to run (the tiny tensors `map_tensors_in_order` keeps for it), and the one left out
+    could hold the GIL that the others waited for. `benchmarks/bench_gil_waits.py`, 2 cores, MiniLM
+    bf16: the calling thread waited 6.4-6.7 ms a call for a core in `decompress_bytes` and 13-14 ms
+    in `load_file` of the `--bits 7.978` file (the pool's threads 1.4-5 ms more); now 0.02-0.4 ms.
+
     Called from inside another parallel_map it runs inline: the outer map already keeps every core
     busy (tensors side by side, each coded on one thread), and a pool thread waiting on the same
     pool could deadlock it."""
@@ -50,7 +57,38 @@ def parallel_map(fn, items, workers=None):
     workers = threads_for(len(items), workers)
     if workers <= 1:
         return [fn(item) for item in items]
-    return list(_pool(workers).map(fn, items))
+    results = [None] * len(items)
+    indices = iter(range(len(items)))  # shared: next() on it is atomic (the GIL is held through it)
+    failed = []
+
+    def take():
+        for i in indices:
+            if failed:
+                return
+            try:
+                results[i] = fn(items[i])
+            except BaseException as error:  # the others stop at their next item
+                failed.append(error)
+                return
+
+    helpers = [_pool(workers - 1).submit(take) for _ in range(workers - 1)]
+    _as_pool_thread(take)
+    for helper in helpers:  # one still queued (the pool busy elsewhere) has nothing left to take
+        helper.cancel()
+    concurrent.futures.wait(helpers)
+    if failed:
+        raise failed[0]
+    return results
+
+
+def _as_pool_thread(fn, *args):
+    """fn(*args) with this thread counted as a pool thread: maps inside it run inline."""
+    was_in_pool = getattr(_local, "in_pool", False)
+    _local.in_pool = True
+    try:
+        return fn(*args)
+    finally:
+        _local.in_pool = was_in_pool
 
 
 def threads_for(count, workers=None):
@@ -85,23 +123,25 @@ def map_tensors_in_order(fn, items, numel):
     SIDE_BY_SIDE_ELEMENTS) run side by side on the pool, one thread each, as many ahead of the one
     yielded next as hold SIDE_BY_SIDE_BATCH_ELEMENTS elements: a thread that finishes takes the
     next, where batches of them waited for their slowest. Tiny ones (below TINY_ELEMENTS) run in
-    this thread when their turn comes; large ones one at a time once those before them are done,
-    each free to use every core."""
+    this thread; large ones one at a time once those before them are done, each free to use every
+    core. The pool has a thread fewer than the cores: this thread, while it waits for a result,
+    runs the items that no pool thread has started (`_take_in_turn`)."""
     if default_workers() <= 1 or getattr(_local, "in_pool", False):
         for item in items:
             yield item, fn(item)
         return
-    pool = _pool(default_workers())
-    ahead = collections.deque()  # (item, its future; None: tiny, not run yet), in order
+    pool = _pool(default_workers() - 1)  # this thread is the other one (see parallel_map)
+    ahead = collections.deque()  # [item, its future (None: tiny, not run yet), pooled elements], in order
     in_flight = 0  # elements of the pooled items in `ahead`
 
     def next_result():
         nonlocal in_flight
-        item, future = ahead.popleft()
-        if future is None:
-            return item, fn(item)
-        in_flight -= numel(item)
-        return item, future.result()
+        head = ahead[0]
+        while head[1] is not None and not head[1].done() and _take_in_turn(fn, ahead):
+            pass
+        item, future, pooled = ahead.popleft()
+        in_flight -= pooled
+        return item, (fn(item) if future is None else future.result())
 
     try:
         for item in items:
@@ -111,16 +151,34 @@ def map_tensors_in_order(fn, items, numel):
                     yield next_result()
                 yield item, fn(item)
             elif n < TINY_ELEMENTS:
-                ahead.append((item, None))
+                ahead.append([item, None, 0])
             else:
                 while ahead and in_flight + n > SIDE_BY_SIDE_BATCH_ELEMENTS:
                     yield next_result()
-                ahead.append((item, pool.submit(fn, item)))
+                ahead.append([item, pool.submit(fn, item), n])
                 in_flight += n
         while ahead:
             yield next_result()
     finally:  # an error, or the caller stopped early: cancel the pooled ones, or let them finish
-        futures = [future for _, future in ahead if future is not None]
+        futures = [future for _, future, _ in ahead if future is not None]
         for future in futures:
             future.cancel()
         concurrent.futures.wait(futures)
+
+
+def _take_in_turn(fn, ahead):
+    """While the head of `ahead` is not done, run here the first item that no thread has started
+    (a tiny one, or a pooled one whose future can still be cancelled: the head itself when the pool
+    has not reached it), its outcome kept in its entry; False if there is none. Waiting idle, this
+    thread left a core to a pool one thread short; with a pool as large as the cores, it competed
+    with the pool for them whenever it ran the tiny ones."""
+    for entry in ahead:
+        item, future, _ = entry
+        if future is None or future.cancel():
+            entry[1] = done = concurrent.futures.Future()
+            try:
+                done.set_result(_as_pool_thread(fn, item))
+            except BaseException as error:  # raised in its turn
+                done.set_exception(error)
+            return True
+    return False
