@@ -1,4 +1,5 @@
 import threading
+import time
 
 import pytest
 
@@ -56,6 +57,32 @@ def test_the_caller_runs_the_items_waiting_for_the_busy_pool(monkeypatch):
     out = list(P.map_tensors_in_order(fn, range(4), lambda i: sizes[i]))
     assert out == [(i, i) for i in range(4)]
     assert ran_on[0] != ran_on[1] and main in (ran_on[0], ran_on[1]) and ran_on[2] == main
+
+
+def test_an_interrupt_in_an_item_the_caller_took_in_turn_stops_at_once(monkeypatch):
+    """Ctrl-C while the caller runs an item ahead of its turn (here item 1, while the pool runs
+    item 0) is not kept for that turn: item 2 does not run (an error is kept: see above)."""
+    monkeypatch.setattr(P, "default_workers", lambda: 2)
+    started = threading.Event()
+    ran = []
+
+    def fn(i):
+        ran.append(i)
+        if i == 0:
+            started.set()
+            time.sleep(0.3)
+        if i == 1:
+            raise KeyboardInterrupt
+        return i
+
+    def numel(i):
+        if i == 1:  # the pool starts item 0 before the caller looks for items to take
+            started.wait(5)
+        return [P.TINY_ELEMENTS, 1, 1][i]
+
+    with pytest.raises(KeyboardInterrupt):
+        list(P.map_tensors_in_order(fn, range(3), numel))
+    assert ran[:2] == [0, 1] and 2 not in ran
 
 
 def test_parallel_map_runs_items_on_the_calling_thread_too():

@@ -59,25 +59,28 @@ def parallel_map(fn, items, workers=None):
         return [fn(item) for item in items]
     results = [None] * len(items)
     indices = iter(range(len(items)))  # shared: next() on it is atomic (the GIL is held through it)
-    failed = []
+    stop = []  # the errors; once the caller is done (or interrupted), None: no thread takes another item
 
     def take():
         for i in indices:
-            if failed:
+            if stop:
                 return
             try:
                 results[i] = fn(items[i])
             except BaseException as error:  # the others stop at their next item
-                failed.append(error)
+                stop.append(error)
                 return
 
     helpers = [_pool(workers - 1).submit(take) for _ in range(workers - 1)]
-    _as_pool_thread(take)
-    for helper in helpers:  # one still queued (the pool busy elsewhere) has nothing left to take
-        helper.cancel()
-    concurrent.futures.wait(helpers)
-    if failed:
-        raise failed[0]
+    try:
+        _as_pool_thread(take)
+    finally:
+        stop.append(None)
+        for helper in helpers:  # one still queued (the pool busy elsewhere) has nothing left to take
+            helper.cancel()
+        concurrent.futures.wait(helpers)
+    if stop[0] is not None:
+        raise stop[0]
     return results
 
 
@@ -178,7 +181,9 @@ def _take_in_turn(fn, ahead):
             entry[1] = done = concurrent.futures.Future()
             try:
                 done.set_result(_as_pool_thread(fn, item))
-            except BaseException as error:  # raised in its turn
-                done.set_exception(error)
+            except BaseException as error:  # raised in its turn; an interrupt, at once
+                done.set_exception(error)  # (settled either way: the clean-up waits on every future)
+                if not isinstance(error, Exception):
+                    raise
             return True
     return False
