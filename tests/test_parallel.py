@@ -85,6 +85,23 @@ def test_an_interrupt_in_an_item_the_caller_took_in_turn_stops_at_once(monkeypat
     assert ran[:2] == [0, 1] and 2 not in ran
 
 
+def test_an_error_raised_after_the_caller_ran_out_of_items_propagates():
+    """Item 1 fails on one thread after item 0 has finished on the other (and its thread found no
+    item left): the error still comes out of parallel_map."""
+    both_started = threading.Barrier(2)
+
+    def fn(i):
+        both_started.wait(5)
+        if i == 1:
+            time.sleep(0.05)
+            raise ValueError("item 1")
+        return i
+
+    for _ in range(3):
+        with pytest.raises(ValueError, match="item 1"):
+            P.parallel_map(fn, range(2), workers=2)
+
+
 def test_parallel_map_runs_items_on_the_calling_thread_too():
     main = threading.get_ident()
 

@@ -48,7 +48,8 @@ def parallel_map(fn, items, workers=None):
     had Python to run (the tiny tensors `map_tensors_in_order` keeps for it), and the one left out
     could hold the GIL that the others waited for. `benchmarks/bench_gil_waits.py`, 2 cores, MiniLM
     bf16: the calling thread waited 6.4-6.7 ms a call for a core in `decompress_bytes` and 13-14 ms
-    in `load_file` of the `--bits 7.978` file (the pool's threads 1.4-5 ms more); now 0.02-0.4 ms.
+    in `load_file` of the `--bits 7.978` file (the pool's threads 1.4-5.2 ms more); now each thread
+    0.02-0.64 ms (two runs at 1301134, four after).
 
     Called from inside another parallel_map it runs inline: the outer map already keeps every core
     busy (tensors side by side, each coded on one thread), and a pool thread waiting on the same
@@ -59,7 +60,8 @@ def parallel_map(fn, items, workers=None):
         return [fn(item) for item in items]
     results = [None] * len(items)
     indices = iter(range(len(items)))  # shared: next() on it is atomic (the GIL is held through it)
-    stop = []  # the errors; once the caller is done (or interrupted), None: no thread takes another item
+    errors = []  # the first one is raised
+    stop = []  # once not empty (an error, or the caller done or interrupted), no thread takes an item
 
     def take():
         for i in indices:
@@ -68,19 +70,20 @@ def parallel_map(fn, items, workers=None):
             try:
                 results[i] = fn(items[i])
             except BaseException as error:  # the others stop at their next item
-                stop.append(error)
+                errors.append(error)
+                stop.append(True)
                 return
 
     helpers = [_pool(workers - 1).submit(take) for _ in range(workers - 1)]
     try:
         _as_pool_thread(take)
     finally:
-        stop.append(None)
+        stop.append(True)
         for helper in helpers:  # one still queued (the pool busy elsewhere) has nothing left to take
             helper.cancel()
         concurrent.futures.wait(helpers)
-    if stop[0] is not None:
-        raise stop[0]
+    if errors:
+        raise errors[0]
     return results
 
 
