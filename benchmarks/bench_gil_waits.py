@@ -145,6 +145,21 @@ def thread_times(fn):
     return 1e3 * float(np.median(walls)), rows
 
 
+def print_thread_times(calls):
+    """The threads table of `thread_times` for each of {name: call}."""
+    print(f"\n## Threads: CPU and waits for a core (ms a call, means over {ROUNDS} calls)\n")
+    print("| call | median ms a call | thread | CPU ms | waiting for a core, ms |\n|---|---|---|---|---|")
+    for call, fn in calls.items():
+        measured = thread_times(fn)
+        if measured is None:
+            print(f"| {call} | (no /proc schedstat here) | | | |")
+            continue
+        wall, rows = measured
+        for j, (label, cpu, wait) in enumerate(sorted(rows, key=lambda r: r[0] != "calling thread")):
+            first = f"{call} | {wall:.1f}" if j == 0 else " | "
+            print(f"| {first} | {label} | {cpu:.2f} | {wait:.2f} |")
+
+
 def fresh_memory(data, packed):
     """{call: (best ms, median ms)} of decompress_bytes into fresh memory, into memory written before
     and, where installed, of ZipNN's decompress (interleaved rounds, results held as in bench_container)."""
@@ -158,7 +173,8 @@ def fresh_memory(data, packed):
     try:
         import zipnn
 
-        z = zipnn.ZipNN(input_format="byte", bytearray_dtype="bfloat16", threads=min(16, len(os.sched_getaffinity(0))))
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        z = zipnn.ZipNN(input_format="byte", bytearray_dtype="bfloat16", threads=min(16, cpus))
         zipped = z.compress(bytes(bytearray(data)))  # (it rewrites its input in place)
         calls["ZipNN 0.5.4 decompress (fresh memory)"] = lambda: z.decompress(zipped)
     except ImportError:
@@ -240,22 +256,13 @@ def main():
         with open(bf16, "rb") as f:
             data = f.read()
         packed = bslz.compress_bytes(data)
-        calls = {
-            "decompress_bytes, lossless": lambda: bslz.decompress_bytes(packed),
-            "compress_bytes, lossless": lambda: bslz.compress_bytes(data),
-            "load_file, --bits 7.978": lambda: bslz.torch.load_file(lossy),
-        }
-        print(f"\n## Threads: CPU and waits for a core (ms a call, means over {ROUNDS} calls)\n")
-        print("| call | median ms a call | thread | CPU ms | waiting for a core, ms |\n|---|---|---|---|---|")
-        for call, fn in calls.items():
-            measured = thread_times(fn)
-            if measured is None:
-                print(f"| {call} | (no /proc schedstat here) | | | |")
-                continue
-            wall, rows = measured
-            for j, (label, cpu, wait) in enumerate(sorted(rows, key=lambda r: r[0] != "calling thread")):
-                first = f"{call} | {wall:.1f}" if j == 0 else " | "
-                print(f"| {first} | {label} | {cpu:.2f} | {wait:.2f} |")
+        print_thread_times(
+            {
+                "decompress_bytes, lossless": lambda: bslz.decompress_bytes(packed),
+                "compress_bytes, lossless": lambda: bslz.compress_bytes(data),
+                "load_file, --bits 7.978": lambda: bslz.torch.load_file(lossy),
+            }
+        )
         print(f"\n## Fresh memory: lossless decompress_bytes (ms, {ROUNDS} interleaved rounds)\n")
         print("| call | best ms | median ms |\n|---|---|---|")
         for call, (best, median) in fresh_memory(data, packed).items():
