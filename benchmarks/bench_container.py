@@ -179,6 +179,19 @@ def mbps(nbytes, seconds):
     return nbytes / MB / seconds if seconds and seconds > 0 else math.nan
 
 
+def zipnn_codec(dtype_name):
+    """ZipNN's byte-mode codec for a file of one float dtype (F32, BF16, F16), as the benchmarks run
+    it, or None where ZipNN is not installed. Its default thread count counts every CPU of the
+    machine; bslz's, those this process may run on: it gets bslz's (up to 16)."""
+    try:
+        import zipnn
+    except ImportError:
+        return None
+    zdtype = {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}[dtype_name]
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return zipnn.ZipNN(input_format="byte", bytearray_dtype=zdtype, threads=min(threads, 16))
+
+
 def peer_calls(data, path, workdir, dtype_name, repeats):
     """{tool: (compress, decompress, compress file→file, decompress file→file, outcome)}: calls to
     time, and outcome() -> (ratio, exact) once they have run.
@@ -188,15 +201,8 @@ def peer_calls(data, path, workdir, dtype_name, repeats):
     so that the two tools are compared doing the same work. ZipNN is left out where it is not
     installed (the versions table says so)."""
     out = {}
-    try:
-        import zipnn
-    except ImportError:
-        zipnn = None
-    if zipnn is not None:
-        zdtype = {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}[dtype_name]
-        # ZipNN's default counts every CPU of the machine; bslz's, those this process may run on
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        z = zipnn.ZipNN(input_format="byte", bytearray_dtype=zdtype, threads=min(threads, 16))
+    z = zipnn_codec(dtype_name)
+    if z is not None:
         # ZipNN 0.5.4 rewrites the bytes it is given in place: give it a fresh copy each time and
         # compare the result with a digest taken before
         digest = hashlib.sha256(data).digest()

@@ -38,7 +38,7 @@ import numpy as np
 import bslz
 import bslz.reader as reader
 import bslz.torch
-from bench_container import minilm_bf16_workdir
+from bench_container import minilm_bf16_workdir, zipnn_codec
 from bslz import api
 from bslz.codec import _float_chunks as FC
 from bslz.codec import dq_rans, floats, rans
@@ -170,15 +170,10 @@ def fresh_memory(data, packed):
             ContainerReader(packed), lambda n, dtype: reused[:n]
         ),
     }
-    try:
-        import zipnn
-
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        z = zipnn.ZipNN(input_format="byte", bytearray_dtype="bfloat16", threads=min(16, cpus))
+    z = zipnn_codec("BF16")
+    if z is not None:
         zipped = z.compress(bytes(bytearray(data)))  # (it rewrites its input in place)
         calls["ZipNN 0.5.4 decompress (fresh memory)"] = lambda: z.decompress(zipped)
-    except ImportError:
-        pass
     held = {name: fn() for name, fn in calls.items()}  # warm-up
     times = {name: [] for name in calls}
     for _ in range(ROUNDS):
