@@ -692,9 +692,10 @@ def test_checksums_taken_in_pieces_side_by_side_are_zlibs(monkeypatch, workers):
 def test_large_payloads_read_in_pieces_side_by_side(monkeypatch, tmp_path):
     """A payload of several READ_PIECE_BYTES is read in pieces on two threads: the same bytes; a
     file cut short after it was opened still gives a clear TruncatedError."""
+    from bslz.codec import _parallel
     from bslz.formats import container
 
-    monkeypatch.setattr(container, "default_workers", lambda: 2)
+    monkeypatch.setattr(_parallel, "default_workers", lambda: 2)  # the pieces, and the threads they run on
     data = np.random.default_rng(0).integers(0, 256, 2 * container.READ_PIECE_BYTES + 999, dtype=np.uint8)
     path = tmp_path / "big.bslz"
     bslz.numpy.save_file({"noise": data}, path)

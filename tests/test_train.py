@@ -36,14 +36,14 @@ def mlp(seed=0):
     )
 
 
-def regression_data(seed=1, n=256):
+def regression_data(seed=1, n=256, device="cpu"):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 16, generator=g)
-    return x, x[:, :4].sum(1, keepdim=True) + 0.1 * torch.randn(n, 1, generator=g)
+    return x.to(device), (x[:, :4].sum(1, keepdim=True) + 0.1 * torch.randn(n, 1, generator=g)).to(device)
 
 
-def train(model, bs, optimizer, steps=40):
-    x, y = regression_data()
+def train(model, bs, optimizer, steps=40, device="cpu"):
+    x, y = regression_data(device=device)
     for _ in range(steps):
         loss = nn.functional.mse_loss(model(x), y)
         if bs is not None and bs.mode == "loss":
@@ -149,6 +149,32 @@ def test_fused_and_torch_updates_agree():
         BackSlash(params, 50.0, eps=1.0).step()
     np.testing.assert_allclose(fused.detach().numpy(), strided.detach().numpy(), rtol=2e-7, atol=1e-9)
     assert np.all(fused.detach().numpy()[:, ::9] == 0) and not torch.equal(fused.detach(), torch.from_numpy(values))
+
+
+@pytest.mark.small
+@pytest.mark.parametrize("eps", [1.0, 0.0])
+def test_multi_tensor_update_matches_the_per_tensor_one(eps):
+    """The accelerator's path (torch's multi-tensor operations, run here on the CPU) gives the update
+    of the per-tensor path, each tensor with its own shape, in batches capped by size."""
+    from bslz.train.update import _batches, _foreach_rate_step, _torch_rate_step
+
+    rng = np.random.default_rng(8)
+    shapes = [(40, 30), (7,), (3, 5, 11), (1000,)]
+    values = [rng.laplace(0, 0.05, s).astype(np.float32) for s in shapes]
+    values[0][:, ::4] = 0.0
+    nus, scales = [0.4, 1.0, 1.7, 2.5], [1e-3, 2e-3, 5e-4, 1e-2]
+    one_by_one = [torch.from_numpy(v.copy()) for v in values]
+    for p, nu, scale in zip(one_by_one, nus, scales):
+        _torch_rate_step(p, nu, scale, eps, {})
+    together = [torch.from_numpy(v.copy()) for v in values]
+    batches = list(_batches(list(zip(together, nus, scales)), cap=1100))
+    assert [len(b) for b in batches] == [1, 2, 1]  # 1200 (over the cap) | 7 + 165 | 1000
+    for batch in batches:
+        _foreach_rate_step(batch, eps)
+    for a, b, v in zip(one_by_one, together, values):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-6, atol=1e-9)
+        assert not np.array_equal(b.numpy(), v)
+    assert np.all(together[0].numpy()[:, ::4] == 0)
 
 
 def test_per_tensor_mode_uses_each_tensors_shape():

@@ -109,7 +109,7 @@ class CharGPT(nn.Module):
 
     def forward(self, x):
         t = x.shape[1]
-        h = self.tok(x) + self.pos(torch.arange(t))
+        h = self.tok(x) + self.pos(torch.arange(t, device=x.device))
         for blk in self.blocks:
             h = blk(h)
         return self.head(self.ln(h))

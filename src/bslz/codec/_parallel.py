@@ -114,6 +114,15 @@ def split_range(n, parts, multiple=1):
     return [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
 
 
+ONE_PASS_PIECE = 1 << 20  # elements a thread takes at least in a one-pass kernel
+
+
+def pieces_per_core(n, least=ONE_PASS_PIECE, multiple=1):
+    """`split_range` of range(n) into a piece a core, each of `least` elements or more (one piece at
+    least): for a pass over one array that `parallel_map` spreads over the cores."""
+    return split_range(n, max(1, min(default_workers(), n // least)), multiple)
+
+
 # Tensors below this many elements are coded side by side, one thread each: alone, one splits into
 # too few chunks and trellis blocks to keep every core busy.
 SIDE_BY_SIDE_ELEMENTS = 1 << 20

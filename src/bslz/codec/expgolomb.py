@@ -15,6 +15,7 @@ import numpy as np
 from bslz.codec import _expgolomb_decode as D
 from bslz.codec import _expgolomb_kernels as K
 from bslz.codec._bits import bytes_to_words, words_to_bytes
+from bslz.codec._parallel import parallel_map, pieces_per_core
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError
 
 MAX_ORDER = 32
@@ -192,7 +193,8 @@ def signed_to_unsigned(values, narrow=False, in_place=False):
         out = arr.view(np.uint32)  # each value is read before its place is written
     else:
         out = np.empty(arr.shape, dtype=out_dtype)
-    K.zigzag(np.ascontiguousarray(arr).reshape(-1), out.reshape(-1))
+    flat_in, flat_out = np.ascontiguousarray(arr).reshape(-1), out.reshape(-1)
+    parallel_map(lambda b: K.zigzag(flat_in[b[0] : b[1]], flat_out[b[0] : b[1]]), pieces_per_core(flat_in.size))
     return out
 
 

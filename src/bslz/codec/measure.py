@@ -12,7 +12,7 @@ import numpy as np
 
 from bslz.codec._bits import bfloat16_bits
 from bslz.codec._jit import njit
-from bslz.codec._parallel import default_workers, parallel_map, split_range
+from bslz.codec._parallel import parallel_map, pieces_per_core
 from bslz.errors import InvalidArgumentError
 
 _FLOAT64_MAX = 1.7976931348623157e308  # |x| above it, or NaN: not finite
@@ -61,7 +61,7 @@ def max_abs_of_bfloat16_words(words):
 
 def _largest_magnitude_bits(bits, sign_cleared):
     """The largest of the bit patterns with their sign bit cleared, a piece per core."""
-    pieces = split_range(bits.size, max(1, min(default_workers(), bits.size // MAX_ABS_PIECE)))
+    pieces = pieces_per_core(bits.size, MAX_ABS_PIECE)
     return int(max(parallel_map(lambda b: _max_magnitude_bits(bits[b[0] : b[1]], sign_cleared), pieces), default=0))
 
 
@@ -149,7 +149,7 @@ def max_abs_and_signal_for_a_guess(x, bfloat16_words=False):
     if `bfloat16_words`; max |x| is inf if some x is NaN or infinite. max |x| is exact, the sum is
     `max_abs_and_signal`'s in another order (see GUESS_PIECE)."""
     flat = np.ascontiguousarray(x).reshape(-1)
-    pieces = split_range(flat.size, max(1, min(default_workers(), flat.size // MAX_ABS_PIECE)), GUESS_PIECE)
+    pieces = pieces_per_core(flat.size, MAX_ABS_PIECE, GUESS_PIECE)
     parts = parallel_map(lambda b: _guess_sums(flat[b[0] : b[1]], bfloat16_words), pieces)
     top = max((t for t, _, _ in parts), default=0.0)
     return (top if all(finite for _, _, finite in parts) else math.inf), sum(s for _, s, _ in parts)

@@ -26,7 +26,7 @@ import numpy as np
 from bslz.codec import _expgolomb_kernels as K
 from bslz.codec import _stream_kernels as SK
 from bslz.codec._bits import bytes_to_words
-from bslz.codec._parallel import default_workers, parallel_map, split_range
+from bslz.codec._parallel import default_workers, parallel_map, pieces_per_core, split_range
 from bslz.codec.expgolomb import as_symbols, best_order, decode_tables, raise_for_status
 from bslz.codec.rans import MAX_ALPHABET, decode_rans, encode_rans
 from bslz.codec.rans_escape import decode_escaped, encode_escaped, excesses
@@ -71,7 +71,7 @@ def plan_stream(values, *, mode="auto", chunk_size=DEFAULT_CHUNK_SIZE, block_siz
     if mode not in ("auto",) + MODES:
         raise InvalidArgumentError(f"mode must be 'auto' or one of {', '.join(MODES)}, got {mode!r}")
     candidates = []
-    top, zeros = K.max_and_zeros(arr)  # one pass for what every planner needs
+    top, zeros = _max_and_zeros(arr)  # one pass for what every planner needs
     top = int(top)
     if mode in ("auto", "zero_run"):
         plan = _plan_zero_run(arr, chunk_size, block_size, top, zeros, required=mode == "zero_run")
@@ -87,6 +87,12 @@ def plan_stream(values, *, mode="auto", chunk_size=DEFAULT_CHUNK_SIZE, block_siz
     if mode == "eg" or (mode == "auto" and (best is None or _eg_may_win(arr, block_size, top, best.size_bits()))):
         candidates = _plans_eg(arr, chunk_size, block_size, top) + candidates  # first: it wins ties, as it did
     return min(candidates, key=StreamPlan.size_bits)
+
+
+def _max_and_zeros(arr):
+    """(largest symbol, number of zeros), a piece a core."""
+    parts = parallel_map(lambda b: K.max_and_zeros(arr[b[0] : b[1]]), pieces_per_core(arr.size))
+    return max((top for top, _ in parts), default=0), sum(zeros for _, zeros in parts)
 
 
 # A long stream's exp-Golomb plans are costed only where a sample says they may win: on whole blocks,

@@ -15,7 +15,7 @@ import threading
 import numpy as np
 
 from bslz import __version__
-from bslz.codec._parallel import default_workers, parallel_map, split_range
+from bslz.codec._parallel import parallel_map, pieces_per_core
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError, UnsupportedVersionError
 from bslz.formats.buffers import IN_MEMORY, contiguous_bytes, sequential_reader
 from bslz.formats.checksums import CAN_COMBINE, CRC_PIECE_BYTES, PieceCrcs, crc32
@@ -266,7 +266,7 @@ class ContainerReader:
 
         # a large payload in pieces side by side (a copy from the page cache on one thread left the
         # other cores idle), as its checksum is taken
-        parallel_map(read, split_range(out.size, max(1, min(default_workers(), out.size // READ_PIECE_BYTES))))
+        parallel_map(read, pieces_per_core(out.size, READ_PIECE_BYTES))
         return out
 
     def decode_raw(self, name, *, check_decoded=True, out=None):

@@ -9,7 +9,7 @@ import numpy as np
 
 from bslz.codec._bits import bfloat16_bits
 from bslz.codec._jit import njit
-from bslz.codec._parallel import default_workers, parallel_map, split_range
+from bslz.codec._parallel import parallel_map, pieces_per_core
 from bslz.codec.measure import magnitude_of_bits, max_abs
 from bslz.errors import InvalidArgumentError
 
@@ -152,7 +152,7 @@ WIDEN_PIECE = 1 << 20
 
 
 def _pieces(n):
-    return split_range(n, max(1, min(default_workers(), n // WIDEN_PIECE)))
+    return pieces_per_core(n, WIDEN_PIECE)
 
 
 @njit

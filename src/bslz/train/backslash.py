@@ -4,6 +4,7 @@ import math
 
 from torch import nn
 
+from bslz.codec._parallel import map_tensors_in_order
 from bslz.errors import InvalidArgumentError
 from bslz.train import update
 from bslz.train.marks import export_model, marks_metadata, state_dict_names
@@ -177,8 +178,11 @@ class BackSlash:
         """
         step = self._step_or_raise()
         fits = self.tensor_fits if self.per_tensor else [self.fit] * len(self.params)
-        rates = [tensor_rate(n, p, f, step) for n, p, f in zip(self.names, self.params, fits)]
-        return rate_report(self.steps, self.lam, self.fit, step, rates)
+        # small tensors side by side, a thread each, large ones alone on every core (as compression
+        # codes them): one at a time, a small tensor's rate left most cores idle
+        items = zip(self.names, self.params, fits)
+        rated = map_tensors_in_order(lambda item: tensor_rate(*item, step), items, lambda item: item[1].numel())
+        return rate_report(self.steps, self.lam, self.fit, step, [rate for _, rate in rated])
 
     def steps_by_name(self):
         """{state_dict name: planned step} of every selected tensor (tied weights under each name)."""

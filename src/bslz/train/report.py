@@ -1,16 +1,19 @@
 """What training predicts the file will cost: the codec's own rate function at the planned step.
 
-The prediction for a tensor is `bslz.codec.rate.tensor_rate_bits` (the exact size of its coded
-symbol stream, chunk table and orders included) plus the reconstruction table the container adds
+The prediction for a tensor is `bslz.codec.rate.tensor_rate_bits`, taken in its two steps
+(`quantize`, then `symbols_rate_bits`: the exact size of the coded symbol stream, chunk table and
+orders included) so that the symbols also give the sparsity, plus the reconstruction table the container adds
 to large tensors (`bslz.formats.tensor_codec.reconstruction_overhead_bits`). The only bytes of a
 quantized payload it leaves out are the zero padding of the order bytes to 8 bytes (< 8 a tensor).
 """
 
 import dataclasses
 
+import numpy as np
 import torch
 
-from bslz.codec.rate import tensor_rate_bits
+from bslz.codec.quantize import quantize
+from bslz.codec.rate import symbols_rate_bits
 from bslz.formats.tensor_codec import reconstruction_overhead_bits
 
 DEAD_ZONE = 0.5  # the dead zone `bslz compress` uses for steps recorded in the metadata (plain rounding)
@@ -18,7 +21,7 @@ DEAD_ZONE = 0.5  # the dead zone `bslz compress` uses for steps recorded in the 
 
 @dataclasses.dataclass(frozen=True)
 class TensorRate:
-    """One tensor at the planned step. bits: predicted payload bits; sparsity: share of |x| < step / 2."""
+    """One tensor at the planned step. bits: predicted payload bits; sparsity: share quantized to 0 (|x| < step / 2)."""
 
     name: str
     numel: int
@@ -39,7 +42,7 @@ class RateReport:
 
     nu, beta: the pooled generalized-Gaussian fit of the selected parameters (the last estimate);
     step: the planned quantizer step (units of the parameters); sparsity: share of selected
-    parameters with |x| < step / 2, which the file stores as exact zeros; bits_per_param: predicted
+    parameters that quantize to 0 (|x| < step / 2), which the file stores as exact zeros; bits_per_param: predicted
     payload bits per selected parameter at that step; num_params: N, the selected parameters.
     """
 
@@ -69,8 +72,11 @@ def tensor_rate(name, tensor, fit, step):
     with torch.no_grad():
         values = tensor.detach().to("cpu", torch.float32).numpy()
     numel = values.size
-    bits = tensor_rate_bits(values, step, DEAD_ZONE) + reconstruction_overhead_bits(numel) if numel else 0
-    sparsity = float((abs(values) < step / 2).sum()) / numel if numel else 0.0
+    if not numel:
+        return TensorRate(name, 0, fit.nu, fit.beta, float(step), 0.0, 0)
+    symbols = quantize(values, step, DEAD_ZONE)
+    bits = symbols_rate_bits(symbols) + reconstruction_overhead_bits(numel)
+    sparsity = 1.0 - np.count_nonzero(symbols) / numel
     return TensorRate(name, numel, fit.nu, fit.beta, float(step), sparsity, int(bits))
 
 
