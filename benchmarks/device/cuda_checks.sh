@@ -1,8 +1,9 @@
 #!/bin/bash
 # bslz on the device machine (one GPU, 16 cores, no network), in one call: the CUDA tests
 # (tests/test_cuda.py) with the training tests under the machine's own torch, the training hook's
-# cost against a step on the GPU (benchmarks/backslash/hook_overhead.py), and the BF16 lossless rows
-# of bench_container.py on 2 of its cores (taskset) and on 16. Wheels of zlib-ng and zstandard and
+# cost against a step on the GPU (benchmarks/backslash/hook_overhead.py), loading MiniLM bf16 onto
+# the GPU (benchmarks/bench_load_device.py), and the BF16 lossless rows of bench_container.py on 2 of
+# its cores (taskset) and on 16. Wheels of zlib-ng and zstandard and
 # zipnn's sdist in .whl/, MiniLM bf16 (as bench_container.py writes it) in .devdata/; results in $OUT.
 cd "$(dirname "$0")/../.."
 export PYTHONUNBUFFERED=1
@@ -20,6 +21,8 @@ echo "pytest rc=$? $(( $(date +%s) - s ))s"; tail -8 "$OUT/pytest.txt"
 python3 benchmarks/backslash/hook_overhead.py --device cuda --json "$OUT/hook_overhead.json" 2>&1 | tee "$OUT/hook_overhead.md"
 echo "hook_overhead $(( $(date +%s) - s ))s"
 F=${BF16_FILE:-.devdata/minilm-bf16.safetensors}
+python3 benchmarks/bench_load_device.py "$F" --device cuda 2>&1 | tee "$OUT/load_device.md"
+echo "load_device $(( $(date +%s) - s ))s"
 taskset -c 0,1 python3 benchmarks/bench_container.py --bf16-file "$F" --lossy-dtypes none > "$OUT/container_2cpu.md" 2>&1
 echo "container 2cpu rc=$? $(( $(date +%s) - s ))s"
 python3 benchmarks/bench_container.py --bf16-file "$F" --lossy-dtypes none > "$OUT/container_16cpu.md" 2>&1
