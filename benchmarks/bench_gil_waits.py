@@ -195,7 +195,11 @@ def chunk_parts(bf16_path, lossy_path):
     lo, hi = c * 262144, (c + 1) * 262144
     out = {}
     out["lossless encode_chunk"] = best_time(
-        lambda: FC.encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, floats.eg.MAX_ORDER), ROUNDS, True
+        lambda: FC.encode_chunk(
+            words, lo, hi, sign_pos, low_bits, widths, shifts, floats.eg.MAX_ORDER, *floats.chunk_scratch(hi - lo)
+        ),
+        ROUNDS,
+        True,
     )[0]
     r = ContainerReader(lossy_path)
     e = r.entry(name)

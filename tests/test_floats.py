@@ -10,6 +10,7 @@ from bslz.codec import _float_chunks as FC
 from bslz.codec import _float_kernels as FK
 from bslz.codec import expgolomb as eg
 from bslz.codec import floats
+from bslz.codec._huffman_segment import stream_words_needed
 from bslz.codec._rans_table import NARROW_MIN_VALUES, NARROW_WIDTH
 from bslz.codec.huffman import encode_huffman
 from bslz.codec.rans import encode_rans
@@ -180,7 +181,17 @@ def test_one_call_chunk_encoding_matches_the_segment_by_segment_one(layout, data
         )
         words = words[data.draw(hnp.arrays(np.int64, n, elements=st.integers(0, words.size - 1)))]
     widths, shifts = floats.kernel_args(spec)[:2]
-    fast = FC.encode_chunk(words, 0, n, U64(spec.bits - 1), U64(spec.low_bits), widths, shifts, floats.eg.MAX_ORDER)
+    fast = FC.encode_chunk(
+        words,
+        0,
+        n,
+        U64(spec.bits - 1),
+        U64(spec.low_bits),
+        widths,
+        shifts,
+        floats.eg.MAX_ORDER,
+        *floats.chunk_scratch(words.size),
+    )
     slow = b"".join(bytes(part) for part in floats._encode_pieces(words, 0, n, spec))
     assert bytes(fast) == slow
     out = np.full(n, np.iinfo(spec.word_dtype).max, dtype=spec.word_dtype)  # every word must be written
@@ -200,6 +211,27 @@ def test_one_call_chunk_encoding_matches_the_segment_by_segment_one(layout, data
         np.testing.assert_array_equal(out, words)
 
 
+def test_a_chunk_encodes_the_same_whatever_its_scratch_held():
+    """The scratch a thread keeps between chunks (`floats.chunk_scratch`): kept for chunks up to
+    SCRATCH_MAX_VALUES, and a chunk coded in scratch full of garbage, or larger than it needs,
+    gives the bytes of fresh scratch."""
+    spec = floats.LAYOUTS["bfloat16"]
+    words = _weight_like_words("bfloat16", 262144, 11, 0.02)
+    args = (U64(spec.bits - 1), U64(spec.low_bits), *floats.kernel_args(spec)[:2], floats.eg.MAX_ORDER)
+    fresh = (np.empty(words.size, np.uint16), np.empty(stream_words_needed(words.size), np.uint32))
+    expected = bytes(FC.encode_chunk(words, 0, words.size, *args, *fresh))
+    piece, streams = floats.chunk_scratch(words.size)
+    assert floats.chunk_scratch(1000)[0] is piece  # kept, and large enough for a smaller chunk
+    for garbage in (0, 0xFFFF, 0x5A5A):
+        piece.fill(garbage)
+        streams.fill(garbage * 0x10001)
+        assert bytes(FC.encode_chunk(words, 0, words.size, *args, piece, streams)) == expected
+        assert bytes(FC.encode_chunk(words, 0, 5000, *args, piece, streams)) == bytes(
+            FC.encode_chunk(words, 0, 5000, *args, *fresh)
+        )
+    assert floats.chunk_scratch(floats.SCRATCH_MAX_VALUES + 1)[0] is not floats.chunk_scratch(1)[0]
+
+
 @pytest.mark.parametrize("layout", ["bfloat16", "float32"])
 @pytest.mark.parametrize("kind", ["weights", "few values"])
 def test_chunks_whose_tails_are_counted_in_pairs_match_the_segment_by_segment_one(layout, kind):
@@ -212,7 +244,17 @@ def test_chunks_whose_tails_are_counted_in_pairs_match_the_segment_by_segment_on
         words = words[np.random.default_rng(4).integers(0, 5, n)]
     widths, shifts = floats.kernel_args(spec)[:2]
     assert NARROW_WIDTH in widths.tolist()
-    fast = FC.encode_chunk(words, 0, n, U64(spec.bits - 1), U64(spec.low_bits), widths, shifts, floats.eg.MAX_ORDER)
+    fast = FC.encode_chunk(
+        words,
+        0,
+        n,
+        U64(spec.bits - 1),
+        U64(spec.low_bits),
+        widths,
+        shifts,
+        floats.eg.MAX_ORDER,
+        *floats.chunk_scratch(words.size),
+    )
     assert bytes(fast) == b"".join(bytes(part) for part in floats._encode_pieces(words, 0, n, spec))
 
 
@@ -251,7 +293,7 @@ def test_weight_chunks_take_the_one_call_paths():
         words = _weight_like_words(layout, 1 << 18, 7, 0.05)
         widths, shifts = floats.kernel_args(spec)[:2]
         args = (U64(spec.bits - 1), U64(spec.low_bits), widths, shifts)
-        segments = FC.encode_chunk(words, 0, words.size, *args, floats.eg.MAX_ORDER)
+        segments = FC.encode_chunk(words, 0, words.size, *args, floats.eg.MAX_ORDER, *floats.chunk_scratch(words.size))
         assert segments.size and segments[0] == floats.HUFFMAN
         out = np.full_like(words, np.iinfo(words.dtype).max)  # the straight head writes every word
         heads = out if out.dtype == np.uint16 else np.empty(0, np.uint16)
@@ -273,7 +315,9 @@ def test_small_norm_vectors_take_the_one_call_paths_with_exp_golomb_heads():
         args = (U64(spec.bits - 1), U64(spec.low_bits), widths, shifts)
         for spread in (0.01, 0.02):
             words = _as_layout_words(spread * rng.standard_normal(384), layout)
-            segments = FC.encode_chunk(words, 0, words.size, *args, floats.eg.MAX_ORDER)
+            segments = FC.encode_chunk(
+                words, 0, words.size, *args, floats.eg.MAX_ORDER, *floats.chunk_scratch(words.size)
+            )
             assert bytes(segments) == b"".join(bytes(p) for p in floats._encode_pieces(words, 0, words.size, spec))
             assert segments[0] == floats.EXP_GOLOMB, (layout, spread)
             out = np.zeros_like(words)
@@ -561,7 +605,7 @@ def test_one_call_chunk_encoding_codes_rans_segments_too():
         words = (heads << spec.low_bits) | rng.integers(0, 1 << spec.low_bits, n).astype(np.uint16)
         widths, shifts = floats.kernel_args(spec)[:2]
         args = (U64(spec.bits - 1), U64(spec.low_bits), widths, shifts)
-        fast = FC.encode_chunk(words, 0, n, *args, floats.eg.MAX_ORDER)
+        fast = FC.encode_chunk(words, 0, n, *args, floats.eg.MAX_ORDER, *floats.chunk_scratch(words.size))
         assert fast[0] == floats.RANS
         assert bytes(fast) == b"".join(bytes(part) for part in floats._encode_pieces(words, 0, n, spec))
         assert not FC.decode_chunk(fast, np.zeros_like(words), np.zeros(n, np.uint16), 0, n, *args, *EG_ARGS)

@@ -33,7 +33,7 @@ from bslz.codec._huffman_segment import (
     SEGMENT_OK,
     code_for,
     decode_segment,
-    encode_counted_segment,
+    encode_counted_segment_into,
     min_segment_bytes,
 )
 from bslz.codec._jit import njit, njit_inline
@@ -146,15 +146,17 @@ def _straight_head(data, n):
 
 
 @njit
-def encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, max_order):
+def encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, max_order, piece, streams):
     """The segments of words[lo:hi] (uint8 array, its size the bytes used), exactly as
-    `floats.encode_segment` codes each piece (widths[p] bits, at shifts[p]; -1: the head)."""
+    `floats.encode_segment` codes each piece (widths[p] bits, at shifts[p]; -1: the head).
+    `piece` (uint16, hi - lo values or more) and `streams` (uint32, `stream_words_needed(hi - lo)`
+    or more) are scratch, kept by the caller between chunks."""
     n = hi - lo
     bound = 0
     for p in range(widths.size):
         bound += SEGMENT_HEADER_BYTES + (n * np.int64(widths[p]) + 7) // 8
     out = np.empty(bound, dtype=np.uint8)  # every coding kept here is at most the raw size
-    piece = np.empty(n, dtype=np.uint16)
+    piece = piece[:n]
     pos = 0
     for p in range(widths.size):
         width = np.int64(widths[p])
@@ -177,11 +179,13 @@ def encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, max_order):
         eg_size = (np.int64(eg_bits) + 7) // 8
         best = min(raw_size, eg_size)
         limit = best - best // ENTROPY_MIN_GAIN
-        coded = np.zeros(0, dtype=np.uint8)
+        huffman_size = 0  # the Huffman segment, when kept, is written in place (a rANS one over it)
         if entropy_bits / 8 < limit:
-            coded = _huffman_segment(piece, hist[: 1 << width], limit)
-            if coded.size:
-                limit = coded.size - coded.size // RANS_MIN_GAIN_OVER_HUFFMAN
+            huffman_size = _huffman_segment_into(
+                piece, hist[: 1 << width], limit, streams, out[pos + SEGMENT_HEADER_BYTES :]
+            )
+            if huffman_size:
+                limit = huffman_size - huffman_size // RANS_MIN_GAIN_OVER_HUFFMAN
         if (entropy_bits + distinct + 5) / 8 < limit:
             rans = _rans_segment(piece, hist[: 1 << width], limit)
             if rans.size:
@@ -189,10 +193,9 @@ def encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, max_order):
                 out[pos + SEGMENT_HEADER_BYTES : pos + SEGMENT_HEADER_BYTES + rans.size] = rans
                 pos += SEGMENT_HEADER_BYTES + rans.size
                 continue
-        if coded.size:
-            _put_segment_header(out, pos, HUFFMAN, 0, 0, coded.size)
-            out[pos + SEGMENT_HEADER_BYTES : pos + SEGMENT_HEADER_BYTES + coded.size] = coded
-            pos += SEGMENT_HEADER_BYTES + coded.size
+        if huffman_size:
+            _put_segment_header(out, pos, HUFFMAN, 0, 0, huffman_size)
+            pos += SEGMENT_HEADER_BYTES + huffman_size
             continue
         if eg_size < raw_size:
             coded = _exp_golomb_bytes(piece, center, k)
@@ -225,19 +228,20 @@ def _put_segment_header(out, pos, method, k, center, nbytes):
 
 
 @njit
-def _huffman_segment(values, hist, limit):
-    """`huffman.encode_huffman(values, huffman_code(hist))` if its size is below `limit` (the code's
-    lower bound already tells when it cannot be), else an empty array. `hist` is the values' own
-    histogram: every value has a codeword."""
+def _huffman_segment_into(values, hist, limit, streams, out):
+    """The size of `huffman.encode_huffman(values, huffman_code(hist))`, written to `out` (room for
+    `limit` bytes at least), if below `limit` (the code's lower bound already tells when it cannot
+    be), else 0. `hist` is the values' own histogram: every value has a codeword. `streams`: scratch
+    (`stream_words_needed(values.size)` words)."""
     max_symbol = -1
     for s in range(hist.size):
         if hist[s] > 0:
             max_symbol = s
     lengths, header, bits = code_for(hist[: max_symbol + 1])
     if bits < 0 or min_segment_bytes(header.size, bits) >= limit:
-        return np.zeros(0, dtype=np.uint8)
-    coded = encode_counted_segment(values, lengths, header)
-    return coded if coded.size < limit else np.zeros(0, dtype=np.uint8)
+        return 0
+    size = encode_counted_segment_into(values, lengths, header, streams, out[: limit - 1])
+    return size if 0 < size < limit else 0
 
 
 @njit

@@ -51,40 +51,62 @@ def min_segment_bytes(header_bytes, bits):
 def encode_segment(symbols, lengths, header):
     """The segment of `symbols` (each below lengths.size) under complete code `lengths` whose
     header bytes are `header`; an empty array if a symbol has no codeword."""
-    return _encode_segment(symbols, lengths, header, True)
+    streams = np.empty(stream_words_needed(symbols.size), dtype=np.uint32)
+    stream_words = np.zeros(NUM_STREAMS, dtype=np.int64)
+    if not _encode_streams(symbols, lengths, True, streams, stream_words):
+        return np.zeros(0, dtype=np.uint8)
+    out = np.empty(header.size + STREAM_TABLE_BYTES + 4 * stream_words.sum(), dtype=np.uint8)
+    _write_segment(header, streams, stream_words, out)
+    return out
 
 
 @njit
-def encode_counted_segment(symbols, lengths, header):
-    """`encode_segment` for a code made from the symbols' own histogram (every symbol has a
-    codeword): the check is left out of the coding loop (four operations a pair of symbols)."""
-    return _encode_segment(symbols, lengths, header, False)
+def encode_counted_segment_into(symbols, lengths, header, streams, out):
+    """`encode_segment` for a code made from the symbols' own histogram (every symbol has a codeword:
+    the check is left out of the coding loop, four operations a pair of symbols), with no arrays of
+    its own: the streams coded in `streams` (scratch of `stream_words_needed(symbols.size)` words),
+    the segment written to `out` only if it fits there. Returns its size (-1: the code is not
+    complete)."""
+    stream_words = np.zeros(NUM_STREAMS, dtype=np.int64)
+    if not _encode_streams(symbols, lengths, False, streams, stream_words):
+        return -1
+    nbytes = header.size + STREAM_TABLE_BYTES + 4 * stream_words.sum()
+    if nbytes <= out.size:
+        _write_segment(header, streams, stream_words, out[:nbytes])
+    return nbytes
+
+
+@njit
+def stream_words_needed(count):
+    """uint32 words that the streams of a segment of `count` symbols may take (their scratch)."""
+    return NUM_STREAMS * ((count + NUM_STREAMS - 1) // NUM_STREAMS * MAX_LENGTH // 32 + 1) + 1
 
 
 @njit_inline
-def _encode_segment(symbols, lengths, header, check):
+def _encode_streams(symbols, lengths, check, streams, stream_words):
+    """The symbols coded in the four streams, packed one after the other in `streams`, each one's
+    word count in `stream_words`; False if a symbol has no codeword (with `check`) or the code is
+    not complete."""
     codewords = np.zeros(lengths.size, dtype=np.uint64)
     if reversed_codes(lengths, codewords) != STATUS_OK:
-        return np.zeros(0, dtype=np.uint8)
+        return False
     for s in range(lengths.size):
         codewords[s] |= U64(lengths[s]) << U64(32)
     quarter = (symbols.size + NUM_STREAMS - 1) // NUM_STREAMS
-    streams = np.empty(NUM_STREAMS * (quarter * MAX_LENGTH // 32 + 1) + 1, dtype=np.uint32)
-    stream_words = np.zeros(NUM_STREAMS, dtype=np.int64)
     if check:
-        coded = encode_streams(symbols, codewords, quarter, streams, stream_words)
-    else:
-        coded = encode_counted_streams(symbols, codewords, quarter, streams, stream_words)
-    if not coded:
-        return np.zeros(0, dtype=np.uint8)
-    nwords = stream_words.sum()
-    out = np.empty(header.size + STREAM_TABLE_BYTES + 4 * nwords, dtype=np.uint8)
+        return encode_streams(symbols, codewords, quarter, streams, stream_words)
+    return encode_counted_streams(symbols, codewords, quarter, streams, stream_words)
+
+
+@njit_inline
+def _write_segment(header, streams, stream_words, out):
+    """Header, stream table and streams into `out`, exactly their size."""
     out[: header.size] = header
     for j in range(NUM_STREAMS - 1):
         for b in range(4):
             out[header.size + 4 * j + b] = (stream_words[j] >> (8 * b)) & 0xFF
-    out[header.size + STREAM_TABLE_BYTES :] = streams[:nwords].view(np.uint8)  # little-endian (numba: LE only)
-    return out
+    words = streams[: stream_words.sum()]
+    out[header.size + STREAM_TABLE_BYTES :] = words.view(np.uint8)  # little-endian (numba: LE only)
 
 
 # decode_segment's statuses: what is wrong with a segment, for the caller's error message

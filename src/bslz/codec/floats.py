@@ -24,6 +24,7 @@ segment, as weights' chunks do not; the others go a segment at a time from here.
 
 import dataclasses
 import itertools
+import threading
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from bslz.codec import _float_chunks as FC
 from bslz.codec import _float_kernels as FK
 from bslz.codec import expgolomb as eg
 from bslz.codec._bits import bytes_to_words, words_to_bytes
+from bslz.codec._huffman_segment import stream_words_needed
 from bslz.codec._parallel import parallel_map, split_range, threads_for
 from bslz.codec.float_layouts import LAYOUTS as LAYOUTS  # re-exported: callers name layouts here
 from bslz.codec.float_layouts import get_layout, kernel_args
@@ -140,8 +142,27 @@ def _encode_chunk(words, lo, hi, layout):
     # the kernel has the default choice rules built in: with others set (bench_heads.py) the long way
     if ENTROPY_MIN_GAIN == FC.ENTROPY_MIN_GAIN and RANS_MIN_GAIN_OVER_HUFFMAN == FC.RANS_MIN_GAIN_OVER_HUFFMAN:
         widths, shifts, sign_pos, low_bits = kernel_args(layout)
-        return [FC.encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, eg.MAX_ORDER)]
+        return [
+            FC.encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, eg.MAX_ORDER, *chunk_scratch(hi - lo))
+        ]
     return _encode_pieces(words, lo, hi, layout)
+
+
+_scratch = threading.local()
+SCRATCH_MAX_VALUES = 1 << 20  # a thread keeps scratch for chunks up to this many values (~4 MiB)
+
+
+def chunk_scratch(count):
+    """(piece, streams): `FC.encode_chunk`'s scratch arrays for a chunk of `count` values, the
+    calling thread's own, kept between its chunks. Fresh ones each chunk (1 MiB for 262144 values)
+    were fresh pages each time: glibc hands the freed memory back to the kernel at once."""
+    kept = getattr(_scratch, "arrays", None)
+    if kept is not None and kept[0].size >= count:
+        return kept
+    arrays = (np.empty(count, dtype=np.uint16), np.empty(stream_words_needed(count), dtype=np.uint32))
+    if count <= SCRATCH_MAX_VALUES:
+        _scratch.arrays = arrays
+    return arrays
 
 
 def _encode_pieces(words, lo, hi, layout):
