@@ -155,7 +155,8 @@ SCRATCH_MAX_VALUES = 1 << 20  # a thread keeps scratch for chunks up to this man
 def chunk_scratch(count):
     """(piece, streams): `FC.encode_chunk`'s scratch arrays for a chunk of `count` values, the
     calling thread's own, kept between its chunks. Fresh ones each chunk (1 MiB for 262144 values)
-    were fresh pages each time: glibc hands the freed memory back to the kernel at once."""
+    could be fresh pages each time, faulted in again: glibc gives freed memory at the top of its
+    heap back to the kernel (how often depends on the heap; benchmarks/bench_chunk_scratch.py)."""
     kept = getattr(_scratch, "arrays", None)
     if kept is not None and kept[0].size >= count:
         return kept
