@@ -160,6 +160,22 @@ def _as_layout_words(values, layout):
     )
 
 
+def _one_call_encoding(words, n, spec):
+    """FC.encode_chunk of words[:n] in layout `spec`, with the thread's scratch."""
+    widths, shifts = floats.kernel_args(spec)[:2]
+    return FC.encode_chunk(
+        words,
+        0,
+        n,
+        U64(spec.bits - 1),
+        U64(spec.low_bits),
+        widths,
+        shifts,
+        floats.eg.MAX_ORDER,
+        *floats.chunk_scratch(n),
+    )
+
+
 @pytest.mark.parametrize("layout", ["bfloat16", "float16", "float32", "float64"])
 @given(data=st.data())
 def test_one_call_chunk_encoding_matches_the_segment_by_segment_one(layout, data):
@@ -181,17 +197,7 @@ def test_one_call_chunk_encoding_matches_the_segment_by_segment_one(layout, data
         )
         words = words[data.draw(hnp.arrays(np.int64, n, elements=st.integers(0, words.size - 1)))]
     widths, shifts = floats.kernel_args(spec)[:2]
-    fast = FC.encode_chunk(
-        words,
-        0,
-        n,
-        U64(spec.bits - 1),
-        U64(spec.low_bits),
-        widths,
-        shifts,
-        floats.eg.MAX_ORDER,
-        *floats.chunk_scratch(words.size),
-    )
+    fast = _one_call_encoding(words, n, spec)
     slow = b"".join(bytes(part) for part in floats._encode_pieces(words, 0, n, spec))
     assert bytes(fast) == slow
     out = np.full(n, np.iinfo(spec.word_dtype).max, dtype=spec.word_dtype)  # every word must be written
@@ -244,17 +250,7 @@ def test_chunks_whose_tails_are_counted_in_pairs_match_the_segment_by_segment_on
         words = words[np.random.default_rng(4).integers(0, 5, n)]
     widths, shifts = floats.kernel_args(spec)[:2]
     assert NARROW_WIDTH in widths.tolist()
-    fast = FC.encode_chunk(
-        words,
-        0,
-        n,
-        U64(spec.bits - 1),
-        U64(spec.low_bits),
-        widths,
-        shifts,
-        floats.eg.MAX_ORDER,
-        *floats.chunk_scratch(words.size),
-    )
+    fast = _one_call_encoding(words, n, spec)
     assert bytes(fast) == b"".join(bytes(part) for part in floats._encode_pieces(words, 0, n, spec))
 
 
