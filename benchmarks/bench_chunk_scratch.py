@@ -6,44 +6,35 @@ the kernel made its scratch arrays, and its Huffman segment apart, in every call
     PYTHONPATH=src:benchmarks python benchmarks/bench_chunk_scratch.py [--bf16-file minilm-bf16.safetensors]
 """
 
-import argparse
 import resource
 import statistics
-import tempfile
 import time
 
 import numpy as np
 
+from bench_container import minilm_bf16_workdir
 from bslz.codec import floats
 from bslz.formats.safetensors_io import read_safetensors
-from compare_revisions import minilm_bf16
 
 CHUNK = 262144
+CALLS = 300
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bf16-file", help="MiniLM cast to bf16 (default: made from the installed model)")
-    parser.add_argument("--calls", type=int, default=300)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = args.bf16_file
-        if path is None:
-            path = f"{tmp}/minilm-bf16.safetensors"
-            minilm_bf16(path)
+    with minilm_bf16_workdir(__doc__) as (_, path):
         source = read_safetensors(path)
         largest = max(source.tensors, key=lambda t: t.numel)
         words = np.array(source.tensor_bytes(largest)).view(np.uint16)[10 * CHUNK : 11 * CHUNK].copy()
     layout = floats.get_layout("bfloat16")
     floats._encode_chunk(words, 0, CHUNK, layout)  # warm-up
     times, faults = [], []
-    for _ in range(args.calls):
+    for _ in range(CALLS):
         f0 = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
         t0 = time.perf_counter()
         floats._encode_chunk(words, 0, CHUNK, layout)
         times.append(time.perf_counter() - t0)
         faults.append(resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - f0)
-    print(f"{floats.__file__}: {args.calls} calls")
+    print(f"{floats.__file__}: {CALLS} calls")
     print(
         f"best {1e6 * min(times):.0f} us, median {1e6 * statistics.median(times):.0f} us, "
         f"minor faults a call {statistics.mean(faults):.0f}"

@@ -3,8 +3,9 @@
 # (tests/test_cuda.py) with the training tests under the machine's own torch, the training hook's
 # cost against a step on the GPU (benchmarks/backslash/hook_overhead.py), loading MiniLM bf16 onto
 # the GPU (benchmarks/bench_load_device.py), and the BF16 lossless rows of bench_container.py on 2 of
-# its cores (taskset) and on 16. Wheels of zlib-ng and zstandard and
-# zipnn's sdist in .whl/, MiniLM bf16 (as bench_container.py writes it) in .devdata/; results in $OUT.
+# its cores (taskset) and on 16. Wheels of zlib-ng and zstandard and zipnn's sdist in .whl/, MiniLM
+# bf16 (as bench_container.py writes it) in .devdata/, both made here by prepare.sh and carried
+# (device run: command "bash benchmarks/device/cuda_checks.sh", carry [".whl", ".devdata"]); results in $OUT.
 cd "$(dirname "$0")/../.."
 export PYTHONUNBUFFERED=1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
