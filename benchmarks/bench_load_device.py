@@ -4,14 +4,12 @@ same file compressed by bslz (lossless, and at `--bits`), and by zstd level 3, e
 
     PYTHONPATH=src python3 benchmarks/bench_load_device.py minilm-bf16.safetensors --device cuda
 
-Prints, per way of loading, the best and median milliseconds and MB/s of the original file's bytes.
+Prints, per way of loading, the best milliseconds and MB/s of the original file's bytes.
 """
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 
 import safetensors.torch
 import torch
@@ -19,6 +17,7 @@ import zstandard
 
 import bslz
 import bslz.torch
+from timing import best_times_interleaved
 
 
 def main():
@@ -51,30 +50,30 @@ def main():
             "zstd -3, then safetensors": from_zstd,
         }
         files = {name: p for name, p in zip(ways, (args.path, lossless, lossy, zstd_path))}
-        times = {name: [] for name in ways}
-        held = None
-        for r in range(args.rounds):
-            for name, load in ways.items() if r % 2 == 0 else reversed(ways.items()):
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                t0 = time.perf_counter()
-                loaded = load()
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                times[name].append(time.perf_counter() - t0)
-                assert all(t.device.type == device.type for t in loaded.values())
-                held = loaded  # held while the next load runs, as a program holding its model would
-        del held
+        held = [None]  # each load's result held while the next one runs, as a program holds its model
+
+        def synchronised(load):
+            def call():
+                sync(device)
+                held[0] = load()
+                sync(device)
+                assert all(t.device.type == device.type for t in held[0].values())
+
+            return call
+
+        best = best_times_interleaved([synchronised(load) for load in ways.values()], args.rounds)
+        held[0] = None
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-        print(f"device: {name}; {os.path.basename(args.path)}, {size / 1e6:.1f} MB; best / median of {args.rounds}")
-        print("| load | file MB | best ms | median ms | MB/s (best) |")
-        print("|---|---|---|---|---|")
-        for way, ts in times.items():
-            best = min(ts)
-            print(
-                f"| {way} | {os.path.getsize(files[way]) / 1e6:.1f} | {1e3 * best:.1f} "
-                f"| {1e3 * statistics.median(ts):.1f} | {size / best / 1e6:.0f} |"
-            )
+        print(f"device: {name}; {os.path.basename(args.path)}, {size / 1e6:.1f} MB; best of {args.rounds} rounds")
+        print("| load | file MB | best ms | MB/s |")
+        print("|---|---|---|---|")
+        for way, t in zip(ways, best):
+            print(f"| {way} | {os.path.getsize(files[way]) / 1e6:.1f} | {1e3 * t:.1f} | {size / t / 1e6:.0f} |")
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 if __name__ == "__main__":

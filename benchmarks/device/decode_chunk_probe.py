@@ -1,5 +1,5 @@
 """Probe run on the 16-core device machine (December 4, 2026): decoding MiniLM bf16's largest tensor by
-worker-thread count through the long way (`floats._decode_chunk`: since the one-call chunk decoder
+worker-thread count through the long way (`float_decode._decode_chunk`: since the one-call chunk decoder
 it runs only for chunks that one declines), and the Huffman decoder side by side on 1-16 threads:
 
     PYTHONPATH=src python3 benchmarks/device/decode_chunk_probe.py minilm-bf16.safetensors
@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 import bslz.codec._parallel as P
+from bslz.codec import float_decode as D
 from bslz.codec import floats as F
 from bslz.codec.huffman import decode_huffman, encode_huffman, huffman_code
 from bslz.codec.rans import histogram
@@ -23,7 +24,7 @@ big = max((np.array(s.tensor_bytes(t)).view(np.uint16) for t in s.tensors if t.d
 enc = F.encode_floats(big, "bfloat16")
 out = np.empty(big.size, np.uint16)
 log = []
-orig = F._decode_chunk
+orig = D._decode_chunk
 
 
 def wrapped(d, o, lo, hi, lay):
@@ -32,7 +33,7 @@ def wrapped(d, o, lo, hi, lay):
     log.append((threading.get_ident(), t, time.perf_counter()))
 
 
-F._decode_chunk = wrapped
+D._decode_chunk = wrapped
 F.decode_floats(enc, out)
 print("| workers | wall ms | chunks | mean chunk ms | busy/wall | minor faults |\n|---|---|---|---|---|---|")
 for w in (1, 2, 4, 8, 16):

@@ -120,7 +120,9 @@ ONE_PASS_PIECE = 1 << 20  # elements a thread takes at least in a one-pass kerne
 def pieces_per_core(n, least=ONE_PASS_PIECE, multiple=1):
     """`split_range` of range(n) into a piece a core, each of `least` elements or more (one piece at
     least): for a pass over one array that `parallel_map` spreads over the cores."""
-    return split_range(n, max(1, min(default_workers(), n // least)), multiple)
+    parts = n // least
+    # a small array is one piece whatever the cores: not worth reading the environment for
+    return split_range(n, 1 if parts <= 1 else min(default_workers(), parts), multiple)
 
 
 # Tensors below this many elements are coded side by side, one thread each: alone, one splits into

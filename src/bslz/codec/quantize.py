@@ -26,7 +26,7 @@ from bslz.codec import expgolomb
 from bslz.codec._jit import njit
 from bslz.codec._parallel import parallel_map, pieces_per_core
 from bslz.codec.gg import gg_bin_centroids
-from bslz.codec.measure import MAX_ABS_PIECE, max_abs
+from bslz.codec.measure import max_abs
 from bslz.errors import InvalidArgumentError
 
 RECONSTRUCTIONS = ("midpoint", "lattice", "gg")
@@ -170,7 +170,7 @@ def quantize(x, step, dead_zone=0.5):
     flat = _as_float_flat(x)
     dtype = symbol_dtype(_max_symbol(_max_abs_checked(flat), step, dead_zone))
     out = np.empty(flat.size, dtype=dtype)
-    pieces = pieces_per_core(flat.size, MAX_ABS_PIECE)
+    pieces = pieces_per_core(flat.size)
     parallel_map(lambda b: _quantize_kernel(flat[b[0] : b[1]], step, dead_zone, out[b[0] : b[1]]), pieces)
     return out.reshape(shape)
 

@@ -116,7 +116,7 @@ def _widened_bfloat16(raw_words):
     out = np.empty(np.shape(raw_words), dtype=np.uint32)
     words, wide = np.ascontiguousarray(raw_words).reshape(-1), out.reshape(-1)
     # a large tensor a piece per core (MiniLM bf16's embedding: 9 ms on one core, measured)
-    tops = parallel_map(lambda b: _widen_bfloat16(words[b[0] : b[1]], wide[b[0] : b[1]]), _pieces(words.size))
+    tops = parallel_map(lambda b: _widen_bfloat16(words[b[0] : b[1]], wide[b[0] : b[1]]), pieces_per_core(words.size))
     return out.view(np.float32), max(tops, default=0)
 
 
@@ -146,13 +146,6 @@ def from_float32(values, dtype, out=None):
         return np.ascontiguousarray(values).astype(dtype.numpy_dtype, copy=False).view(dtype.word_dtype)
     out.view(dtype.numpy_dtype).reshape(shape)[...] = values  # numpy's cast, as astype's, in place
     return out.reshape(shape)
-
-
-WIDEN_PIECE = 1 << 20
-
-
-def _pieces(n):
-    return pieces_per_core(n, WIDEN_PIECE)
 
 
 @njit
