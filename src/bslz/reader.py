@@ -1,6 +1,8 @@
 """Lazy reading of a `.bslz` container, file or bytes, like `safetensors.safe_open`, and decoded
 raw bytes as numpy arrays or torch tensors."""
 
+import operator
+
 import numpy as np
 
 from bslz.codec._parallel import map_tensors_in_order
@@ -30,6 +32,11 @@ class SafeOpen:
         raw = self.reader.decode_raw(name)  # memory of its own, from a file or a buffer
         return as_tensor(raw, entry["dtype"], entry["shape"], self.framework)
 
+    def get_slice(self, name):
+        """A `TensorSlice` of the tensor, as safetensors' `get_slice`: its shape and dtype without
+        decoding it, and, indexed, only the rows asked for."""
+        return TensorSlice(self, name)
+
     def iter_tensors(self):
         """Yield (name, tensor) for every tensor in file order, small ones decoded side by side."""
         decoded = map_tensors_in_order(lambda e: self.get_tensor(e["name"]), self.reader.entries, lambda e: e["numel"])
@@ -46,9 +53,84 @@ class SafeOpen:
         self.close()
 
 
+class TensorSlice:
+    """One tensor of a `SafeOpen`, as safetensors' slices: `get_shape()`, `get_dtype()`, and
+    `[index]` with what they take (integers, slices of positive step, `...`). Indexing decodes the
+    rows (first dimension) that the index selects: of a lossless float or a quantized tensor only
+    the chunks that hold them (`ContainerReader.decode_range`, which reads and checks the whole
+    payload), of an integer one the whole tensor. A tensor-parallel loader's rows of an embedding
+    cost about their share of its decoding."""
+
+    def __init__(self, opened, name):
+        self._opened = opened
+        self._entry = opened.reader.entry(name)
+
+    def get_shape(self):
+        return list(self._entry["shape"])
+
+    def get_dtype(self):
+        return self._entry["dtype"]
+
+    def __getitem__(self, index):
+        e = self._entry
+        shape = tuple(e["shape"])
+        parts = _checked_index(index if isinstance(index, tuple) else (index,), len(shape))
+        first, end, local = _rows_selected(parts, shape)
+        row = int(np.prod(shape[1:], dtype=object)) if shape else 1
+        raw = self._opened.reader.decode_range(e["name"], first * row, end * row)
+        block = as_tensor(raw, e["dtype"], (end - first, *shape[1:]) if shape else (), self._opened.framework)
+        part = block[local]
+        if self._opened.framework == "np":
+            part = np.asarray(part)  # an array where numpy gives a scalar (an integer for every dimension)
+        if part.shape == block.shape:  # every row decoded is asked for: no copy
+            return part
+        return part.clone() if self._opened.framework == "pt" else part.copy()  # not a view of the rows
+
+
+def _checked_index(parts, ndim):
+    """The index's parts, each an integer, a slice of positive step or `...` (one at most), as
+    safetensors' slices take them, no more than the tensor's `ndim` dimensions."""
+    if sum(part is not Ellipsis for part in parts) > ndim:
+        raise IndexError(f"too many indices ({len(parts)}) for a tensor of {ndim} dimensions")
+    checked = []
+    for j, part in enumerate(parts):
+        if part is Ellipsis:
+            if Ellipsis in checked:
+                raise IndexError("an index can only have a single ellipsis ('...')")
+        elif isinstance(part, slice):
+            if part.step is not None and operator.index(part.step) <= 0:
+                raise InvalidArgumentError(f"slice step must be a positive integer, got {part.step}")
+        elif isinstance(part, bool) or not isinstance(part, (int, np.integer)):
+            raise InvalidArgumentError(
+                f"unsupported index {part!r} at position {j}: expected an integer, a slice or '...'"
+            )
+        checked.append(part)
+    return tuple(checked)
+
+
+def _rows_selected(parts, shape):
+    """(first, end, local): the rows first..end - 1 that the index selects along the first
+    dimension, and the index into the block of those rows. An index that starts with `...` (or a
+    0-dimensional tensor) selects every row."""
+    if not shape or not parts or parts[0] is Ellipsis:
+        return 0, (shape[0] if shape else 1), parts
+    rows, head = shape[0], parts[0]
+    if isinstance(head, slice):
+        selected = range(*head.indices(rows))
+        if not selected:
+            return 0, 0, (slice(0, 0), *parts[1:])
+        first, end = selected[0], selected[-1] + 1
+        return first, end, (slice(0, end - first, selected.step), *parts[1:])
+    i = operator.index(head)
+    if not -rows <= i < rows:
+        raise IndexError(f"index {i} is out of bounds for dimension 0 of size {rows}")
+    i %= rows
+    return i, i + 1, (0, *parts[1:])
+
+
 def safe_open(path, framework="np", **reader_options):
-    """Open a `.bslz` file for lazy reading: `keys()`, `get_tensor(name)`, `metadata()`. `path` may
-    also be a container's bytes (any bytes-like object), read in place."""
+    """Open a `.bslz` file for lazy reading: `keys()`, `get_tensor(name)`, `get_slice(name)`,
+    `metadata()`. `path` may also be a container's bytes (any bytes-like object), read in place."""
     return SafeOpen(path, framework, **reader_options)
 
 

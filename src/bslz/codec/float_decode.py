@@ -20,8 +20,12 @@ RAW, CONSTANT, EXP_GOLOMB, RANS, HUFFMAN = FC.RAW, FC.CONSTANT, FC.EXP_GOLOMB, F
 SEGMENT_HEADER = np.dtype([("method", "u1"), ("k", "u1"), ("center", "<u2"), ("nbytes", "<u4")])
 
 
-def decode_floats(encoded, out=None, *, workers=None, chunk_decoded=None):
+def decode_floats(encoded, out=None, *, workers=None, chunk_decoded=None, chunks=None):
     """Decode an `EncodedFloats` into an array of unsigned words (view it as the float dtype).
+
+    `chunks` = (first, end): decode chunks first..end - 1 only (values first * chunk_size up to
+    end * chunk_size or the last), into an array (`out`) of just those values; the whole chunk
+    table is checked either way.
 
     `chunk_decoded(r, run_bytes, run_words)`, if given, is called for run r of consecutive chunks
     (`chunk_runs`, numbered from 0 in order) by the thread that decoded it, with the run's bytes
@@ -44,6 +48,12 @@ def decode_floats(encoded, out=None, *, workers=None, chunk_decoded=None):
     if offsets[-1] != body.size:
         cls = TruncatedError if offsets[-1] > body.size else FormatError
         raise cls(f"float stream: chunks span {offsets[-1]} bytes, {body.size} present")
+    if chunks is not None:
+        first, end = chunks
+        if not 0 <= first <= end <= nchunks:
+            raise InvalidArgumentError(f"chunks {first}..{end} are not a range of the stream's {nchunks}")
+        offsets = offsets[first : end + 1]
+        count, nchunks = max(0, min(count, end * chunk_size) - first * chunk_size), end - first
     if out is None:  # each chunk zeroes its words as it decodes them, in cache (not a pass of its own)
         out = np.empty(count, dtype=layout.word_dtype)
     elif out.shape != (count,) or out.dtype != layout.word_dtype:

@@ -278,9 +278,13 @@ def _consume_rans_chunks(plan, payload, starts, consume):
     _map_byte_chunks(plan, payload, starts, decode_chunk)
 
 
-def _map_byte_chunks(plan, payload, starts, fn):
-    """fn(first symbol, end, bytes) for every chunk of a checked stream of whole-byte chunks, on all cores."""
-    parallel_map(lambda c: fn(*_byte_chunk(plan, payload, starts, c)), range(plan.num_chunks))
+def _map_byte_chunks(plan, payload, starts, fn, chunks=None):
+    """fn(first symbol, end, bytes) for every chunk (chunks first..end - 1 where `chunks` =
+    (first, end)) of a checked stream of whole-byte chunks, on all cores."""
+    first, end = (0, plan.num_chunks) if chunks is None else chunks
+    if not 0 <= first <= end <= plan.num_chunks:
+        raise InvalidArgumentError(f"chunks {first}..{end} are not a range of the stream's {plan.num_chunks}")
+    parallel_map(lambda c: fn(*_byte_chunk(plan, payload, starts, c)), range(first, end))
 
 
 def _byte_chunk(plan, payload, starts, c):
@@ -293,13 +297,14 @@ def _byte_chunk(plan, payload, starts, c):
     )
 
 
-def map_rans_chunks(encoded, fn):
-    """fn(lo, hi, chunk) for every chunk of a "rans" stream, on all cores: symbols lo..hi are the
-    `rans.decode_rans` of the bytes `chunk` (the stream checked, the chunks not decoded)."""
+def map_rans_chunks(encoded, fn, chunks=None):
+    """fn(lo, hi, chunk) for every chunk of a "rans" stream (chunks first..end - 1 only where
+    `chunks` = (first, end)), on all cores: symbols lo..hi are the `rans.decode_rans` of the bytes
+    `chunk` (the stream checked, the chunks not decoded)."""
     plan, payload, starts = _checked_payload(encoded)
     if plan.mode != "rans":
         raise InvalidArgumentError(f"a rans stream is needed here, got {plan.mode!r}")
-    _map_byte_chunks(plan, payload, starts, fn)
+    _map_byte_chunks(plan, payload, starts, fn, chunks)
 
 
 OUTPUT_DTYPES = (np.uint16, np.uint32, np.uint64)

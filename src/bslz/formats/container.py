@@ -21,7 +21,7 @@ from bslz.formats.buffers import IN_MEMORY, contiguous_bytes, sequential_reader
 from bslz.formats.checksums import CAN_COMBINE, CRC_PIECE_BYTES, PieceCrcs, crc32
 from bslz.formats.dtypes import lookup
 from bslz.formats.json_object import parse_json_object
-from bslz.formats.tensor_codec import CODINGS, decode_tensor
+from bslz.formats.tensor_codec import CODINGS, RANGED_CODINGS, decode_tensor, decode_tensor_range
 
 MAGIC = b"\x89BSLZ\r\n\x1a"
 FORMAT_MAJOR = 1
@@ -290,6 +290,31 @@ class ContainerReader:
         if check_decoded and not checked_here:
             self.check_decoded(name, raw, side_by_side=True)
         return raw
+
+    def decode_range(self, name, start, stop):
+        """Raw bytes (uint8 array, memory of its own) of the tensor's elements start..stop - 1, flat
+        in row-major order. Part of a lossless float tensor, or of a quantized one whose chunks
+        decode one by one (every encoder default), is decoded from the chunks that hold it alone,
+        once the whole payload has passed its checksum (the decoded checksum is of the whole
+        tensor: a part cannot be checked against it); anything else is decoded whole
+        (`decode_raw`, both checks), then cut."""
+        e = self.entry(name)
+        if not 0 <= start <= stop <= e["numel"]:
+            raise InvalidArgumentError(f"elements {start}..{stop} are not a range of tensor {name!r} ({e['numel']})")
+        if start == stop:
+            return np.empty(0, dtype=np.uint8)
+        if e["coding"] in RANGED_CODINGS and stop - start < e["numel"]:
+            payload = self.payload(e)
+            self._check_payload(e, payload)
+            try:
+                part = decode_tensor_range(e, payload, e["dtype"], e["numel"], start, stop)
+            except FormatError as exc:
+                raise FormatError(f"{self.path}: tensor {name!r}: {exc}") from None
+            if part is not None:
+                return part.copy() if part.base is not None and part.base.nbytes > part.nbytes else part
+        whole = self.decode_raw(name)
+        itemsize = e["nbytes"] // e["numel"]
+        return whole if stop - start == e["numel"] else whole[start * itemsize : stop * itemsize].copy()
 
     def checks_while_decoding(self, name):
         """Whether `decode_raw` checks this tensor's decoded bytes itself, whatever its

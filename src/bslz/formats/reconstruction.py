@@ -140,27 +140,30 @@ def _level_tables(step, dtype_name):
     return dq_rans.LevelTables(step, _compute_dtype(dtype), lambda v: from_float32(v, dtype))
 
 
-def decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes, out=None, chunk_decoded=None):
+def decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes, out=None, chunk_decoded=None, chunks=None):
     """Dependent quantization's chunks straight into words (`dq_rans`), where that path takes them;
     the others decoded to symbols and then reconstructed. Into `out` (uint8, nbytes) if given.
+    `chunks` = (first, end): those chunks only, their values the nbytes.
     chunk_decoded(c, None, words): see `decode_tensor`."""
     out = np.empty(nbytes, dtype=np.uint8) if out is None else out
     words = out.view(dtype.word_dtype)
     tables = _level_tables(fields["step"], dtype.name) if fields["reconstruction"] == "dq" else None
+    base = 0 if chunks is None else chunks[0] * stream.plan.chunk_size  # the first value in words
 
     def decode(lo, hi, chunk):
+        place = words[lo - base : hi - base]
         with np.errstate(over="ignore", invalid="ignore"):  # numpy's error state is per thread: see decode_tensor
             if tables is not None and dq_rans.decode_chunk(
-                chunk, fields["step"], fields["dq_block"], _compute_dtype(dtype), tables.to_words, words[lo:hi], tables
+                chunk, fields["step"], fields["dq_block"], _compute_dtype(dtype), tables.to_words, place, tables
             ):
                 return
             symbols = decode_rans(chunk, hi - lo, np.empty(hi - lo, np.uint16))
-            reconstruct(symbols, fields, table, dtype, out=words[lo:hi])
+            reconstruct(symbols, fields, table, dtype, out=place)
 
     def decode_and_report(lo, hi, chunk):
         decode(lo, hi, chunk)
         if chunk_decoded is not None:
-            chunk_decoded(lo // stream.plan.chunk_size, None, words[lo:hi])
+            chunk_decoded(lo // stream.plan.chunk_size, None, words[lo - base : hi - base])
 
-    streams.map_rans_chunks(stream, decode_and_report)
+    streams.map_rans_chunks(stream, decode_and_report, chunks)
     return out

@@ -208,12 +208,7 @@ def _decode_tensor(fields, payload, dtype_name, numel, nbytes, out, chunk_decode
     if dtype is None:
         raise FormatError(f"coding {coding!r} needs a known dtype, got {dtype_name!r}")
     if coding == "float":
-        if dtype.kind != "float":
-            raise FormatError(f"float coding for a {dtype_name} tensor")
-        chunk_size = fields.get("chunk_size")
-        if not isinstance(chunk_size, int) or isinstance(chunk_size, bool):
-            raise FormatError(f"float coding needs an integer chunk_size, got {chunk_size!r}")
-        enc = floats.EncodedFloats(dtype.float_layout, numel, chunk_size, payload)
+        enc = _encoded_floats(fields, payload, dtype, numel)
         words = None if out is None or nbytes != numel * dtype.itemsize else out.view(dtype.word_dtype)
         return floats.decode_floats(enc, words, chunk_decoded=chunk_decoded).view(np.uint8)
     if coding == "int":
@@ -229,16 +224,7 @@ def _decode_tensor(fields, payload, dtype_name, numel, nbytes, out, chunk_decode
             raise FormatError(f"decoded integers do not fit {dtype_name}")
         return symbols.astype(dtype.word_dtype).view(np.uint8)
     if coding == "quantized":
-        if dtype.kind != "float":
-            raise FormatError(f"quantized coding for a {dtype_name} tensor")
-        _check_quantizer_fields(fields)
-        table_bytes = 8 * (fields["levels"] + 1) if fields["reconstruction"] == "gg" else 0
-        if payload.size < table_bytes:
-            raise TruncatedError(f"quantized payload of {payload.size} bytes has no room for its reconstruction table")
-        table = quantizer_table(fields, payload[:table_bytes].tobytes())
-        if table is not None and not np.all(np.isfinite(table[0])):
-            raise FormatError("reconstruction table holds NaN or infinity")
-        stream = unpack_stream(fields, payload[table_bytes:], numel)
+        table, stream = _quantized_stream(fields, payload, dtype, numel)
         with np.errstate(over="ignore", invalid="ignore"):  # a hostile step overflows the dtype: decoded_crc32 fails
             if reconstructs_by_chunk(stream.plan, fields) and nbytes == numel * dtype.itemsize:
                 return decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes, out, chunk_decoded)
@@ -246,6 +232,61 @@ def _decode_tensor(fields, payload, dtype_name, numel, nbytes, out, chunk_decode
             del stream  # the payload's memory can go before the reconstruction's is taken
             return reconstruct(symbols, fields, table, dtype)
     raise FormatError(f"unknown coding {coding!r}")
+
+
+def _encoded_floats(fields, payload, dtype, numel):
+    """The `floats.EncodedFloats` of a tensor of the "float" coding."""
+    if dtype.kind != "float":
+        raise FormatError(f"float coding for a {dtype.name} tensor")
+    chunk_size = fields.get("chunk_size")
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool):
+        raise FormatError(f"float coding needs an integer chunk_size, got {chunk_size!r}")
+    return floats.EncodedFloats(dtype.float_layout, numel, chunk_size, payload)
+
+
+def _quantized_stream(fields, payload, dtype, numel):
+    """(reconstruction table or None, `EncodedStream`) of a tensor of the "quantized" coding."""
+    if dtype.kind != "float":
+        raise FormatError(f"quantized coding for a {dtype.name} tensor")
+    _check_quantizer_fields(fields)
+    table_bytes = 8 * (fields["levels"] + 1) if fields["reconstruction"] == "gg" else 0
+    if payload.size < table_bytes:
+        raise TruncatedError(f"quantized payload of {payload.size} bytes has no room for its reconstruction table")
+    table = quantizer_table(fields, payload[:table_bytes].tobytes())
+    if table is not None and not np.all(np.isfinite(table[0])):
+        raise FormatError("reconstruction table holds NaN or infinity")
+    return table, unpack_stream(fields, payload[table_bytes:], numel)
+
+
+RANGED_CODINGS = ("float", "quantized")
+
+
+def decode_tensor_range(fields, payload, dtype_name, numel, start, stop):
+    """Raw bytes (uint8) of elements start..stop - 1 (flat, row-major; start < stop) of a tensor
+    of a RANGED_CODINGS coding, decoded from the chunks that hold them alone; None for a quantized
+    tensor whose stream does not decode chunk by chunk (the caller decodes it whole)."""
+    dtype = lookup(dtype_name)
+    coding = fields.get("coding")
+    if coding not in RANGED_CODINGS or dtype is None or not 0 <= start < stop <= numel:
+        raise InvalidArgumentError(f"no range {start}..{stop} of a {coding!r}-coded {dtype_name} tensor of {numel}")
+    if coding == "float":
+        enc = _encoded_floats(fields, payload, dtype, numel)
+        chunk_size = enc.chunk_size
+        if not 1 <= chunk_size <= 1 << 30:  # (decode_floats says so too, after the chunks are counted here)
+            raise FormatError(f"float stream: bad chunk size {chunk_size!r}")
+        first, end = start // chunk_size, -(-stop // chunk_size)
+        words = floats.decode_floats(enc, chunks=(first, end))
+    else:
+        table, stream = _quantized_stream(fields, payload, dtype, numel)
+        if not reconstructs_by_chunk(stream.plan, fields):
+            return None
+        chunk_size = stream.plan.chunk_size
+        first, end = start // chunk_size, -(-stop // chunk_size)
+        nbytes = (min(numel, end * chunk_size) - first * chunk_size) * dtype.itemsize
+        with np.errstate(over="ignore", invalid="ignore"):  # as in _decode_tensor
+            raw = decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes, chunks=(first, end))
+        words = raw.view(dtype.word_dtype)
+    return words[start - first * chunk_size : stop - first * chunk_size].view(np.uint8)
 
 
 _FLOAT_MAX = float(np.finfo(np.float64).max)
