@@ -177,6 +177,27 @@ def test_every_dtype_safe_open_np(every_dtype_file):
             assert got.tobytes() == want.tobytes(), name
 
 
+def test_safe_open_puts_tensors_and_slices_on_the_device_asked_for(every_dtype_file):
+    tensors, _, packed, _ = every_dtype_file
+    name = next(n for n, t in tensors.items() if t.dim() >= 2)
+    # the meta device stands for a GPU here: tensors move there as they would to one (tests/test_cuda.py)
+    with bslz.safe_open(packed, framework="pt", device="meta") as f:
+        got, rows = f.get_tensor(name), f.get_slice(name)[:1]
+        assert (got.device.type, got.dtype, got.shape) == ("meta", tensors[name].dtype, tensors[name].shape)
+        assert (rows.device.type, rows.shape) == ("meta", tensors[name][:1].shape)
+    with bslz.safe_open(packed, framework="pt", device=torch.device("cpu")) as f:
+        assert same_bits(f.get_tensor(name), tensors[name])
+
+
+@pytest.mark.parametrize(
+    "framework, device, message",
+    [("np", "cuda", "device must be 'cpu'"), ("pt", "gpu7", "not a torch device"), ("pt", 2.5, "not a torch device")],
+)
+def test_safe_open_refuses_a_device_it_cannot_use(every_dtype_file, framework, device, message):
+    with pytest.raises(InvalidArgumentError, match=message):
+        bslz.safe_open(every_dtype_file[2], framework=framework, device=device)
+
+
 def test_metadata_kept_by_decompression(every_dtype_file, tmp_path):
     _, _, packed, _ = every_dtype_file
     out = tmp_path / "back.safetensors"

@@ -99,3 +99,12 @@ def test_gpu_tensors_compress_lossily_to_a_target():
     back = bslz.torch.load(data, device=CUDA)["w"]
     snr = 10 * torch.log10(weight.double().square().sum() / (weight.double() - back.double()).square().sum())
     assert back.device.type == CUDA and 30.0 <= snr.item() < 40.0
+
+
+def test_safe_open_on_the_gpu_gives_tensors_and_row_slices_there():
+    weight = (torch.randn(2000, 384, device=CUDA) * 0.02).to(torch.bfloat16)  # 3 chunks
+    packed = bslz.torch.save({"embedding": weight})
+    with bslz.safe_open(packed, framework="pt", device=CUDA) as f:
+        whole, rows = f.get_tensor("embedding"), f.get_slice("embedding")[700:900]
+    assert whole.device.type == rows.device.type == CUDA
+    assert torch.equal(whole, weight) and torch.equal(rows, weight[700:900])

@@ -8,7 +8,7 @@ import safetensors
 import safetensors.numpy
 import safetensors.torch
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import bslz
@@ -28,7 +28,7 @@ def float_words(rng, n, word_dtype):
     return (rng.standard_normal(n).astype(np.float16) * np.float16(0.02)).view(np.uint16)
 
 
-@settings(max_examples=40, deadline=None)
+@pytest.mark.small
 @given(
     layout=st.sampled_from(sorted(LAYOUTS)),
     count=st.integers(0, 3000),
@@ -45,6 +45,7 @@ def test_a_range_of_chunks_decodes_to_those_values_of_the_whole(layout, count, c
     assert np.array_equal(part, words[first * chunk_size : end * chunk_size])
 
 
+@pytest.mark.small
 @pytest.mark.parametrize("chunks", [(-1, 1), (2, 1), (0, 5)])
 def test_a_range_beyond_the_chunks_is_refused(chunks):
     encoded = encode_floats(float_words(np.random.default_rng(0), 1000, np.uint16), "bfloat16", chunk_size=250)
@@ -87,7 +88,6 @@ def test_the_files_hold_the_codings_the_tests_mean(sliced_files):
     assert {e["name"]: e["coding"] for e in ContainerReader(lossy).entries}["matrix"] == "quantized"
 
 
-@settings(max_examples=60, deadline=None)
 @given(data=st.data())
 def test_decode_range_is_that_range_of_the_whole_tensor(sliced_files, data):
     _, lossless, lossy = sliced_files
@@ -126,7 +126,6 @@ def indices(shape):
     )
 
 
-@settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_a_slice_is_what_numpy_gives_for_the_index(sliced_files, data):
     src, lossless, lossy = sliced_files

@@ -15,10 +15,11 @@ class SafeOpen:
     """Lazy access to the tensors of a `.bslz` file, like `safetensors.safe_open`: only the tensor
     asked for is decoded. Safe to share between threads."""
 
-    def __init__(self, path, framework="np", **reader_options):
+    def __init__(self, path, framework="np", device="cpu", **reader_options):
         if framework not in ("np", "numpy", "pt", "torch"):
             raise InvalidArgumentError(f"framework must be 'np' or 'pt', got {framework!r}")
         self.framework = "pt" if framework in ("pt", "torch") else "np"
+        self._device = _moved_to(device, self.framework)
         self.reader = ContainerReader(path, **reader_options)
 
     def keys(self):
@@ -30,7 +31,11 @@ class SafeOpen:
     def get_tensor(self, name):
         entry = self.reader.entry(name)
         raw = self.reader.decode_raw(name)  # memory of its own, from a file or a buffer
-        return as_tensor(raw, entry["dtype"], entry["shape"], self.framework)
+        return self._placed(as_tensor(raw, entry["dtype"], entry["shape"], self.framework))
+
+    def _placed(self, tensor):
+        """The tensor on the device asked for (decoding is on the CPU)."""
+        return tensor if self._device is None else tensor.to(self._device)
 
     def get_slice(self, name):
         """A `TensorSlice` of the tensor, as safetensors' `get_slice`: its shape and dtype without
@@ -82,9 +87,9 @@ class TensorSlice:
         part = block[local]
         if self._opened.framework == "np":
             part = np.asarray(part)  # an array where numpy gives a scalar (an integer for every dimension)
-        if part.shape == block.shape:  # every row decoded is asked for: no copy
-            return part
-        return part.clone() if self._opened.framework == "pt" else part.copy()  # not a view of the rows
+        if part.shape != block.shape:  # not a view of the rows decoded, which may be more
+            part = part.clone() if self._opened.framework == "pt" else part.copy()
+        return self._opened._placed(part)
 
 
 def _checked_index(parts, ndim):
@@ -128,10 +133,27 @@ def _rows_selected(parts, shape):
     return i, i + 1, (0, *parts[1:])
 
 
-def safe_open(path, framework="np", **reader_options):
+def _moved_to(device, framework):
+    """The torch device tensors are moved to, or None where they stay on the CPU (numpy's only)."""
+    if framework == "np":
+        if device != "cpu":
+            raise InvalidArgumentError(f"numpy arrays are on the CPU: device must be 'cpu', got {device!r}")
+        return None
+    import torch
+
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InvalidArgumentError(f"device {device!r} is not a torch device: {str(exc).splitlines()[0]}") from None
+    return None if target.type == "cpu" else target
+
+
+def safe_open(path, framework="np", device="cpu", **reader_options):
     """Open a `.bslz` file for lazy reading: `keys()`, `get_tensor(name)`, `get_slice(name)`,
-    `metadata()`. `path` may also be a container's bytes (any bytes-like object), read in place."""
-    return SafeOpen(path, framework, **reader_options)
+    `metadata()`, tensors on `device` (torch's: "cuda:0", 0, ...; numpy's: "cpu") as
+    `safetensors.safe_open` gives them. `path` may also be a container's bytes (any bytes-like
+    object), read in place."""
+    return SafeOpen(path, framework, device, **reader_options)
 
 
 def as_tensor(raw, dtype_name, shape, framework):
