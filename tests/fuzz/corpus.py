@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 
-from bslz.codec import streams
+from bslz.codec import floats, streams
 from bslz.errors import BslzError
 from bslz.formats import tensor_codec
 from bslz.formats.checksums import crc32
@@ -99,6 +99,11 @@ def seed_tensors():
     if "dq" in tensor_codec.RECONSTRUCTIONS:  # dependent quantization, where this bslz has it
         fields, payload, decoded, _, _ = encode_quantized(q.view(np.uint8), "F32", 0.05, reconstruction="dq")
         out.append(("q.f32.dq", "F32", q.shape, fields, np.frombuffer(payload, np.uint8), decoded))
+    # a float tensor of several chunks, of which `decode_range` decodes some (its own generator, as above)
+    many = (np.random.default_rng(2027).standard_normal(900) * 0.02).astype(np.float32)
+    encoded = floats.encode_floats(many, "float32", chunk_size=128)
+    fields = {"coding": "float", "chunk_size": encoded.chunk_size}
+    out.append(("f32.chunks", "F32", (30, 30), fields, np.asarray(encoded.payload, np.uint8), many.view(np.uint8)))
     return out
 
 
@@ -256,9 +261,12 @@ def mutate(blob, rng, other=None):
 
 
 def check_container(path, expected=None, max_decoded_bytes=FUZZ_MAX_DECODED_BYTES):
-    """Open `path` and decode every tensor. BslzError is a fine answer; any other exception
-    propagates. A tensor that decodes must be bytes-identical to `expected[name]` (when known).
-    Returns the number of tensors that decoded."""
+    """Open `path` and decode every tensor, whole and its middle third (`decode_range`, what
+    `get_slice` reads). BslzError is a fine answer; any other exception propagates. A tensor that
+    decodes must be bytes-identical to `expected[name]` (when known), and a part that decodes the
+    same part of the whole (a part is checked by the payload's checksum alone: where the whole
+    fails its decoded checksum, a part may decode to other bytes). Returns the number of tensors
+    that decoded whole."""
     try:
         reader = ContainerReader(path, max_decoded_bytes=max_decoded_bytes)
     except BslzError:
@@ -266,10 +274,14 @@ def check_container(path, expected=None, max_decoded_bytes=FUZZ_MAX_DECODED_BYTE
     decoded = 0
     try:
         for name in reader.keys():
+            part = _middle_third(reader, name)
             try:
                 raw = reader.decode_raw(name)
             except BslzError:
                 continue
+            if part is not None:
+                third, item = reader.entry(name)["numel"] // 3, raw.size // max(1, reader.entry(name)["numel"])
+                assert part.tobytes() == raw[third * item : 2 * third * item].tobytes(), f"{name!r}: part differs"
             decoded += 1
             e = reader.entry(name)
             try:
@@ -282,6 +294,15 @@ def check_container(path, expected=None, max_decoded_bytes=FUZZ_MAX_DECODED_BYTE
     finally:
         reader.close()
     return decoded
+
+
+def _middle_third(reader, name):
+    """The raw bytes of the tensor's middle third, or None where they fail to decode."""
+    third = reader.entry(name)["numel"] // 3
+    try:
+        return reader.decode_range(name, third, 2 * third)
+    except BslzError:
+        return None
 
 
 def check_safetensors(path):
