@@ -282,6 +282,56 @@ def test_torch_save_load_bf16_fp8_exact(tmp_path):
     assert os.listdir(tmp_path) == ["t.bslz"]
 
 
+def tied_model(rows=1000):
+    """An embedding and an output layer that share their weight (as language models tie them)."""
+    torch.manual_seed(rows)
+    model = torch.nn.Sequential(torch.nn.Embedding(rows, 16), torch.nn.Linear(16, rows))
+    model[1].weight = model[0].weight
+    return model
+
+
+def test_save_model_and_load_model_keep_tied_weights_as_safetensors_does(tmp_path):
+    model = tied_model()
+    with pytest.raises(RuntimeError, match="save_model"):  # safetensors' refusal, which names save_model
+        bslz.torch.save_file(model.state_dict(), tmp_path / "refused.bslz")
+    report = bslz.torch.save_model(model, tmp_path / "m.bslz", metadata=METADATA)
+    assert report.lossless
+    safetensors.torch.save_model(model, tmp_path / "theirs.safetensors", metadata=METADATA)
+    bslz.decompress_file(tmp_path / "m.bslz", tmp_path / "back.safetensors")  # the file safetensors writes
+    with (
+        safetensors.safe_open(tmp_path / "back.safetensors", "pt") as ours,
+        safetensors.safe_open(tmp_path / "theirs.safetensors", "pt") as theirs,
+    ):  # (not byte for byte: safetensors writes the metadata of tied names in any order)
+        assert ours.metadata() == theirs.metadata() and ours.keys() == theirs.keys() == ["0.weight", "1.bias"]
+        assert all(torch.equal(ours.get_tensor(k), theirs.get_tensor(k)) for k in ours.keys())
+    loaded = tied_model(rows=1000)
+    torch.nn.init.zeros_(loaded[0].weight)
+    assert bslz.torch.load_model(loaded, tmp_path / "m.bslz") == ([], [])
+    assert loaded[1].weight is loaded[0].weight  # still tied, and both hold the saved values
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+def test_load_model_names_what_the_file_lacks(tmp_path):
+    bslz.torch.save_model(tied_model(), tmp_path / "m.bslz")
+    untied = torch.nn.Sequential(torch.nn.Embedding(1000, 16), torch.nn.Linear(16, 1000), torch.nn.ReLU())
+    with pytest.raises(RuntimeError, match=r"missing keys \['1.weight'\]"):
+        bslz.torch.load_model(untied, tmp_path / "m.bslz")
+    assert bslz.torch.load_model(untied, tmp_path / "m.bslz", strict=False) == (["1.weight"], [])
+    smaller = torch.nn.Sequential(torch.nn.Embedding(1000, 16))
+    with pytest.raises(RuntimeError, match=r"unexpected keys \['1.bias'\]"):
+        bslz.torch.load_model(smaller, tmp_path / "m.bslz")
+
+
+def test_save_model_takes_a_lossy_target(tmp_path):
+    model = tied_model()
+    report = bslz.torch.save_model(model, tmp_path / "m.bslz", snr=30.0)
+    assert not report.lossless
+    loaded = tied_model()
+    bslz.torch.load_model(loaded, tmp_path / "m.bslz")
+    w, w_hat = model[0].weight.detach(), loaded[0].weight.detach()
+    assert loaded[1].weight is loaded[0].weight and 30.0 <= snr_db(w, w_hat) < 40.0
+
+
 def test_save_file_refuses_overwrite_when_asked(tmp_path):
     path = tmp_path / "t.bslz"
     bslz.numpy.save_file({"a": np.arange(3)}, path)
