@@ -282,3 +282,44 @@ def test_memory_file_behaves_as_a_file(tmp_path):
         assert memory.getbuffer() == f.read()
     with pytest.raises(ValueError):
         memory.seek(-1)
+
+
+class Pipe:
+    """A write-only stream, as a pipe is: no seek, no tell."""
+
+    def __init__(self):
+        self.chunks = []
+
+    def write(self, data):
+        self.chunks.append(bytes(data))
+        return len(data)
+
+    def flush(self):
+        pass
+
+    def getvalue(self):
+        return b"".join(self.chunks)
+
+
+@pytest.mark.parametrize("options", [{}, {"snr": 30.0}])
+def test_the_stream_calls_write_what_the_file_calls_write_into_a_pipe(tmp_path, lossy_image, options):
+    src = tmp_path / "in.safetensors"
+    src.write_bytes(lossy_image)
+    expected = compressed_file(tmp_path, lossy_image, **options)
+    for source in (src, lossy_image):  # a path, and the bytes
+        out = Pipe()
+        report = bslz.compress_stream(source, out, **options)
+        assert out.getvalue() == expected and report.compressed_bytes == len(expected)
+        assert report.lossless == (not options)
+    assert report.source == ""  # bytes have no name
+    restored = decompressed_file(tmp_path, expected)
+    for source in (tmp_path / "in.bslz", expected):
+        out = Pipe()
+        assert bslz.decompress_stream(source, out) == len(restored) and out.getvalue() == restored
+
+
+def test_the_stream_calls_raise_the_file_calls_errors(lossy_image):
+    with pytest.raises(BslzError):
+        bslz.compress_stream(b"not safetensors", Pipe())
+    with pytest.raises(BslzError):
+        bslz.decompress_stream(b"not a container", Pipe())

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from bslz.cli import main
 from bslz.cli.output import Progress
 from bslz.cli.paths import compressed_name, decompressed_name
+from bslz.formats.container import MAGIC
 
 SRC_DIR = Path(__file__).resolve().parents[1] / "src"
 
@@ -372,6 +373,71 @@ def test_subprocess_round_trip_and_errors(model, tmp_path):
 
     result = bslz_process("compress", model.name, "--bits", "4", "--snr", "30", cwd=tmp_path)
     assert result.returncode == 2 and "at most one of" in result.stderr
+
+
+def piped(*args, data=b""):
+    """Run the command in-process with `data` on standard input; click's Result (bytes apart)."""
+    return CliRunner().invoke(main, [str(a) for a in args], input=data, catch_exceptions=False)
+
+
+def test_standard_input_and_output_as_zstd_takes_them(model, tmp_path):
+    original = model.read_bytes()
+    packed = piped("compress", "-", data=original)  # from a pipe, no -o: to standard output
+    assert packed.exit_code == 0 and packed.stdout_bytes.startswith(MAGIC)
+    assert packed.stderr.startswith("<stdin> -> <stdout>: ") and "lossless" in packed.stderr  # results beside
+    back = piped("decompress", "-", data=packed.stdout_bytes)
+    assert back.exit_code == 0 and back.stdout_bytes == original
+    assert back.stderr.startswith("<stdin> -> <stdout>: ")
+
+    lossy = piped("compress", model, "-o", "-", "--bits", "6", "--json")
+    report = json.loads(lossy.stderr)
+    assert report["destination"] == "<stdout>" and report["compressed_bytes"] == len(lossy.stdout_bytes)
+    assert piped("decompress", "-", "-o", tmp_path / "lossy.safetensors", data=lossy.stdout_bytes).exit_code == 0
+    assert safetensors.numpy.load_file(tmp_path / "lossy.safetensors").keys() == synthetic_tensors().keys()
+
+    out = tmp_path / "from-stdin.bslz"
+    written = piped("compress", "-", "-o", out, data=original)
+    assert written.exit_code == 0 and written.stdout.startswith(f"<stdin> -> {out}: ")
+    assert out.read_bytes() == packed.stdout_bytes
+    again = piped("compress", "-", "-o", out, data=original)
+    assert again.exit_code == 1 and "already exists (use -f" in again.stderr
+    assert piped("compress", "-", "-o", out, "-f", "-q", data=original).stdout == ""
+    assert piped("decompress", out, "-o", "-").stdout_bytes == original
+    assert sorted(os.listdir(tmp_path)) == ["from-stdin.bslz", "lossy.safetensors", model.name]  # no temporary file
+
+
+def test_standard_streams_refuse_a_terminal_a_directory_and_bad_bytes(model, tmp_path, monkeypatch):
+    result = piped("decompress", "-", data=b"not a bslz container")
+    assert result.exit_code == 1 and result.stderr.startswith("bslz: error: ") and len(result.stderr.splitlines()) == 1
+    result = piped("compress", tmp_path, "-o", "-")
+    assert result.exit_code == 2 and "a directory cannot" in result.stderr
+
+    class Terminal(io.BytesIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr("bslz.cli.commands._binary_stream", lambda name: Terminal())
+    result = piped("compress", model, "-o", "-")
+    assert result.exit_code == 1 and "refusing to write a .bslz container to a terminal" in result.stderr
+    result = piped("decompress", "-")
+    assert result.exit_code == 1 and "refusing to read a .bslz container from a terminal" in result.stderr
+
+
+def test_subprocesses_piped_into_each_other(model, tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC_DIR), os.environ.get("PYTHONPATH", "")]))
+    run = [sys.executable, "-m", "bslz.cli"]
+    compress = subprocess.Popen(
+        [*run, "compress", "-", "--step", "0.01"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+    )
+    decompress = subprocess.Popen([*run, "decompress", "-"], stdin=compress.stdout, stdout=subprocess.PIPE, env=env)
+    compress.stdout.close()  # the second process holds the pipe now
+    compress.stdin.write(model.read_bytes())
+    compress.stdin.close()
+    restored, _ = decompress.communicate(timeout=120)
+    assert compress.wait(timeout=120) == 0 and decompress.returncode == 0
+    tensors = safetensors.numpy.load(restored)
+    assert tensors.keys() == synthetic_tensors().keys()
+    assert np.array_equal(tensors["position_ids"], synthetic_tensors()["position_ids"])  # integers: lossless
 
 
 # ---- real weights --------------------------------------------------------------------------

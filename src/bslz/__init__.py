@@ -13,7 +13,14 @@ from bslz.errors import (
 
 __version__ = "0.1.0"
 
-from bslz.api import compress_bytes, compress_file, decompress_bytes, decompress_file  # noqa: E402
+from bslz.api import (  # noqa: E402
+    compress_bytes,
+    compress_file,
+    compress_stream,
+    decompress_bytes,
+    decompress_file,
+    decompress_stream,
+)
 from bslz.reader import safe_open  # noqa: E402
 from bslz.reports import CompressReport  # noqa: E402
 
@@ -22,8 +29,10 @@ __all__ = [
     "CompressReport",
     "compress_bytes",
     "compress_file",
+    "compress_stream",
     "decompress_bytes",
     "decompress_file",
+    "decompress_stream",
     "safe_open",
     "FormatError",
     "InvalidArgumentError",

@@ -64,12 +64,31 @@ def compress_bytes(data, *, bits=None, snr=None, step=None, exclude=(), min_loss
     options = LossyOptions(bits, snr, step, tuple(exclude), min_lossy_elements or LossyOptions.min_elements)
     if isinstance(data, (str, os.PathLike)):
         raise InvalidArgumentError("compress_bytes takes a safetensors file's bytes: for a file, use compress_file")
-    source = read_safetensors_buffer(data)
+    return _compress_in_memory(read_safetensors_buffer(data), options, None)[0]
+
+
+def compress_stream(src, out, *, bits=None, snr=None, step=None, exclude=(), min_lossy_elements=None, progress=None):
+    """Compress `src` (a safetensors file's path, or its bytes) and write the `.bslz` container to
+    the binary file object `out` (a pipe will do: the container is assembled in memory, then
+    written in one pass); returns the `CompressReport`. Options as `compress_file`'s."""
+    options = LossyOptions(bits, snr, step, tuple(exclude), min_lossy_elements or LossyOptions.min_elements)
+    from_file = isinstance(src, (str, os.PathLike))
+    source = read_safetensors(src) if from_file else read_safetensors_buffer(src)
+    packed, report = _compress_in_memory(source, options, progress)
+    out.write(packed)
+    out.flush()
+    if from_file:
+        report.source = os.fspath(src)
+    return report
+
+
+def _compress_in_memory(source, options, progress):
+    """(the container, as a memoryview of memory of its own; its `CompressReport`)."""
     # room for what a container may reach (each payload at most its tensor's bytes and a table): it
     # is written once, in place; pages never touched take no memory
     f = MemoryFile(source.file_size + 4096 * (len(source.tensors) + 1) + (1 << 20))
-    _compress(source, f, options, None)
-    return f.getbuffer()
+    report = _compress(source, f, options, progress)
+    return f.getbuffer(), report
 
 
 def _compress(source, f, options, progress):
@@ -285,6 +304,19 @@ def decompress_file(src, dst, *, overwrite=False, progress=None):
         reader.close()
 
 
+def decompress_stream(src, out, *, progress=None):
+    """Restore the safetensors file held by `src` (a `.bslz` file's path, or a container's bytes)
+    into the binary file object `out`, in order: a pipe will do, and peak memory stays near the
+    largest tensor (of a path; bytes are held whole by the caller). Returns the bytes written."""
+    reader = ContainerReader(src)
+    try:
+        written = _decompress(reader, out, progress)
+        out.flush()
+        return written
+    finally:
+        reader.close()
+
+
 def decompress_bytes(data):
     """`decompress_file` in memory: the bytes of the safetensors file restored from the bytes of a
     `.bslz` container (any bytes-like object; its payloads are decoded in place, not copied), as a
@@ -327,7 +359,7 @@ def _safetensors_header(reader):
 
 
 def _decompress(reader, f, progress):
-    """Write the safetensors file that `reader` holds to the binary file `f`."""
+    """Write the safetensors file that `reader` holds to the binary file `f`; returns its size."""
     total = sum(e["nbytes"] for e in reader.entries)
     header = _safetensors_header(reader)
     done = 0
@@ -345,6 +377,7 @@ def _decompress(reader, f, progress):
             done += e["nbytes"]
             if progress is not None:
                 progress(done, total, e["name"])
+    return 8 + len(header) + total
 
 
 def _check_and_write(reader, name, raw, f):

@@ -9,12 +9,13 @@ from functools import partial
 import click
 
 from bslz import __version__
-from bslz.api import compress_file, decompress_file
+from bslz.api import compress_file, compress_stream, decompress_file, decompress_stream
 from bslz.cli import output
 from bslz.cli.checkpoint import plan_compress, plan_decompress, run_plan
 from bslz.cli.paths import BSLZ_SUFFIX, compressed_name, decompressed_name
 from bslz.codec._parallel import map_tensors_in_order
 from bslz.errors import BslzError, FormatError
+from bslz.formats.atomic import atomic_output
 from bslz.formats.container import ContainerReader
 
 
@@ -81,6 +82,48 @@ def _ensure_exists(path):
         raise FileNotFoundError(f"{path}: no such file or directory")
 
 
+STDIO = "-"  # SRC or -o: standard input or output (zstd's habit)
+
+
+def _binary_stream(name):
+    """The binary side of sys.stdin or sys.stdout (the ones click's test runner puts in place)."""
+    return getattr(sys, name).buffer
+
+
+def _read_stdin(what):
+    """Standard input, whole (a model file is read at random: it cannot be streamed)."""
+    stream = _binary_stream("stdin")
+    if stream.isatty():
+        raise CliError(f"refusing to read {what} from a terminal: pipe it in, or name a file")
+    return stream.read()
+
+
+def _binary_stdout(what):
+    stream = _binary_stream("stdout")
+    if stream.isatty():
+        raise CliError(f"refusing to write {what} to a terminal: redirect it, or give -o FILE")
+    return stream
+
+
+def _stdio_output(dst, force):
+    """A binary file for `dst`: standard output, or a file that appears whole or not at all."""
+    if dst == STDIO:
+        return contextlib.nullcontext(None)
+    if os.path.lexists(dst) and not force:
+        raise CliError(f"{dst}: already exists (use -f to replace it)")
+    return atomic_output(dst)
+
+
+def _stdio_source(src, what):
+    """(what the stream API takes, its name in messages) for SRC `-` or a file's path."""
+    if src == STDIO:
+        return _read_stdin(what), "<stdin>"
+    _ensure_exists(src)
+    if os.path.isdir(src):
+        raise click.UsageError(f"{src}: a directory cannot be read from or written to a pipe")
+    return src, src
+
+
 def _quiet_verbose(quiet, verbose):
     if quiet and verbose:
         raise click.UsageError("-q/--quiet and -v/--verbose exclude each other")
@@ -138,6 +181,12 @@ def compress(src, dst, bits, snr, step, exclude, min_lossy_elements, force, quie
     appears whole or not at all (written to a temporary file, then renamed).
 
     \b
+    Pipes (zstd's habit): SRC - reads the safetensors file from standard input (whole, into
+    memory) and writes the container to standard output unless -o names a file; -o - writes it to
+    standard output once it is made, in memory (never to a terminal). The summary then goes to
+    stderr.
+
+    \b
     A directory (e.g. a sharded checkpoint: model-0000k-of-0000N.safetensors plus
     model.safetensors.index.json) becomes a directory: every top-level *.safetensors file is
     compressed to *.bslz, shard by shard; model.safetensors.index.json is kept byte for byte and
@@ -155,15 +204,19 @@ def compress(src, dst, bits, snr, step, exclude, min_lossy_elements, force, quie
       bslz compress model.safetensors -o small.bslz --bits 4.5 --exclude '*embeddings*'
       bslz compress model.safetensors --snr 40 -v
       bslz compress Llama-shards/ -o Llama-shards.bslz --json
+      curl -sL https://host/model.safetensors | bslz compress - > model.bslz
     """
     _quiet_verbose(quiet, verbose)
     targets = [name for name, value in (("--bits", bits), ("--snr", snr), ("--step", step)) if value is not None]
     if len(targets) > 1:
         raise click.UsageError(f"give at most one of --bits, --snr, --step (got {' and '.join(targets)})")
+    options = dict(bits=bits, snr=snr, step=step, exclude=exclude, min_lossy_elements=min_lossy_elements)
+    if STDIO in (src, dst):
+        _compress_stdio(src, STDIO if dst is None else dst, options, force, quiet, verbose, as_json)
+        return
     _ensure_exists(src)
     is_dir = os.path.isdir(src)
     dst = dst if dst is not None else compressed_name(src)
-    options = dict(bits=bits, snr=snr, step=step, exclude=exclude, min_lossy_elements=min_lossy_elements)
 
     if not is_dir:
         with output.Progress(1, enabled=not quiet) as progress:
@@ -190,6 +243,23 @@ def compress(src, dst, bits, snr, step, exclude, min_lossy_elements, force, quie
 
         reports = run_plan(src, dst, plan, code_file, overwrite=force)
     _print_dir_compress(src, dst, plan, reports, quiet, verbose, as_json)
+
+
+def _compress_stdio(src, dst, options, force, quiet, verbose, as_json):
+    """`compress` from standard input or to standard output: the results go to stderr when
+    standard output carries the container."""
+    source, name = _stdio_source(src, "a safetensors file")
+    out = _binary_stdout("a .bslz container") if dst == STDIO else None
+    with _stdio_output(dst, force) as f, output.Progress(1, enabled=not quiet) as progress:
+        report = compress_stream(source, f or out, progress=progress.callback(1), **options)
+    report.source, report.destination = name, "<stdout>" if dst == STDIO else dst
+    err = dst == STDIO
+    if as_json:
+        output.echo_json(report.to_dict(), err=err)
+    elif not quiet:
+        click.echo(output.report_line(report), err=err)
+        if verbose:
+            click.echo("\n".join(output.tensor_lines(report)), err=err)
 
 
 def _count(items, word):
@@ -254,11 +324,20 @@ def decompress(src, dst, force, quiet):
     A name without the .bslz suffix needs -o. An existing output is never replaced without -f.
 
     \b
+    Pipes (zstd's habit): SRC - reads the container from standard input (whole, into memory) and
+    writes the safetensors file to standard output unless -o names a file; -o - writes it to
+    standard output (never to a terminal), tensor by tensor. The summary then goes to stderr.
+
+    \b
     Examples:
       bslz decompress model.bslz
       bslz decompress model.bslz -o /tmp/model.safetensors -f
       bslz decompress ckpt.bslz/
+      aws s3 cp s3://bucket/model.bslz - | bslz decompress - -o model.safetensors
     """
+    if STDIO in (src, dst):
+        _decompress_stdio(src, STDIO if dst is None else dst, force, quiet)
+        return
     _ensure_exists(src)
     is_dir = os.path.isdir(src)
     if dst is None:
@@ -292,6 +371,22 @@ def decompress(src, dst, force, quiet):
         f"{src} -> {dst}: {output.human_bytes(before)} -> {output.human_bytes(after)}; "
         f"{_count(done, 'file')} decompressed, {len(plan.copied) + len(plan.written)} copied"
     )
+
+
+def _decompress_stdio(src, dst, force, quiet):
+    """`decompress` from standard input or to standard output (the tensors stream out in order);
+    the result line goes to stderr when standard output carries the file."""
+    source, name = _stdio_source(src, "a .bslz container")
+    out = _binary_stdout("a safetensors file") if dst == STDIO else None
+    with _stdio_output(dst, force) as f, output.Progress(1, enabled=not quiet) as progress:
+        written = decompress_stream(source, f or out, progress=progress.callback(1))
+    if not quiet:
+        before = len(source) if src == STDIO else os.path.getsize(src)
+        click.echo(
+            f"{name} -> {'<stdout>' if dst == STDIO else dst}: {output.human_bytes(before)} -> "
+            f"{output.human_bytes(written)}",
+            err=dst == STDIO,
+        )
 
 
 def _decompress_line(src, dst):

@@ -34,8 +34,8 @@ def finite_or_none(value):
     return value
 
 
-def echo_json(value):
-    click.echo(json.dumps(finite_or_none(value), indent=2, allow_nan=False))
+def echo_json(value, err=False):
+    click.echo(json.dumps(finite_or_none(value), indent=2, allow_nan=False), err=err)
 
 
 def table(rows, headers):
