@@ -461,9 +461,14 @@ def test_each_decoded_run_of_chunks_is_reported_with_its_bytes_and_words(workers
     assert [c for lo, hi in runs for c in range(lo, hi)] == list(range(101))
     assert max(hi - lo for lo, hi in runs) <= floats.RUN_CHUNKS
     seen = {}
+    another_thread = threading.Event()
 
     def chunk_decoded(r, run_bytes, run_words):
         seen[r] = (bytes(run_bytes), run_words.copy(), threading.get_ident())
+        if len({ident for _, _, ident in seen.values()}) > 1:
+            another_thread.set()
+        elif workers > 1:  # hold the first thread (which could decode every run, on a busy machine)
+            another_thread.wait(timeout=30)  # until another thread decodes one
 
     out = floats.decode_floats(enc, workers=workers, chunk_decoded=chunk_decoded)
     assert np.array_equal(out, values.view(np.uint32))
