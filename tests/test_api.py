@@ -198,6 +198,13 @@ def test_safe_open_refuses_a_device_it_cannot_use(every_dtype_file, framework, d
         bslz.safe_open(every_dtype_file[2], framework=framework, device=device)
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="needs /dev/null")
+def test_an_input_that_is_not_a_regular_file_is_refused(tmp_path):
+    for call in (lambda: bslz.safe_open("/dev/null"), lambda: bslz.compress_file("/dev/null", tmp_path / "x.bslz")):
+        with pytest.raises(InvalidArgumentError, match="/dev/null: not a regular file"):
+            call()
+
+
 def test_metadata_kept_by_decompression(every_dtype_file, tmp_path):
     _, _, packed, _ = every_dtype_file
     out = tmp_path / "back.safetensors"

@@ -408,7 +408,8 @@ def test_standard_input_and_output_as_zstd_takes_them(model, tmp_path):
 
 def test_standard_streams_refuse_a_terminal_a_directory_and_bad_bytes(model, tmp_path, monkeypatch):
     result = piped("decompress", "-", data=b"not a bslz container")
-    assert result.exit_code == 1 and result.stderr.startswith("bslz: error: ") and len(result.stderr.splitlines()) == 1
+    assert result.exit_code == 1 and result.stderr.startswith("bslz: error: <stdin>: ")
+    assert len(result.stderr.splitlines()) == 1
     result = piped("compress", tmp_path, "-o", "-")
     assert result.exit_code == 2 and "a directory cannot" in result.stderr
 
@@ -438,6 +439,12 @@ def test_subprocesses_piped_into_each_other(model, tmp_path):
     tensors = safetensors.numpy.load(restored)
     assert tensors.keys() == synthetic_tensors().keys()
     assert np.array_equal(tensors["position_ids"], synthetic_tensors()["position_ids"])  # integers: lossless
+
+    # a pipe named as a file cannot be read at random: the error says to give -
+    args = [*run, "compress", "/dev/stdin", "-o", tmp_path / "x.bslz"]
+    named = subprocess.run(args, input=model.read_bytes(), capture_output=True, env=env)
+    assert named.returncode == 1 and b"/dev/stdin: not a regular file" in named.stderr
+    assert b"takes - for standard input" in named.stderr and not (tmp_path / "x.bslz").exists()
 
 
 # ---- real weights --------------------------------------------------------------------------

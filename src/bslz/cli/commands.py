@@ -16,6 +16,7 @@ from bslz.cli.paths import BSLZ_SUFFIX, compressed_name, decompressed_name
 from bslz.codec._parallel import map_tensors_in_order
 from bslz.errors import BslzError, FormatError
 from bslz.formats.atomic import atomic_output
+from bslz.formats.buffers import IN_MEMORY
 from bslz.formats.container import ContainerReader
 
 
@@ -112,6 +113,17 @@ def _stdio_output(dst, force):
     if os.path.lexists(dst) and not force:
         raise CliError(f"{dst}: already exists (use -f to replace it)")
     return atomic_output(dst)
+
+
+@contextlib.contextmanager
+def _stdin_named(src):
+    """Errors about what standard input held name it, rather than the API's `<memory>`."""
+    try:
+        yield
+    except BslzError as exc:
+        if src != STDIO or not str(exc).startswith(IN_MEMORY):
+            raise
+        raise CliError("<stdin>" + str(exc)[len(IN_MEMORY) :]) from None
 
 
 def _stdio_source(src, what):
@@ -250,7 +262,7 @@ def _compress_stdio(src, dst, options, force, quiet, verbose, as_json):
     standard output carries the container."""
     source, name = _stdio_source(src, "a safetensors file")
     out = _binary_stdout("a .bslz container") if dst == STDIO else None
-    with _stdio_output(dst, force) as f, output.Progress(1, enabled=not quiet) as progress:
+    with _stdin_named(src), _stdio_output(dst, force) as f, output.Progress(1, enabled=not quiet) as progress:
         report = compress_stream(source, f or out, progress=progress.callback(1), **options)
     report.source, report.destination = name, "<stdout>" if dst == STDIO else dst
     err = dst == STDIO
@@ -378,7 +390,7 @@ def _decompress_stdio(src, dst, force, quiet):
     the result line goes to stderr when standard output carries the file."""
     source, name = _stdio_source(src, "a .bslz container")
     out = _binary_stdout("a safetensors file") if dst == STDIO else None
-    with _stdio_output(dst, force) as f, output.Progress(1, enabled=not quiet) as progress:
+    with _stdin_named(src), _stdio_output(dst, force) as f, output.Progress(1, enabled=not quiet) as progress:
         written = decompress_stream(source, f or out, progress=progress.callback(1))
     if not quiet:
         before = len(source) if src == STDIO else os.path.getsize(src)

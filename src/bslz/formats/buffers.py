@@ -1,5 +1,9 @@
 """Containers and safetensors images held in memory rather than in files: the checks on such a
-buffer, and the name it goes by in error messages."""
+buffer, and the name it goes by in error messages; and the check that an input file can be read
+at random, as those are."""
+
+import os
+import stat
 
 import numpy as np
 
@@ -18,6 +22,15 @@ def contiguous_bytes(data, what):
     if not view.c_contiguous:
         raise InvalidArgumentError(f"{what} must be a contiguous buffer")
     return np.frombuffer(view.cast("B"), dtype=np.uint8)
+
+
+def regular_file_size(path, f):
+    """The size of the opened input file `f`, refusing anything but a regular file: a pipe (a
+    process substitution, /dev/stdin) cannot be read at random, and its size says 0."""
+    info = os.fstat(f.fileno())
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidArgumentError(f"{path}: not a regular file (a pipe? the command line takes - for standard input)")
+    return info.st_size
 
 
 def sequential_reader(buffer):

@@ -17,7 +17,7 @@ import numpy as np
 from bslz import __version__
 from bslz.codec._parallel import parallel_map, pieces_per_core
 from bslz.errors import FormatError, InvalidArgumentError, TruncatedError, UnsupportedVersionError
-from bslz.formats.buffers import IN_MEMORY, contiguous_bytes, sequential_reader
+from bslz.formats.buffers import IN_MEMORY, contiguous_bytes, regular_file_size, sequential_reader
 from bslz.formats.checksums import CAN_COMBINE, CRC_PIECE_BYTES, PieceCrcs, crc32
 from bslz.formats.dtypes import lookup
 from bslz.formats.json_object import parse_json_object
@@ -149,7 +149,7 @@ class ContainerReader:
         if isinstance(source, (str, os.PathLike)):
             self.path = os.fspath(source)
             with open(self.path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
+                size = regular_file_size(self.path, f)
                 header_bytes = self._read_head(size, f.read)
         else:
             self.path = IN_MEMORY

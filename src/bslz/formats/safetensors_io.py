@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from bslz.errors import FormatError, TruncatedError
-from bslz.formats.buffers import IN_MEMORY, contiguous_bytes, sequential_reader
+from bslz.formats.buffers import IN_MEMORY, contiguous_bytes, regular_file_size, sequential_reader
 from bslz.formats.dtypes import lookup
 from bslz.formats.json_object import parse_json_object
 
@@ -77,9 +77,8 @@ def map_read_only(path, offset, length):
 def read_safetensors(path):
     """Parse and validate the header of a safetensors file; tensors are read later, one by one."""
     path = os.fspath(path)
-    size = os.path.getsize(path)
     with open(path, "rb") as f:
-        return _read_head(path, size, f.read)
+        return _read_head(path, regular_file_size(path, f), f.read)
 
 
 def read_safetensors_buffer(data):
