@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import bslz
 import bslz.api
 import bslz.formats.container
+import bslz.formats.container_writer
 import bslz.numpy
 import bslz.torch
 from bslz import FormatError, InvalidArgumentError
@@ -833,7 +834,7 @@ def test_refuses_overwrite_and_same_path(lossy_source, tmp_path):
 
 def test_interrupted_compress_leaves_nothing(lossy_source, tmp_path, monkeypatch):
     _, src = lossy_source
-    real_add = bslz.formats.container.ContainerWriter.add
+    real_add = bslz.formats.container_writer.ContainerWriter.add
     calls = []
 
     def failing_add(self, *args, **kwargs):
@@ -842,7 +843,7 @@ def test_interrupted_compress_leaves_nothing(lossy_source, tmp_path, monkeypatch
             raise KeyboardInterrupt  # Ctrl-C halfway through the tensors
         return real_add(self, *args, **kwargs)
 
-    monkeypatch.setattr(bslz.formats.container.ContainerWriter, "add", failing_add)
+    monkeypatch.setattr(bslz.formats.container_writer.ContainerWriter, "add", failing_add)
     with pytest.raises(KeyboardInterrupt):
         bslz.compress_file(src, tmp_path / "m.bslz", snr=30)
     assert os.listdir(tmp_path) == []
@@ -861,7 +862,7 @@ def test_interrupted_overwrite_keeps_old_file(lossy_source, tmp_path, monkeypatc
     def failing_close(self):
         raise OSError("disk full")
 
-    monkeypatch.setattr(bslz.formats.container.ContainerWriter, "close", failing_close)
+    monkeypatch.setattr(bslz.formats.container_writer.ContainerWriter, "close", failing_close)
     with pytest.raises(OSError, match="disk full"):
         bslz.compress_file(src, dst, overwrite=True, step=0.01)
     assert sha256(dst) == before

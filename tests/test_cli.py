@@ -417,7 +417,7 @@ def test_standard_streams_refuse_a_terminal_a_directory_and_bad_bytes(model, tmp
         def isatty(self):
             return True
 
-    monkeypatch.setattr("bslz.cli.commands._binary_stream", lambda name: Terminal())
+    monkeypatch.setattr("bslz.cli.pipes._binary_stream", lambda name: Terminal())
     result = piped("compress", model, "-o", "-")
     assert result.exit_code == 1 and "refusing to write a .bslz container to a terminal" in result.stderr
     result = piped("decompress", "-")

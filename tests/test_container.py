@@ -112,7 +112,7 @@ def test_good_file_layout(good, tmp_path):
 def test_a_container_written_over_another_is_the_one_written_alone(tmp_path):
     """A writer may write a file over an earlier container (the `bits` search writes its tries over
     one another): the gaps are zeros again and the file ends at the last payload."""
-    from bslz.formats.container import ContainerWriter
+    from bslz.formats.container_writer import ContainerWriter
 
     def write(f, payloads):
         writer = ContainerWriter(f, [(name, "U8", [len(p)]) for name, p in payloads])

@@ -13,9 +13,10 @@ from bslz.codec.measure import max_abs_and_signal, max_abs_of_bfloat16_words, si
 from bslz.errors import FormatError, InvalidArgumentError, StepTooFineError
 from bslz.formats.atomic import atomic_output, check_paths
 from bslz.formats.background import Background
-from bslz.formats.buffers import MemoryFile
+from bslz.formats.buffers import IN_MEMORY, MemoryFile
 from bslz.formats.checksums import crc32
-from bslz.formats.container import ContainerReader, ContainerWriter, align, header_bound
+from bslz.formats.container import ContainerReader, align
+from bslz.formats.container_writer import ContainerWriter, header_bound
 from bslz.formats.dtypes import lookup, to_float32, to_float32_and_top
 from bslz.formats.reconstruction import quantize_dq
 from bslz.formats.safetensors_io import (
@@ -67,13 +68,16 @@ def compress_bytes(data, *, bits=None, snr=None, step=None, exclude=(), min_loss
     return _compress_in_memory(read_safetensors_buffer(data), options, None)[0]
 
 
-def compress_stream(src, out, *, bits=None, snr=None, step=None, exclude=(), min_lossy_elements=None, progress=None):
-    """Compress `src` (a safetensors file's path, or its bytes) and write the `.bslz` container to
-    the binary file object `out` (a pipe will do: the container is assembled in memory, then
-    written in one pass); returns the `CompressReport`. Options as `compress_file`'s."""
+def compress_stream(
+    src, out, *, bits=None, snr=None, step=None, exclude=(), min_lossy_elements=None, progress=None, name=IN_MEMORY
+):
+    """Compress `src` (a safetensors file's path, or its bytes, called `name` in error messages)
+    and write the `.bslz` container to the binary file object `out` (a pipe will do: the container
+    is assembled in memory, then written in one pass); returns the `CompressReport`. Options as
+    `compress_file`'s."""
     options = LossyOptions(bits, snr, step, tuple(exclude), min_lossy_elements or LossyOptions.min_elements)
     from_file = isinstance(src, (str, os.PathLike))
-    source = read_safetensors(src) if from_file else read_safetensors_buffer(src)
+    source = read_safetensors(src) if from_file else read_safetensors_buffer(src, name)
     packed, report = _compress_in_memory(source, options, progress)
     out.write(packed)
     out.flush()
@@ -304,11 +308,12 @@ def decompress_file(src, dst, *, overwrite=False, progress=None):
         reader.close()
 
 
-def decompress_stream(src, out, *, progress=None):
-    """Restore the safetensors file held by `src` (a `.bslz` file's path, or a container's bytes)
-    into the binary file object `out`, in order: a pipe will do, and peak memory stays near the
-    largest tensor (of a path; bytes are held whole by the caller). Returns the bytes written."""
-    reader = ContainerReader(src)
+def decompress_stream(src, out, *, progress=None, name=IN_MEMORY):
+    """Restore the safetensors file held by `src` (a `.bslz` file's path, or a container's bytes,
+    called `name` in error messages) into the binary file object `out`, in order: a pipe will do,
+    and peak memory stays near the largest tensor (of a path; bytes are held whole by the caller).
+    Returns the bytes written."""
+    reader = ContainerReader(src, name=name)
     try:
         written = _decompress(reader, out, progress)
         out.flush()

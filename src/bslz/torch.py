@@ -93,9 +93,5 @@ def _check_tensors(tensors):
 
 def _load(source, device):
     """Every tensor of a container, a path or its bytes (`safe_open` takes either), on `device`."""
-    # a tensor is decoded on the CPU: `.to` only where it is to move (on the CPU it gave the tensor
-    # itself, after a wait for the GIL behind the threads decoding the next ones: 1.1-2.4 ms a load
-    # of MiniLM bf16's 104 tensors, `benchmarks/bench_gil_waits.py`)
-    stays = torch.device(device).type == "cpu"
-    with safe_open(source, framework="pt") as f:  # each tensor is decoded into memory of its own: no copy
-        return {name: tensor if stays else tensor.to(device) for name, tensor in f.iter_tensors()}
+    with safe_open(source, framework="pt", device=device) as f:  # each tensor decoded into memory of its own
+        return dict(f.iter_tensors())

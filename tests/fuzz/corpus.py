@@ -18,7 +18,8 @@ from bslz.codec import floats, streams
 from bslz.errors import BslzError
 from bslz.formats import tensor_codec
 from bslz.formats.checksums import crc32
-from bslz.formats.container import ALIGN, MAGIC, PREFIX, ContainerReader, ContainerWriter, align
+from bslz.formats.container import ALIGN, MAGIC, PREFIX, ContainerReader, align
+from bslz.formats.container_writer import ContainerWriter
 from bslz.formats.safetensors_io import read_safetensors
 from bslz.formats.stream_payload import pack_stream, unpack_stream
 from bslz.formats.tensor_codec import encode_lossless, encode_quantized

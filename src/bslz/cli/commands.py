@@ -9,14 +9,13 @@ from functools import partial
 import click
 
 from bslz import __version__
-from bslz.api import compress_file, compress_stream, decompress_file, decompress_stream
-from bslz.cli import output
+from bslz.api import compress_file, decompress_file
+from bslz.cli import output, pipes
 from bslz.cli.checkpoint import plan_compress, plan_decompress, run_plan
-from bslz.cli.paths import BSLZ_SUFFIX, compressed_name, decompressed_name
+from bslz.cli.paths import BSLZ_SUFFIX, compressed_name, decompressed_name, ensure_exists
+from bslz.cli.pipes import STDIO
 from bslz.codec._parallel import map_tensors_in_order
 from bslz.errors import BslzError, FormatError
-from bslz.formats.atomic import atomic_output
-from bslz.formats.buffers import IN_MEMORY
 from bslz.formats.container import ContainerReader
 
 
@@ -76,64 +75,6 @@ def main():
 
     Exit status: 0 on success, 1 on an error (one line on stderr), 2 on a usage error.
     """
-
-
-def _ensure_exists(path):
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file or directory")
-
-
-STDIO = "-"  # SRC or -o: standard input or output (zstd's habit)
-
-
-def _binary_stream(name):
-    """The binary side of sys.stdin or sys.stdout (the ones click's test runner puts in place)."""
-    return getattr(sys, name).buffer
-
-
-def _read_stdin(what):
-    """Standard input, whole (a model file is read at random: it cannot be streamed)."""
-    stream = _binary_stream("stdin")
-    if stream.isatty():
-        raise CliError(f"refusing to read {what} from a terminal: pipe it in, or name a file")
-    return stream.read()
-
-
-def _binary_stdout(what):
-    stream = _binary_stream("stdout")
-    if stream.isatty():
-        raise CliError(f"refusing to write {what} to a terminal: redirect it, or give -o FILE")
-    return stream
-
-
-def _stdio_output(dst, force):
-    """A binary file for `dst`: standard output, or a file that appears whole or not at all."""
-    if dst == STDIO:
-        return contextlib.nullcontext(None)
-    if os.path.lexists(dst) and not force:
-        raise CliError(f"{dst}: already exists (use -f to replace it)")
-    return atomic_output(dst)
-
-
-@contextlib.contextmanager
-def _stdin_named(src):
-    """Errors about what standard input held name it, rather than the API's `<memory>`."""
-    try:
-        yield
-    except BslzError as exc:
-        if src != STDIO or not str(exc).startswith(IN_MEMORY):
-            raise
-        raise CliError("<stdin>" + str(exc)[len(IN_MEMORY) :]) from None
-
-
-def _stdio_source(src, what):
-    """(what the stream API takes, its name in messages) for SRC `-` or a file's path."""
-    if src == STDIO:
-        return _read_stdin(what), "<stdin>"
-    _ensure_exists(src)
-    if os.path.isdir(src):
-        raise click.UsageError(f"{src}: a directory cannot be read from or written to a pipe")
-    return src, src
 
 
 def _quiet_verbose(quiet, verbose):
@@ -224,9 +165,9 @@ def compress(src, dst, bits, snr, step, exclude, min_lossy_elements, force, quie
         raise click.UsageError(f"give at most one of --bits, --snr, --step (got {' and '.join(targets)})")
     options = dict(bits=bits, snr=snr, step=step, exclude=exclude, min_lossy_elements=min_lossy_elements)
     if STDIO in (src, dst):
-        _compress_stdio(src, STDIO if dst is None else dst, options, force, quiet, verbose, as_json)
+        pipes.compress(src, STDIO if dst is None else dst, options, force, quiet, verbose, as_json)
         return
-    _ensure_exists(src)
+    ensure_exists(src)
     is_dir = os.path.isdir(src)
     dst = dst if dst is not None else compressed_name(src)
 
@@ -234,12 +175,8 @@ def compress(src, dst, bits, snr, step, exclude, min_lossy_elements, force, quie
         with output.Progress(1, enabled=not quiet) as progress:
             report = compress_file(src, dst, overwrite=force, progress=progress.callback(1), **options)
         shutil.copymode(src, dst)
-        if as_json:
-            output.echo_json(report.to_dict())
-        elif not quiet:
-            click.echo(output.report_line(report))
-            if verbose:
-                click.echo("\n".join(output.tensor_lines(report)))
+        if as_json or not quiet:
+            output.echo_report(report, verbose, as_json)
         return
 
     plan = plan_compress(src)
@@ -255,23 +192,6 @@ def compress(src, dst, bits, snr, step, exclude, min_lossy_elements, force, quie
 
         reports = run_plan(src, dst, plan, code_file, overwrite=force)
     _print_dir_compress(src, dst, plan, reports, quiet, verbose, as_json)
-
-
-def _compress_stdio(src, dst, options, force, quiet, verbose, as_json):
-    """`compress` from standard input or to standard output: the results go to stderr when
-    standard output carries the container."""
-    source, name = _stdio_source(src, "a safetensors file")
-    out = _binary_stdout("a .bslz container") if dst == STDIO else None
-    with _stdin_named(src), _stdio_output(dst, force) as f, output.Progress(1, enabled=not quiet) as progress:
-        report = compress_stream(source, f or out, progress=progress.callback(1), **options)
-    report.source, report.destination = name, "<stdout>" if dst == STDIO else dst
-    err = dst == STDIO
-    if as_json:
-        output.echo_json(report.to_dict(), err=err)
-    elif not quiet:
-        click.echo(output.report_line(report), err=err)
-        if verbose:
-            click.echo("\n".join(output.tensor_lines(report)), err=err)
 
 
 def _count(items, word):
@@ -295,9 +215,7 @@ def _print_dir_compress(src, dst, plan, reports, quiet, verbose, as_json):
     if quiet:
         return
     for report in reports:
-        click.echo(output.report_line(report))
-        if verbose:
-            click.echo("\n".join(output.tensor_lines(report)))
+        output.echo_report(report, verbose)
     line = output.compress_line(
         src,
         dst,
@@ -348,9 +266,9 @@ def decompress(src, dst, force, quiet):
       aws s3 cp s3://bucket/model.bslz - | bslz decompress - -o model.safetensors
     """
     if STDIO in (src, dst):
-        _decompress_stdio(src, STDIO if dst is None else dst, force, quiet)
+        pipes.decompress(src, STDIO if dst is None else dst, force, quiet)
         return
-    _ensure_exists(src)
+    ensure_exists(src)
     is_dir = os.path.isdir(src)
     if dst is None:
         dst = decompressed_name(src, is_dir)
@@ -377,37 +295,21 @@ def decompress(src, dst, force, quiet):
     if quiet:
         return
     for path, out, before, after in done:
-        click.echo(f"{path} -> {out}: {output.human_bytes(before)} -> {output.human_bytes(after)}")
+        click.echo(output.sizes_line(path, out, before, after))
     before, after = sum(d[2] for d in done), sum(d[3] for d in done)
     click.echo(
-        f"{src} -> {dst}: {output.human_bytes(before)} -> {output.human_bytes(after)}; "
+        f"{output.sizes_line(src, dst, before, after)}; "
         f"{_count(done, 'file')} decompressed, {len(plan.copied) + len(plan.written)} copied"
     )
 
 
-def _decompress_stdio(src, dst, force, quiet):
-    """`decompress` from standard input or to standard output (the tensors stream out in order);
-    the result line goes to stderr when standard output carries the file."""
-    source, name = _stdio_source(src, "a .bslz container")
-    out = _binary_stdout("a safetensors file") if dst == STDIO else None
-    with _stdin_named(src), _stdio_output(dst, force) as f, output.Progress(1, enabled=not quiet) as progress:
-        written = decompress_stream(source, f or out, progress=progress.callback(1))
-    if not quiet:
-        before = len(source) if src == STDIO else os.path.getsize(src)
-        click.echo(
-            f"{name} -> {'<stdout>' if dst == STDIO else dst}: {output.human_bytes(before)} -> "
-            f"{output.human_bytes(written)}",
-            err=dst == STDIO,
-        )
-
-
 def _decompress_line(src, dst):
-    return f"{src} -> {dst}: {output.human_bytes(os.path.getsize(src))} -> {output.human_bytes(os.path.getsize(dst))}"
+    return output.sizes_line(src, dst, os.path.getsize(src), os.path.getsize(dst))
 
 
 def _bslz_files(path):
     """`path` itself, or the top-level .bslz files of a directory."""
-    _ensure_exists(path)
+    ensure_exists(path)
     if not os.path.isdir(path):
         return [path]
     files = sorted(os.path.join(path, n) for n in os.listdir(path) if n.endswith(BSLZ_SUFFIX))

@@ -56,14 +56,29 @@ def _snr_text(db):
 # ---- compress / decompress -----------------------------------------------------------------
 
 
+def sizes_line(source, destination, before, after):
+    """`source -> destination: before -> after`, sizes in human units."""
+    return f"{source} -> {destination}: {human_bytes(before)} -> {human_bytes(after)}"
+
+
 def compress_line(source, destination, original, compressed, float_params, lossless, snr_db, quantized=0, total=0):
     """One line: sizes, ratio, bits per float parameter, and the aggregate SNR when lossy."""
-    parts = [f"{source} -> {destination}: {human_bytes(original)} -> {human_bytes(compressed)}"]
+    parts = [sizes_line(source, destination, original, compressed)]
     parts.append(f"ratio {_ratio(original, compressed):.3f}")
     if float_params:
         parts.append(f"{8 * compressed / float_params:.3f} bits/param")
     parts.append("lossless" if lossless else f"SNR {_snr_text(snr_db)} ({quantized} of {total} tensors quantized)")
     return ", ".join(parts)
+
+
+def echo_report(report, verbose=False, as_json=False, err=False):
+    """A file's `CompressReport`: as JSON, or its line (and with `verbose` a line per tensor)."""
+    if as_json:
+        echo_json(report.to_dict(), err=err)
+        return
+    click.echo(report_line(report), err=err)
+    if verbose:
+        click.echo("\n".join(tensor_lines(report)), err=err)
 
 
 def report_line(report):

@@ -16,6 +16,11 @@ def _clean(path):
     return os.path.abspath(path) if os.path.basename(path) in ("", ".", "..") else path
 
 
+def ensure_exists(path):
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file or directory")
+
+
 def compressed_name(path):
     """`model.safetensors` -> `model.bslz`; any other name (a directory `ckpt` too) gets `.bslz` appended."""
     path = _clean(path)

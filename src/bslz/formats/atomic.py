@@ -14,13 +14,17 @@ def check_paths(src, dst, overwrite):
     src, dst = os.fspath(src), os.fspath(dst)
     if not os.path.exists(src):
         raise FileNotFoundError(f"{src}: no such file or directory")
-    if os.path.exists(dst):
-        if os.path.samefile(src, dst):
-            raise InvalidArgumentError(f"{dst}: the output would overwrite the input")
-        if not overwrite:
-            raise InvalidArgumentError(f"{dst}: already exists (use -f / overwrite=True to replace it)")
-    elif os.path.abspath(src) == os.path.abspath(dst):
+    same = os.path.samefile(src, dst) if os.path.exists(dst) else os.path.abspath(src) == os.path.abspath(dst)
+    if same:
         raise InvalidArgumentError(f"{dst}: the output would overwrite the input")
+    check_output(dst, overwrite)
+
+
+def check_output(dst, overwrite):
+    """Refuse to write over an existing file without `overwrite` (an output with no input file: one
+    read from standard input)."""
+    if os.path.exists(dst) and not overwrite:
+        raise InvalidArgumentError(f"{dst}: already exists (use -f / overwrite=True to replace it)")
 
 
 def _umask():

@@ -81,11 +81,11 @@ def read_safetensors(path):
         return _read_head(path, regular_file_size(path, f), f.read)
 
 
-def read_safetensors_buffer(data):
-    """`read_safetensors` of a safetensors image held in memory (any contiguous bytes-like object);
-    its tensors are views of it, not copies."""
+def read_safetensors_buffer(data, name=IN_MEMORY):
+    """`read_safetensors` of a safetensors image held in memory (any contiguous bytes-like object),
+    called `name` in error messages; its tensors are views of it, not copies."""
     buffer = contiguous_bytes(data, "a safetensors image")
-    return dataclasses.replace(_read_head(IN_MEMORY, buffer.size, sequential_reader(buffer)), buffer=buffer)
+    return dataclasses.replace(_read_head(name, buffer.size, sequential_reader(buffer)), buffer=buffer)
 
 
 def _read_head(path, size, read):

@@ -239,8 +239,8 @@ def _encoded_floats(fields, payload, dtype, numel):
     if dtype.kind != "float":
         raise FormatError(f"float coding for a {dtype.name} tensor")
     chunk_size = fields.get("chunk_size")
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool):
-        raise FormatError(f"float coding needs an integer chunk_size, got {chunk_size!r}")
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or not 1 <= chunk_size <= 1 << 30:
+        raise FormatError(f"float coding needs an integer chunk_size in 1..2**30, got {chunk_size!r}")
     return floats.EncodedFloats(dtype.float_layout, numel, chunk_size, payload)
 
 
@@ -272,8 +272,6 @@ def decode_tensor_range(fields, payload, dtype_name, numel, start, stop):
     if coding == "float":
         enc = _encoded_floats(fields, payload, dtype, numel)
         chunk_size = enc.chunk_size
-        if not 1 <= chunk_size <= 1 << 30:  # (decode_floats says so too, after the chunks are counted here)
-            raise FormatError(f"float stream: bad chunk size {chunk_size!r}")
         first, end = start // chunk_size, -(-stop // chunk_size)
         words = floats.decode_floats(enc, chunks=(first, end))
     else:
