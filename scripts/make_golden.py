@@ -25,6 +25,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import bslz  # noqa: E402
+from bslz.formats import container_writer  # noqa: E402
 from bslz.formats.container import FORMAT_MAJOR, FORMAT_MINOR  # noqa: E402
 
 METADATA = {"format": "pt", "origin": "scripts/make_golden.py"}
@@ -95,7 +96,21 @@ def head_tensors():
     }
 
 
-INPUTS = {"lossless": lossless_tensors, "lossy": lossy_tensors, "outliers": outlier_tensors, "heads": head_tensors}
+def piece_tensors():
+    """A weight whose payload is longer than 4096 bytes: written with the writer's threshold for
+    pieces lowered to that (WRITER_SETTINGS), it carries its pieces' checksums (format 1.3), in
+    4096-byte pieces; about 10 KB."""
+    rng = np.random.default_rng(20261205)
+    return {"long.weight": torch.from_numpy((rng.laplace(size=(50, 52)) * 0.02).astype(np.float32))}
+
+
+INPUTS = {
+    "lossless": lossless_tensors,
+    "lossy": lossy_tensors,
+    "outliers": outlier_tensors,
+    "heads": head_tensors,
+    "pieces": piece_tensors,
+}
 # name -> (input, compress_file options)
 CASES = {
     "lossless": ("lossless", {}),
@@ -103,7 +118,11 @@ CASES = {
     "quantized-snr": ("lossy", {"snr": 25.0, "min_lossy_elements": 256}),
     "quantized-escape": ("outliers", {"step": 0.0005, "min_lossy_elements": 256}),  # from format 1.1
     "lossless-huffman": ("heads", {}),  # from format 1.2
+    "lossless-pieces": ("pieces", {}),  # from format 1.3
 }
+# Writer constants a case is written with (bslz.formats.container_writer's), where its payloads are
+# too small for the defaults to show what the case is for; tests/test_golden.py sets them the same
+WRITER_SETTINGS = {"lossless-pieces": {"PIECES_FROM_BYTES": 4096}}
 
 
 def sha256(path):
@@ -131,8 +150,18 @@ def main():
     for name, (input_name, options) in CASES.items():
         source = args.out / f"{input_name}.input.safetensors"
         packed = args.out / f"{name}.bslz"
-        report = bslz.compress_file(source, packed, **options)
+        settings = WRITER_SETTINGS.get(name, {})
+        saved = {k: getattr(container_writer, k) for k in settings}
+        try:
+            for k, v in settings.items():
+                setattr(container_writer, k, v)
+            report = bslz.compress_file(source, packed, **options)
+        finally:
+            for k, v in saved.items():
+                setattr(container_writer, k, v)
         case = {"name": name, "options": options, "input": source.name, "bslz": packed.name}
+        if settings:
+            case["writer"] = settings
         if report.lossless:
             case["decoded"] = source.name
         else:

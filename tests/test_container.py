@@ -88,7 +88,7 @@ def edited(good, edit, data_edit=None):
 @pytest.mark.small
 def test_good_file_layout(good, tmp_path):
     major, minor, reserved, header, data = split(good)
-    assert (major, minor, reserved) == (1, 2, 0)
+    assert (major, minor, reserved) == (1, 3, 0)
     assert header["creator"].startswith("bslz ")
     _, _, _, n = struct.unpack_from("<HHIQ", good, 8)
     assert (

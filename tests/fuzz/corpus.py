@@ -16,9 +16,9 @@ import numpy as np
 
 from bslz.codec import floats, streams
 from bslz.errors import BslzError
-from bslz.formats import tensor_codec
+from bslz.formats import container_writer, tensor_codec
 from bslz.formats.checksums import crc32
-from bslz.formats.container import ALIGN, MAGIC, PREFIX, ContainerReader, align
+from bslz.formats.container import ALIGN, MAGIC, MIN_PIECE_BYTES, PREFIX, ContainerReader, align
 from bslz.formats.container_writer import ContainerWriter
 from bslz.formats.safetensors_io import read_safetensors
 from bslz.formats.stream_payload import pack_stream, unpack_stream
@@ -105,17 +105,32 @@ def seed_tensors():
     encoded = floats.encode_floats(many, "float32", chunk_size=128)
     fields = {"coding": "float", "chunk_size": encoded.chunk_size}
     out.append(("f32.chunks", "F32", (30, 30), fields, np.asarray(encoded.payload, np.uint8), many.view(np.uint8)))
+    # a payload of several 4 KiB pieces with their own checksums (format 1.3), which `decode_range`
+    # reads only some of
+    long = (np.random.default_rng(2028).standard_normal(4000) * 0.02).astype(np.float32)
+    encoded = floats.encode_floats(long, "float32", chunk_size=512)
+    fields = {"coding": "float", "chunk_size": encoded.chunk_size}
+    out.append(("f32.pieces", "F32", (40, 100), fields, np.asarray(encoded.payload, np.uint8), long.view(np.uint8)))
     return out
 
 
 def build_container(tensors, metadata=None, source_header=None):
-    """Bytes of a container holding `tensors` ([(name, dtype, shape, fields, payload, decoded)])."""
+    """Bytes of a container holding `tensors` ([(name, dtype, shape, fields, payload, decoded)]),
+    every payload longer than 4096 bytes with its pieces' checksums (the writer's threshold for
+    them lowered to the format's smallest piece: the seeds stay a few KiB)."""
     f = io.BytesIO()
-    writer = ContainerWriter(f, [(t[0], t[1], t[2]) for t in tensors], metadata=metadata, source_header=source_header)
-    for name, dtype, shape, fields, payload, decoded in tensors:
-        dcrc = crc32(decoded) if decoded is not None else zlib.crc32(bytes(payload))
-        writer.add(name, dtype, shape, fields, payload, dcrc)
-    writer.close()
+    saved = container_writer.PIECES_FROM_BYTES
+    container_writer.PIECES_FROM_BYTES = MIN_PIECE_BYTES
+    try:
+        writer = ContainerWriter(
+            f, [(t[0], t[1], t[2]) for t in tensors], metadata=metadata, source_header=source_header
+        )
+        for name, dtype, shape, fields, payload, decoded in tensors:
+            dcrc = crc32(decoded) if decoded is not None else zlib.crc32(bytes(payload))
+            writer.add(name, dtype, shape, fields, payload, dcrc)
+        writer.close()
+    finally:
+        container_writer.PIECES_FROM_BYTES = saved
     return f.getvalue()
 
 
@@ -159,16 +174,20 @@ def join(header, data, major=1, minor=0, reserved=0, magic=MAGIC):
 
 
 def fix_checksums(blob):
-    """The same file with every payload crc32 recomputed from the (possibly corrupt) bytes it
-    points at, so that a corrupt payload gets past the checksum and reaches its decoder. Files
-    whose header does not parse come back unchanged."""
+    """The same file with every payload crc32 (and piece_crc32, where piece_bytes is usable)
+    recomputed from the (possibly corrupt) bytes it points at, so that a corrupt payload gets past
+    the checksums and reaches its decoder. Files whose header does not parse come back unchanged."""
     parts = split(blob)
     if parts is None or not isinstance(parts[3], dict) or not isinstance(parts[3].get("tensors"), list):
         return blob
     major, minor, reserved, header, data = parts
     for e in header["tensors"]:
         if isinstance(e, dict) and all(_is_uint(e.get(k)) for k in ("offset", "length")):
-            e["crc32"] = zlib.crc32(data[e["offset"] : e["offset"] + e["length"]])
+            payload = data[e["offset"] : e["offset"] + e["length"]]
+            e["crc32"] = zlib.crc32(payload)
+            size = e.get("piece_bytes")
+            if _is_uint(size) and size >= 4096 and "piece_crc32" in e:
+                e["piece_crc32"] = [zlib.crc32(payload[lo : lo + size]) for lo in range(0, len(payload), size)]
     return join(header, data, major, minor, reserved)
 
 
@@ -234,11 +253,11 @@ def mutate_header(blob, rng):
         e = entries[int(rng.integers(len(entries)))]
         if not isinstance(e, dict):
             return blob
-        keys = sorted(e) + ["gg", "levels", "step", "dead_zone", "num_orders", "block_size"]
+        keys = sorted(e) + ["gg", "levels", "step", "dead_zone", "num_orders", "block_size", "piece_bytes"]
         key = keys[int(rng.integers(len(keys)))]
         if key == "shape" and isinstance(e.get(key), list) and e[key] and rng.random() < 0.5:
             e[key][int(rng.integers(len(e[key])))] = value  # one dimension
-        elif key == "gg" and isinstance(e.get(key), list) and e[key] and rng.random() < 0.5:
+        elif key in ("gg", "piece_crc32") and isinstance(e.get(key), list) and e[key] and rng.random() < 0.5:
             e[key][int(rng.integers(len(e[key])))] = value
         elif rng.random() < 0.1:
             e.pop(key, None)
@@ -262,8 +281,8 @@ def mutate(blob, rng, other=None):
 
 
 def check_container(path, expected=None, max_decoded_bytes=FUZZ_MAX_DECODED_BYTES):
-    """Open `path` and decode every tensor, whole and its middle third (`decode_range`, what
-    `get_slice` reads). BslzError is a fine answer; any other exception propagates. A tensor that
+    """Open `path` and decode every tensor, whole, its middle third (`decode_range`, what
+    `get_slice` reads) and as `verify` does. BslzError is a fine answer; any other exception propagates. A tensor that
     decodes must be bytes-identical to `expected[name]` (when known), and a part that decodes the
     same part of the whole (a part is checked by the payload's checksum alone: where the whole
     fails its decoded checksum, a part may decode to other bytes). Returns the number of tensors
@@ -276,6 +295,10 @@ def check_container(path, expected=None, max_decoded_bytes=FUZZ_MAX_DECODED_BYTE
     try:
         for name in reader.keys():
             part = _middle_third(reader, name)
+            try:
+                reader.verify(name)  # every checksum, piece checksums too
+            except BslzError:
+                pass
             try:
                 raw = reader.decode_raw(name)
             except BslzError:

@@ -355,9 +355,9 @@ def info(file, as_json):
 
 
 def _decode_error(reader, entry):
-    """The FormatError decoding a tensor raises (a corrupt file), or None."""
+    """The FormatError decoding a tensor and checking its checksums raises (a corrupt file), or None."""
     try:
-        reader.decode_raw(entry["name"])
+        reader.verify(entry["name"])
     except FormatError as exc:
         return exc
     return None
@@ -369,7 +369,8 @@ def _decode_error(reader, entry):
 def verify(file, quiet):
     """Decode every tensor of FILE (or of each .bslz file of a directory) and check both checksums.
 
-    Each tensor carries a CRC-32 of its payload and one of its decoded bytes; both are checked.
+    Each tensor carries a CRC-32 of its payload and one of its decoded bytes, and a large one the
+    CRC-32s of its payload's pieces (read alone by get_slice); all are checked.
     Prints `FILE: OK` per file on success (exit 0); prints each failing tensor as `bslz: error: ...`
     on stderr and exits 1 otherwise.
 

@@ -287,6 +287,55 @@ def decode_tensor_range(fields, payload, dtype_name, numel, start, stop):
     return words[start - first * chunk_size : stop - first * chunk_size].view(np.uint8)
 
 
+def range_head_bytes(fields, dtype_name, numel):
+    """How many bytes at the start of a RANGED_CODINGS payload `decode_tensor_range` reads for any
+    range: its tables (a float payload's chunk table; a quantized one's reconstruction table, chunk
+    table and orders). None where the fields do not say (they are checked when it decodes)."""
+    dtype = lookup(dtype_name)
+    if dtype is None or dtype.kind != "float" or numel == 0:
+        return None
+    try:
+        if fields.get("coding") == "float":
+            chunk_size = _encoded_floats(fields, b"", dtype, numel).chunk_size
+            return 8 * (-(-numel // chunk_size) + 1)
+        _check_quantizer_fields(fields)
+        table_bytes = 8 * (fields["levels"] + 1) if fields["reconstruction"] == "gg" else 0
+        chunk_size, num_orders = fields.get("chunk_size"), fields.get("num_orders")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (chunk_size, num_orders)):
+            return None
+        if not (1 <= chunk_size <= 1 << 30 and 0 <= num_orders < 1 << 62):
+            return None
+        side = 8 * -(-numel // chunk_size) + num_orders
+        return table_bytes + side + -side % 8
+    except FormatError:
+        return None
+
+
+def range_payload_span(fields, head, dtype_name, numel, start, stop):
+    """(lo, hi): the payload bytes that hold the chunks of elements start..stop - 1, found from
+    `head`, the payload's first `range_head_bytes` bytes; None where its tables are inconsistent or
+    the stream does not decode chunk by chunk (the caller then reads the whole payload, whose
+    decoding says what is wrong)."""
+    dtype = lookup(dtype_name)
+    try:
+        if fields.get("coding") == "float":
+            chunk_size = _encoded_floats(fields, b"", dtype, numel).chunk_size
+            offsets = np.frombuffer(head, dtype="<u8")
+            first, end = start // chunk_size, -(-stop // chunk_size)
+            lo, hi = int(offsets[first]), int(offsets[end])
+            return (head.size + lo, head.size + hi) if lo <= hi <= 1 << 62 else None
+        table, stream = _quantized_stream(fields, head, dtype, numel)
+        if not reconstructs_by_chunk(stream.plan, fields):
+            return None
+        starts = stream.plan.chunk_word_starts()
+        chunk_size = stream.plan.chunk_size
+        first, end = start // chunk_size, -(-stop // chunk_size)
+        lo, hi = 8 * int(starts[first]), 8 * int(starts[end])
+        return (head.size + lo, head.size + hi) if lo <= hi <= 1 << 62 else None
+    except (FormatError, IndexError):
+        return None
+
+
 _FLOAT_MAX = float(np.finfo(np.float64).max)
 
 
