@@ -19,6 +19,7 @@ from bslz.cli import main
 from bslz.formats import container_writer, tensor_codec
 from bslz.formats.container import MIN_PIECE_BYTES, PREFIX, ContainerReader, PiecesRead, align
 from bslz.formats.container_writer import MAX_PIECES, piece_bytes_for
+from test_slices import lossless_and_lossy_files
 
 DEFAULT_PIECES_FROM_BYTES = container_writer.PIECES_FROM_BYTES
 
@@ -41,15 +42,9 @@ def tensors():
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """The tensors as safetensors, and as .bslz lossless and lossy (--step: quantized by chunk)."""
-    d = tmp_path_factory.mktemp("pieces")
-    src = d / "t.safetensors"
-    safetensors.numpy.save_file(tensors(), src)
-    lossless, lossy = d / "t.bslz", d / "q.bslz"
     with pytest.MonkeyPatch.context() as patch:  # (a module's fixture: the autouse one comes later)
         patch.setattr(container_writer, "PIECES_FROM_BYTES", MIN_PIECE_BYTES)
-        bslz.compress_file(src, lossless)
-        bslz.compress_file(src, lossy, step=0.004)
-    return src, lossless, lossy
+        return lossless_and_lossy_files(tmp_path_factory.mktemp("pieces"), tensors())
 
 
 def split(blob):

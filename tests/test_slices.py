@@ -68,16 +68,19 @@ def sliced_tensors():
     }
 
 
-@pytest.fixture(scope="module")
-def sliced_files(tmp_path_factory):
-    """The tensors as safetensors, and as .bslz lossless and lossy (--step: quantized tensors)."""
-    d = tmp_path_factory.mktemp("slices")
+def lossless_and_lossy_files(d, tensors):
+    """(safetensors file, .bslz lossless, .bslz lossy (--step: quantized tensors)) of `tensors` in d."""
     src = d / "t.safetensors"
-    safetensors.numpy.save_file(sliced_tensors(), src)
+    safetensors.numpy.save_file(tensors, src)
     lossless, lossy = d / "t.bslz", d / "q.bslz"
     bslz.compress_file(src, lossless)
     bslz.compress_file(src, lossy, step=0.004)
     return src, lossless, lossy
+
+
+@pytest.fixture(scope="module")
+def sliced_files(tmp_path_factory):
+    return lossless_and_lossy_files(tmp_path_factory.mktemp("slices"), sliced_tensors())
 
 
 def test_the_files_hold_the_codings_the_tests_mean(sliced_files):
