@@ -19,7 +19,7 @@ waits to take it back behind the other threads' Python. Measured on MiniLM cast 
    on a 2-core machine, a wait for a core means that three threads wanted to run.
 3. What fresh memory costs `decompress_bytes` of the lossless file: the call as it is (its output
    in memory `np.empty` gives, new pages the kernel zeroes on their first touch), then the same
-   work into one buffer written before (`api._decompress_into`), and ZipNN's `decompress` (output
+   work into one buffer written before (`decompression._decompress_into`), and ZipNN's `decompress` (output
    in fresh memory too) for reference, in interleaved rounds, each result held while the next
    call runs; best and median of ROUNDS rounds.
 4. One chunk (262144 values) of the bf16 word embeddings, one thread: `encode_chunk` of its
@@ -39,7 +39,7 @@ import bslz
 import bslz.reader as reader
 import bslz.torch
 from bench_container import minilm_bf16_workdir, zipnn_codec
-from bslz import api
+from bslz import decompression
 from bslz.codec import _float_chunks as FC
 from bslz.codec import dq_rans, floats, rans
 from bslz.formats.container import ContainerReader
@@ -166,7 +166,7 @@ def fresh_memory(data, packed):
     reused = np.zeros(len(data), dtype=np.uint8)
     calls = {
         "decompress_bytes (fresh memory)": lambda: bslz.decompress_bytes(packed),
-        "the same into memory written before": lambda: api._decompress_into(
+        "the same into memory written before": lambda: decompression._decompress_into(
             ContainerReader(packed), lambda n, dtype: reused[:n]
         ),
     }

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import bslz
 import bslz.api
+import bslz.decompression
 import bslz.formats.container
 import bslz.formats.container_writer
 import bslz.numpy
@@ -890,7 +891,7 @@ def test_failed_write_in_the_writing_thread_leaves_nothing(every_dtype_file, tmp
     """Writes run on a second thread while the next tensor decodes: a failure there (disk full)
     still reaches the caller, and no output or temporary file is left."""
     _, _, packed, _ = every_dtype_file
-    real_atomic_output = bslz.api.atomic_output
+    real_atomic_output = bslz.decompression.atomic_output
 
     class FullDisk:
         def __init__(self, f):
@@ -910,7 +911,7 @@ def test_failed_write_in_the_writing_thread_leaves_nothing(every_dtype_file, tmp
         with real_atomic_output(dst) as f:
             yield FullDisk(f)
 
-    monkeypatch.setattr(bslz.api, "atomic_output", full_disk_output)
+    monkeypatch.setattr(bslz.decompression, "atomic_output", full_disk_output)
     with pytest.raises(OSError, match="No space left"):
         bslz.decompress_file(packed, tmp_path / "back.safetensors")
     assert os.listdir(tmp_path) == []

@@ -13,14 +13,8 @@ from bslz.errors import (
 
 __version__ = "0.1.0"
 
-from bslz.api import (  # noqa: E402
-    compress_bytes,
-    compress_file,
-    compress_stream,
-    decompress_bytes,
-    decompress_file,
-    decompress_stream,
-)
+from bslz.api import compress_bytes, compress_file, compress_stream  # noqa: E402
+from bslz.decompression import decompress_bytes, decompress_file, decompress_stream  # noqa: E402
 from bslz.reader import safe_open  # noqa: E402
 from bslz.reports import CompressReport  # noqa: E402
 

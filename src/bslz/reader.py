@@ -65,8 +65,9 @@ class TensorSlice:
     """One tensor of a `SafeOpen`, as safetensors' slices: `get_shape()`, `get_dtype()`, and
     `[index]` with what they take (integers, slices of positive step, `...`). Indexing decodes the
     rows (first dimension) that the index selects: of a lossless float or a quantized tensor only
-    the chunks that hold them (`ContainerReader.decode_range`, which reads and checks the whole
-    payload), of an integer one the whole tensor. A tensor-parallel loader's rows of an embedding
+    the chunks that hold them (`ContainerReader.decode_range`, which reads and checks the pieces of
+    the payload that hold them where it has piece checksums, else all of it), of an integer one the
+    whole tensor. A tensor-parallel loader's rows of an embedding
     cost about their share of its decoding."""
 
     def __init__(self, opened, name):

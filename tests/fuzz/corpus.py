@@ -18,8 +18,9 @@ from bslz.codec import floats, streams
 from bslz.errors import BslzError
 from bslz.formats import container_writer, tensor_codec
 from bslz.formats.checksums import crc32
-from bslz.formats.container import ALIGN, MAGIC, MIN_PIECE_BYTES, PREFIX, ContainerReader, align
+from bslz.formats.container import ALIGN, MAGIC, PREFIX, ContainerReader, align
 from bslz.formats.container_writer import ContainerWriter
+from bslz.formats.piece_checksums import MIN_PIECE_BYTES
 from bslz.formats.safetensors_io import read_safetensors
 from bslz.formats.stream_payload import pack_stream, unpack_stream
 from bslz.formats.tensor_codec import encode_lossless, encode_quantized

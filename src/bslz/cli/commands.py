@@ -9,12 +9,13 @@ from functools import partial
 import click
 
 from bslz import __version__
-from bslz.api import compress_file, decompress_file
+from bslz.api import compress_file
 from bslz.cli import output, pipes
 from bslz.cli.checkpoint import plan_compress, plan_decompress, run_plan
 from bslz.cli.paths import BSLZ_SUFFIX, compressed_name, decompressed_name, ensure_exists
 from bslz.cli.pipes import STDIO
 from bslz.codec._parallel import map_tensors_in_order
+from bslz.decompression import decompress_file
 from bslz.errors import BslzError, FormatError
 from bslz.formats.container import ContainerReader
 

@@ -10,9 +10,10 @@ import sys
 
 import click
 
-from bslz.api import compress_stream, decompress_stream
+from bslz.api import compress_stream
 from bslz.cli import output
 from bslz.cli.paths import ensure_exists
+from bslz.decompression import decompress_stream
 from bslz.errors import InvalidArgumentError
 from bslz.formats.atomic import atomic_output, check_output
 

@@ -43,24 +43,17 @@ def _bytes_view(data):
     return memoryview(np.ascontiguousarray(data)).cast("B")
 
 
-class Pieces:
-    """`crc32_of_pieces`' result: the CRC-32 of each piece, and of the whole."""
-
-    def __init__(self, crcs, whole):
-        self.crcs, self.whole = crcs, whole
-
-
 def crc32_of_pieces(data, piece_bytes):
-    """The CRC-32s of the consecutive `piece_bytes`-byte pieces of `data` (the last one shorter),
-    and that of the whole: combined from the pieces' (zlib-ng), or taken again without it."""
+    """(the CRC-32s of the consecutive `piece_bytes`-byte pieces of `data`, the last one shorter;
+    that of the whole): the whole's combined from the pieces' (zlib-ng), or taken again without it."""
     view = _bytes_view(data)
     crcs = [_crc32(view[lo : lo + piece_bytes]) for lo in range(0, len(view), piece_bytes)]
     if not CAN_COMBINE:
-        return Pieces(crcs, _crc32(view))
+        return crcs, _crc32(view)
     whole = 0
     for lo, crc in zip(range(0, len(view), piece_bytes), crcs):
         whole = _crc32_combine(whole, crc, min(piece_bytes, len(view) - lo))
-    return Pieces(crcs, whole)
+    return crcs, whole
 
 
 class PieceCrcs:

@@ -11,6 +11,7 @@ one at the first 64-byte boundary after the previous one's end, and the file end
 import os
 import struct
 import threading
+from functools import partial
 
 import numpy as np
 
@@ -19,7 +20,8 @@ from bslz.errors import FormatError, InvalidArgumentError, TruncatedError, Unsup
 from bslz.formats.buffers import IN_MEMORY, contiguous_bytes, regular_file_size, sequential_reader
 from bslz.formats.checksums import CAN_COMBINE, CRC_PIECE_BYTES, PieceCrcs, crc32
 from bslz.formats.dtypes import lookup
-from bslz.formats.json_object import parse_json_object
+from bslz.formats.json_object import is_uint, parse_json_object
+from bslz.formats.piece_checksums import PiecesRead, check_piece_fields, corrupt_payload
 from bslz.formats.tensor_codec import (
     CODINGS,
     RANGED_CODINGS,
@@ -37,7 +39,6 @@ ALIGN = 64
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_DECODED_BYTES = 16 * 1024**3  # per tensor; adjustable for bigger models
 READ_PIECE_BYTES = CRC_PIECE_BYTES  # a payload is read in pieces of at least this, side by side
-MIN_PIECE_BYTES = 4096  # the smallest piece a payload's piece checksums (format 1.3) may cover
 _ENTRY_KEYS = {"name", "dtype", "shape", "offset", "length", "crc32", "decoded_crc32", "coding"}
 
 
@@ -113,15 +114,14 @@ class ContainerReader:
         name, dtype, shape = e["name"], e["dtype"], e["shape"]
         if not isinstance(name, str) or not isinstance(dtype, str):
             raise FormatError(f"{self.path}: tensor name and dtype must be strings")
-        if not isinstance(shape, list) or not all(_is_uint(d) for d in shape):
+        if not isinstance(shape, list) or not all(is_uint(d) for d in shape):
             raise FormatError(f"{self.path}: tensor {name!r} has an invalid shape {shape!r}")
         for key in ("offset", "length", "crc32", "decoded_crc32"):
-            if not _is_uint(e[key]):
+            if not is_uint(e[key]):
                 raise FormatError(f"{self.path}: tensor {name!r} field {key} must be a non-negative integer")
         if e["coding"] not in CODINGS:
             raise FormatError(f"{self.path}: tensor {name!r} has unknown coding {e['coding']!r}")
-        if "piece_bytes" in e or "piece_crc32" in e:
-            self._check_pieces_fields(e)
+        check_piece_fields(self.path, e)
         numel = bounded_numel(shape)
         known = lookup(dtype)
         if known is None and e["coding"] != "raw":
@@ -133,20 +133,6 @@ class ContainerReader:
                 f" over max_decoded_bytes={self.max_decoded_bytes}"
             )
         return dict(e, numel=numel, nbytes=nbytes)
-
-    def _check_pieces_fields(self, e):
-        """The optional piece checksums (format 1.3): both fields, a power-of-two piece size of at
-        least MIN_PIECE_BYTES, and one CRC-32 a piece."""
-        size, crcs = e.get("piece_bytes"), e.get("piece_crc32")
-        if not _is_uint(size) or size < MIN_PIECE_BYTES or size > 1 << 62 or size & (size - 1):
-            raise FormatError(
-                f"{self.path}: tensor {e['name']!r} piece_bytes must be a power of two"
-                f" from {MIN_PIECE_BYTES}, got {size!r}"
-            )
-        if not isinstance(crcs, list) or len(crcs) != -(-e["length"] // size):
-            raise FormatError(f"{self.path}: tensor {e['name']!r} needs one piece_crc32 for each of its pieces")
-        if not all(_is_uint(c) and c < 1 << 32 for c in crcs):
-            raise FormatError(f"{self.path}: tensor {e['name']!r} piece_crc32 must hold CRC-32 values")
 
     def _check_tiling(self, data_size):
         expected = 0
@@ -211,7 +197,7 @@ class ContainerReader:
         has them: every checksum of the tensor."""
         e = self.entry(name)
         if "piece_bytes" in e:
-            pieces = PiecesRead(self, e)
+            pieces = self._pieces(e)
             pieces.read(0, e["length"])
             payload = pieces.payload
         else:
@@ -268,13 +254,19 @@ class ContainerReader:
             payload = self.payload(e)
             self._check_payload(e, payload)
             return payload
-        pieces = PiecesRead(self, e)
+        pieces = self._pieces(e)
         pieces.read(0, head)
         span = range_payload_span(e, pieces.payload[:head], e["dtype"], e["numel"], start, stop)
         if span is None or span[1] > e["length"]:  # the decoder will say what is wrong
             span = (0, e["length"])
         pieces.read(*span)
         return pieces.payload
+
+    def _pieces(self, e):
+        """A `PiecesRead` of the tensor's payload (which has piece checksums), none of it read yet."""
+        if self._buffer is not None:
+            return PiecesRead(e, self.path, self.payload(e))
+        return PiecesRead(e, self.path, np.empty(e["length"], dtype=np.uint8), partial(self._read_payload_bytes, e))
 
     def checks_while_decoding(self, name):
         """Whether `decode_raw` checks this tensor's decoded bytes itself, whatever its
@@ -291,7 +283,7 @@ class ContainerReader:
 
     def _check_payload(self, e, payload):
         if crc32(payload, side_by_side=True) != e["crc32"]:
-            raise FormatError(f"{self.path}: tensor {e['name']!r} payload fails its checksum (the file is corrupt)")
+            raise corrupt_payload(self.path, e["name"])
 
     def _decode_checking_chunks(self, e, payload, out):
         tiled = e["coding"] == "float"  # its chunk table and its chunks make its payload
@@ -336,55 +328,6 @@ class ContainerReader:
             self._fd = None
 
 
-class PiecesRead:
-    """A payload read piece by piece (format 1.3's piece checksums), each piece checked as it is
-    read: from a buffer in place, from a file into memory of its own whose other bytes are left
-    as they are (np.empty). Decoding part of a tensor reads the bytes `range_payload_span` names,
-    from the same tables, and no others (tests/test_piece_checksums.py fills the rest with noise):
-    clearing them took longer than reading the part (np.zeros of MiniLM's 15 MB embedding payload:
-    0.6 ms; fresh zero pages of a mapping, faulted in, 1.3 ms more)."""
-
-    def __init__(self, reader, entry):
-        self.reader, self.entry = reader, entry
-        self.size = entry["piece_bytes"]
-        self.done = set()
-        if reader._buffer is not None:
-            self.payload = reader.payload(entry)
-        else:
-            self.payload = np.empty(entry["length"], dtype=np.uint8)
-
-    def read(self, lo, hi):
-        """Read and check every piece holding bytes lo..hi - 1 that is not yet read."""
-        length, size = self.entry["length"], self.size
-        todo = [i for i in range(lo // size, -(-min(hi, length) // size)) if i not in self.done]
-        if not todo:
-            return
-        if self.reader._buffer is None:
-            for first, last in _runs(todo):
-                self.reader._read_payload_bytes(self.entry, self.payload, first * size, min(length, (last + 1) * size))
-
-        def check(i):
-            if crc32(self.payload[i * size : (i + 1) * size]) != self.entry["piece_crc32"][i]:
-                name = self.entry["name"]
-                raise FormatError(
-                    f"{self.reader.path}: tensor {name!r} payload fails its checksum (the file is corrupt)"
-                )
-
-        parallel_map(check, todo)
-        self.done.update(todo)
-
-
-def _runs(indices):
-    """(first, last) of each run of consecutive integers in the sorted list `indices`."""
-    runs = []
-    for i in indices:
-        if runs and runs[-1][1] == i - 1:
-            runs[-1][1] = i
-        else:
-            runs.append([i, i])
-    return runs
-
-
 def bounded_numel(shape):
     """The product of the dimensions, or some number above 2**64 once it passes that: a product of
     millions of huge dimensions costs quadratic time (a hostile header would hang the reader)."""
@@ -396,10 +339,6 @@ def bounded_numel(shape):
         if n > 1 << 64:
             return n
     return n
-
-
-def _is_uint(v):
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def _source_header(path, source):
@@ -418,6 +357,6 @@ def _source_header(path, source):
 
 
 def check_max_decoded_bytes(value):
-    if not _is_uint(value):
+    if not is_uint(value):
         raise InvalidArgumentError(f"max_decoded_bytes must be a non-negative integer, got {value!r}")
     return value

@@ -11,12 +11,12 @@ from bslz.formats.container import (
     FORMAT_MAJOR,
     FORMAT_MINOR,
     MAGIC,
-    MIN_PIECE_BYTES,
     PREFIX,
     align,
     bounded_numel,
 )
 from bslz.formats.dtypes import lookup
+from bslz.formats.piece_checksums import MIN_PIECE_BYTES
 
 # A payload of PIECES_FROM_BYTES or more also gets the CRC-32s of its pieces (format 1.3), at most
 # MAX_PIECES of them: a reader of part of a tensor (`get_slice`) then reads and checks only the
@@ -66,7 +66,6 @@ class ContainerWriter:
         self.metadata = metadata
         self.source_header = source_header
         self.reserved = header_bound(tensors, metadata, source_header, max_payload_bytes)
-        self.piece_room = {name: piece_room(dtype, shape) for name, dtype, shape, *_ in tensors}
         self.data_start = align(PREFIX.size + self.reserved)
         self.offset = 0
 
@@ -78,22 +77,21 @@ class ContainerWriter:
         self.f.write(bytes(-len(payload) % ALIGN))  # the gap to the next payload is zeros, whatever f held there
         data = np.frombuffer(payload, dtype=np.uint8)
         piece_bytes = piece_bytes_for(data.size)
-        room = self.piece_room.get(name, 0)
-        if piece_bytes is not None and -(-data.size // piece_bytes) > room:
+        if piece_bytes is not None and -(-data.size // piece_bytes) > piece_room(dtype, shape):  # (see piece_room)
             piece_bytes = None
-        pieces = None if piece_bytes is None else crc32_of_pieces(data, piece_bytes)
+        crcs, whole = (None, crc32(data)) if piece_bytes is None else crc32_of_pieces(data, piece_bytes)
         entry = {
             "name": name,
             "dtype": dtype,
             "shape": list(shape),
             "offset": self.offset,
             "length": len(payload),
-            "crc32": crc32(data) if pieces is None else pieces.whole,
+            "crc32": whole,
             "decoded_crc32": decoded_crc32,
         }
-        if pieces is not None:
+        if crcs is not None:
             entry["piece_bytes"] = piece_bytes
-            entry["piece_crc32"] = pieces.crcs
+            entry["piece_crc32"] = crcs
         entry.update(fields)
         self.entries.append(entry)
         end = self.offset + len(payload)

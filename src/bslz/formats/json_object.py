@@ -1,4 +1,5 @@
-"""Parse a header that must be a JSON object, refusing anything else with a FormatError."""
+"""Parse a header that must be a JSON object, refusing anything else with a FormatError; and the
+check of a JSON value that must be a non-negative integer."""
 
 import json
 
@@ -14,3 +15,8 @@ def parse_json_object(path, data, what):
     if not isinstance(value, dict):
         raise FormatError(f"{path}: {what} is not a JSON object")
     return value
+
+
+def is_uint(v):
+    """Whether a JSON value is a non-negative integer (not a bool, which Python counts as one)."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0

@@ -34,8 +34,8 @@ def _pack(plan, parts, prefix):
     return fields, b"".join((prefix, side, *parts))
 
 
-def unpack_stream(fields, payload, count):
-    """The `EncodedStream` a payload holds, validated against the header fields."""
+def _stream_fields(fields):
+    """(mode, chunk_size, block_size, num_orders) from the header fields, checked."""
     try:
         mode, chunk_size, block_size, num_orders = (
             fields[k] for k in ("mode", "chunk_size", "block_size", "num_orders")
@@ -47,9 +47,22 @@ def unpack_stream(fields, payload, count):
             raise FormatError(f"stream field {name} must be a non-negative integer, got {value!r}")
     if not 1 <= chunk_size <= 1 << 30:
         raise FormatError(f"stream chunk_size {chunk_size} out of range")
+    return mode, chunk_size, block_size, num_orders
+
+
+def stream_head_bytes(fields, count):
+    """Bytes a stream's payload of `count` symbols starts with before its chunks: chunk table,
+    orders and padding (the fields checked)."""
+    _, chunk_size, _, num_orders = _stream_fields(fields)
+    side = 8 * -(-count // chunk_size) + num_orders
+    return side + -side % 8
+
+
+def unpack_stream(fields, payload, count):
+    """The `EncodedStream` a payload holds, validated against the header fields."""
+    mode, chunk_size, block_size, num_orders = _stream_fields(fields)
     nchunks = -(-count // chunk_size)
-    side = 8 * nchunks + num_orders
-    side += -side % 8
+    side = stream_head_bytes(fields, count)
     if side > payload.size:
         raise TruncatedError(f"stream payload of {payload.size} bytes is shorter than its {side}-byte chunk table")
     chunk_bits = payload[: 8 * nchunks].view("<u8").astype(np.uint64)

@@ -26,7 +26,7 @@ from bslz.formats.reconstruction import (
     reconstruct_and_measure,
     reconstructs_by_chunk,
 )
-from bslz.formats.stream_payload import encode_and_pack, unpack_stream
+from bslz.formats.stream_payload import encode_and_pack, stream_head_bytes, unpack_stream
 
 CODINGS = ("raw", "float", "int", "quantized")
 RECONSTRUCTIONS = ("midpoint", "gg", "dq")
@@ -249,7 +249,7 @@ def _quantized_stream(fields, payload, dtype, numel):
     if dtype.kind != "float":
         raise FormatError(f"quantized coding for a {dtype.name} tensor")
     _check_quantizer_fields(fields)
-    table_bytes = 8 * (fields["levels"] + 1) if fields["reconstruction"] == "gg" else 0
+    table_bytes = _table_bytes(fields)
     if payload.size < table_bytes:
         raise TruncatedError(f"quantized payload of {payload.size} bytes has no room for its reconstruction table")
     table = quantizer_table(fields, payload[:table_bytes].tobytes())
@@ -258,7 +258,17 @@ def _quantized_stream(fields, payload, dtype, numel):
     return table, unpack_stream(fields, payload[table_bytes:], numel)
 
 
+def _table_bytes(fields):
+    """Bytes a quantized payload (its fields checked) starts with: its reconstruction table, if any."""
+    return 8 * (fields["levels"] + 1) if fields["reconstruction"] == "gg" else 0
+
+
 RANGED_CODINGS = ("float", "quantized")
+
+
+def _covering_chunks(start, stop, chunk_size):
+    """(first, end): the chunks that hold elements start..stop - 1."""
+    return start // chunk_size, -(-stop // chunk_size)
 
 
 def decode_tensor_range(fields, payload, dtype_name, numel, start, stop):
@@ -272,14 +282,14 @@ def decode_tensor_range(fields, payload, dtype_name, numel, start, stop):
     if coding == "float":
         enc = _encoded_floats(fields, payload, dtype, numel)
         chunk_size = enc.chunk_size
-        first, end = start // chunk_size, -(-stop // chunk_size)
+        first, end = _covering_chunks(start, stop, chunk_size)
         words = floats.decode_floats(enc, chunks=(first, end))
     else:
         table, stream = _quantized_stream(fields, payload, dtype, numel)
         if not reconstructs_by_chunk(stream.plan, fields):
             return None
         chunk_size = stream.plan.chunk_size
-        first, end = start // chunk_size, -(-stop // chunk_size)
+        first, end = _covering_chunks(start, stop, chunk_size)
         nbytes = (min(numel, end * chunk_size) - first * chunk_size) * dtype.itemsize
         with np.errstate(over="ignore", invalid="ignore"):  # as in _decode_tensor
             raw = decode_and_reconstruct_by_chunk(stream, fields, table, dtype, nbytes, chunks=(first, end))
@@ -296,17 +306,9 @@ def range_head_bytes(fields, dtype_name, numel):
         return None
     try:
         if fields.get("coding") == "float":
-            chunk_size = _encoded_floats(fields, b"", dtype, numel).chunk_size
-            return 8 * (-(-numel // chunk_size) + 1)
+            return 8 * (-(-numel // _encoded_floats(fields, b"", dtype, numel).chunk_size) + 1)
         _check_quantizer_fields(fields)
-        table_bytes = 8 * (fields["levels"] + 1) if fields["reconstruction"] == "gg" else 0
-        chunk_size, num_orders = fields.get("chunk_size"), fields.get("num_orders")
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (chunk_size, num_orders)):
-            return None
-        if not (1 <= chunk_size <= 1 << 30 and 0 <= num_orders < 1 << 62):
-            return None
-        side = 8 * -(-numel // chunk_size) + num_orders
-        return table_bytes + side + -side % 8
+        return _table_bytes(fields) + stream_head_bytes(fields, numel)
     except FormatError:
         return None
 
@@ -318,22 +320,20 @@ def range_payload_span(fields, head, dtype_name, numel, start, stop):
     decoding says what is wrong)."""
     dtype = lookup(dtype_name)
     try:
-        if fields.get("coding") == "float":
-            chunk_size = _encoded_floats(fields, b"", dtype, numel).chunk_size
+        if fields.get("coding") == "float":  # the chunk table: byte offsets after itself
+            first, end = _covering_chunks(start, stop, _encoded_floats(fields, b"", dtype, numel).chunk_size)
             offsets = np.frombuffer(head, dtype="<u8")
-            first, end = start // chunk_size, -(-stop // chunk_size)
             lo, hi = int(offsets[first]), int(offsets[end])
-            return (head.size + lo, head.size + hi) if lo <= hi <= 1 << 62 else None
-        table, stream = _quantized_stream(fields, head, dtype, numel)
-        if not reconstructs_by_chunk(stream.plan, fields):
-            return None
-        starts = stream.plan.chunk_word_starts()
-        chunk_size = stream.plan.chunk_size
-        first, end = start // chunk_size, -(-stop // chunk_size)
-        lo, hi = 8 * int(starts[first]), 8 * int(starts[end])
-        return (head.size + lo, head.size + hi) if lo <= hi <= 1 << 62 else None
+        else:  # the chunk table: each chunk's bits, in whole words
+            _, stream = _quantized_stream(fields, head, dtype, numel)
+            if not reconstructs_by_chunk(stream.plan, fields):
+                return None
+            first, end = _covering_chunks(start, stop, stream.plan.chunk_size)
+            starts = stream.plan.chunk_word_starts()
+            lo, hi = 8 * int(starts[first]), 8 * int(starts[end])
     except (FormatError, IndexError):
         return None
+    return (head.size + lo, head.size + hi) if lo <= hi <= 1 << 62 else None
 
 
 _FLOAT_MAX = float(np.finfo(np.float64).max)
