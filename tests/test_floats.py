@@ -115,12 +115,12 @@ def test_a_packed_tail_piece_merges_back_into_its_bits(layout, data):
 @pytest.mark.small
 @pytest.mark.parametrize("layout", ["bfloat16", "float32"])
 @given(st.integers(0, 300), st.integers(0, 2**32 - 1))
-def test_six_bit_tails_merge_eight_at_a_time_into_words_holding_their_other_bits(layout, n, seed):
+def test_six_bit_tails_merge_a_group_at_a_time_into_words_holding_their_other_bits(layout, n, seed):
     """The vector path of six-bit pieces (`_six_bit_tails`: a bfloat16 tail, a float32 tail's top
     piece) ORs each value's sign and five bits into words that already hold their other bits, as
-    the scalar loops do, for every count (the groups of eight, then the last values and the last
-    two bytes the vector loads would read past)."""
-    from bslz.codec._six_bit_tails import merge_groups, merge_groups_scalar
+    the scalar loops do, for every count (the groups of sixteen, then the last values and the last
+    four bytes the vector loads would read past)."""
+    from bslz.codec._six_bit_tails import GROUP, GROUP_BYTES, LOAD_BYTES, merge_groups, merge_groups_scalar
 
     spec = floats.LAYOUTS[layout]
     shift = 16 if layout == "float32" else 0
@@ -133,14 +133,15 @@ def test_six_bit_tails_merge_eight_at_a_time_into_words_holding_their_other_bits
     merged = others.copy()
     FK.merge_packed_tail(merged, 0, n, U64(spec.bits - 1), U64(spec.low_bits), U64(shift), U64(6), packed)
     np.testing.assert_array_equal(merged, words)
-    groups = min(n // 8, (packed.size - 2) // 6) if packed.size >= 2 else 0
+    spare = LOAD_BYTES - GROUP_BYTES
+    groups = min(n // GROUP, (packed.size - spare) // GROUP_BYTES) if packed.size >= spare else 0
     scalar = others.copy()
     merge_groups_scalar(scalar, packed, groups)
     vector = others.copy()
     merge_groups(vector, packed, groups)
     np.testing.assert_array_equal(vector, scalar)
-    np.testing.assert_array_equal(vector[: 8 * groups], words[: 8 * groups])
-    with pytest.raises(ValueError):  # one group more passes the words' end or the packed bytes' (the load's 8)
+    np.testing.assert_array_equal(vector[: GROUP * groups], words[: GROUP * groups])
+    with pytest.raises(ValueError):  # one group more passes the words' end or the packed bytes' (the last load's)
         merge_groups(others.copy(), packed, groups + 1)
 
 

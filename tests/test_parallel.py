@@ -196,3 +196,88 @@ def test_a_slow_item_does_not_hold_back_the_next_ones(monkeypatch):
 
     out = list(P.map_tensors_in_order(fn, range(4), lambda i: P.TINY_ELEMENTS))
     assert out == [(i, i) for i in range(4)]
+
+
+def _side_by_side_sizes():
+    small, large, tiny = P.SIDE_BY_SIDE_ELEMENTS - 1, P.SIDE_BY_SIDE_ELEMENTS, P.TINY_ELEMENTS - 1
+    return [small, 5, large, P.TINY_ELEMENTS, small, 1, large, 7, tiny, P.TINY_ELEMENTS + 1]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_map_tensors_side_by_side_returns_every_result_in_the_items_order(monkeypatch, workers):
+    """Whatever order the threads run them in, result i is fn(item i); the tiny items go through
+    fn_many, all in one call, and the others through fn, each once."""
+    monkeypatch.setattr(P, "default_workers", lambda: workers)
+    sizes = _side_by_side_sizes()
+    calls, many_calls, lock = [], [], threading.Lock()
+
+    def fn(i):
+        with lock:
+            calls.append(i)
+        return i * 10
+
+    def fn_many(items):
+        many_calls.append(list(items))
+        return [-i for i in items]
+
+    out = P.map_tensors_side_by_side(fn, range(len(sizes)), lambda i: sizes[i], fn_many)
+    tiny = [i for i, n in enumerate(sizes) if n < P.TINY_ELEMENTS]
+    assert out == [-i if i in tiny else i * 10 for i in range(len(sizes))]
+    assert many_calls == [tiny]
+    assert sorted(calls) == [i for i in range(len(sizes)) if i not in tiny]
+    # without fn_many the tiny ones go through fn too
+    assert P.map_tensors_side_by_side(fn, range(len(sizes)), lambda i: sizes[i]) == [i * 10 for i in range(len(sizes))]
+
+
+def test_map_tensors_side_by_side_pools_the_medium_items_largest_first(monkeypatch):
+    """The pool's thread starts on the medium items, largest first, while the caller runs the large
+    ones: here the caller's large item waits until the pool has started both medium ones (and
+    they, in turn, wait for it to start): one thread alone would never finish."""
+    monkeypatch.setattr(P, "default_workers", lambda: 2)
+    main = threading.get_ident()
+    sizes = [P.TINY_ELEMENTS, P.SIDE_BY_SIDE_ELEMENTS, P.TINY_ELEMENTS + 5, 1]
+    large_started, order, ran_on = threading.Event(), [], {}
+
+    def fn(i):
+        ran_on[i] = threading.get_ident()
+        if i == 1:
+            large_started.set()
+            for _ in range(500):  # until the pool has taken both medium items
+                if len(order) == 2:
+                    break
+                time.sleep(0.01)
+        else:
+            order.append(i)
+            if not large_started.wait(5):
+                raise TimeoutError("the large item never started")
+        return i
+
+    assert P.map_tensors_side_by_side(fn, range(4), lambda i: sizes[i]) == [0, 1, 2, 3]
+    assert order[:2] == [2, 0]  # largest first
+    assert ran_on[1] == main and ran_on[0] != main and ran_on[2] != main
+
+
+def test_map_tensors_side_by_side_raises_an_error_once_the_threads_are_done(monkeypatch):
+    """An error in a pooled item comes out of the call once no thread is still running one; the
+    items still queued are cancelled, and the caller stops taking them."""
+    monkeypatch.setattr(P, "default_workers", lambda: 2)
+    running, ran, lock = [0], [], threading.Lock()
+    sizes = [P.TINY_ELEMENTS + 9] + [P.TINY_ELEMENTS] * 20
+
+    def fn(i):
+        with lock:
+            running[0] += 1
+            ran.append(i)
+        try:
+            time.sleep(0.01)
+            if i == 0:
+                raise ValueError("tensor 0")
+            return i
+        finally:
+            with lock:
+                running[0] -= 1
+
+    with pytest.raises(ValueError, match="tensor 0"):
+        P.map_tensors_side_by_side(fn, range(len(sizes)), lambda i: sizes[i])
+    assert running[0] == 0
+    assert len(ran) < len(sizes) // 2  # the caller stopped taking the queued ones

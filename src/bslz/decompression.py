@@ -5,13 +5,14 @@ import os
 
 import numpy as np
 
-from bslz.codec._parallel import map_tensors_in_order
+from bslz.codec._parallel import map_tensors_in_order, map_tensors_side_by_side
 from bslz.errors import FormatError, InvalidArgumentError
 from bslz.formats.atomic import atomic_output, check_paths
 from bslz.formats.background import Background
 from bslz.formats.buffers import IN_MEMORY
 from bslz.formats.container import ContainerReader
 from bslz.formats.safetensors_io import build_header, layout_tensors, parse_header
+from bslz.formats.small_tensors import decode_many
 
 
 def decompress_file(src, dst, *, overwrite=False, progress=None):
@@ -53,7 +54,7 @@ def decompress_bytes(data):
 def _decompress_into(reader, allocate):
     """The safetensors file that `reader` holds, decoded into `allocate(nbytes, dtype=np.uint8)`
     (`np.empty`; benchmarks/bench_gil_waits.py passes memory written before, to time what fresh
-    memory costs)."""
+    memory costs). The tensors are decoded side by side, in any order (`map_tensors_side_by_side`)."""
     header = _safetensors_header(reader)
     start = 8 + len(header)
     view = allocate(start + sum(e["nbytes"] for e in reader.entries), dtype=np.uint8)
@@ -62,10 +63,12 @@ def _decompress_into(reader, allocate):
     for e in reader.entries:
         places[e["name"]] = view[start : start + e["nbytes"]]
         start += e["nbytes"]
-    for _ in map_tensors_in_order(
-        lambda e: reader.decode_raw(e["name"], out=places[e["name"]]), reader.entries, lambda e: e["numel"]
-    ):
-        pass
+    map_tensors_side_by_side(
+        lambda e: reader.decode_raw(e["name"], out=places[e["name"]]),
+        reader.entries,
+        lambda e: e["numel"],
+        lambda entries: decode_many(reader, [e["name"] for e in entries], [places[e["name"]] for e in entries]),
+    )
     return view
 
 

@@ -55,7 +55,7 @@ def _check_arrays(tensors):
 def _load(source):
     """Every tensor of a container, a path or its bytes (`safe_open` takes either)."""
     with safe_open(source, framework="np") as f:  # each tensor is decoded into memory of its own: no copy
-        return dict(f.iter_tensors())
+        return f.all_tensors()
 
 
 @contextlib.contextmanager

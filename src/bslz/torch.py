@@ -94,4 +94,4 @@ def _check_tensors(tensors):
 def _load(source, device):
     """Every tensor of a container, a path or its bytes (`safe_open` takes either), on `device`."""
     with safe_open(source, framework="pt", device=device) as f:  # each tensor decoded into memory of its own
-        return dict(f.iter_tensors())
+        return f.all_tensors()

@@ -22,6 +22,7 @@ from bslz.formats.container import ALIGN, MAGIC, PREFIX, ContainerReader, align
 from bslz.formats.container_writer import ContainerWriter
 from bslz.formats.piece_checksums import MIN_PIECE_BYTES
 from bslz.formats.safetensors_io import read_safetensors
+from bslz.formats.small_tensors import decode_many
 from bslz.formats.stream_payload import pack_stream, unpack_stream
 from bslz.formats.tensor_codec import encode_lossless, encode_quantized
 from bslz.reader import as_tensor
@@ -293,6 +294,7 @@ def check_container(path, expected=None, max_decoded_bytes=FUZZ_MAX_DECODED_BYTE
     except BslzError:
         return 0
     decoded = 0
+    whole = {}  # name: its decoded bytes, or None where they fail
     try:
         for name in reader.keys():
             part = _middle_third(reader, name)
@@ -303,7 +305,9 @@ def check_container(path, expected=None, max_decoded_bytes=FUZZ_MAX_DECODED_BYTE
             try:
                 raw = reader.decode_raw(name)
             except BslzError:
+                whole[name] = None
                 continue
+            whole[name] = raw.tobytes()
             if part is not None:
                 third, item = reader.entry(name)["numel"] // 3, raw.size // max(1, reader.entry(name)["numel"])
                 assert part.tobytes() == raw[third * item : 2 * third * item].tobytes(), f"{name!r}: part differs"
@@ -316,9 +320,25 @@ def check_container(path, expected=None, max_decoded_bytes=FUZZ_MAX_DECODED_BYTE
             if expected is not None and name in expected:
                 assert raw.tobytes() == expected[name], f"tensor {name!r} decoded without error to other bytes"
             assert raw.size == e["nbytes"]
+        _check_decoded_together(reader, whole)
     finally:
         reader.close()
     return decoded
+
+
+def _check_decoded_together(reader, whole):
+    """`decode_many` of every tensor (the small float ones in one kernel call, as `decompress_bytes`
+    decodes them) fails where one of them failed alone, and else gives the same bytes."""
+    names = list(whole)
+    outs = [np.empty(reader.entry(name)["nbytes"], dtype=np.uint8) for name in names]
+    try:
+        decode_many(reader, names, outs)
+    except BslzError:
+        assert any(raw is None for raw in whole.values()), "decode_many failed where every tensor decodes alone"
+        return
+    for name, out in zip(names, outs):
+        assert whole[name] is not None, f"{name!r}: decode_many decoded what decode_raw refuses"
+        assert out.tobytes() == whole[name], f"{name!r}: decode_many decoded other bytes"
 
 
 def _middle_third(reader, name):

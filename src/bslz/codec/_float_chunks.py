@@ -135,6 +135,32 @@ def decode_chunks(
     return c_hi
 
 
+@njit
+def decode_one_chunk_tensors(
+    joined, bounds, words, heads, word_bounds, sign_pos, low_bits, widths, shifts, eg_tables, max_order, decoded
+):
+    """Decode tensors of one chunk each, of one float format, in one call: tensor t's whole payload
+    (its chunk table of two offsets, then its chunk) is joined[bounds[t]: bounds[t + 1]], its words
+    go to words[word_bounds[t]: word_bounds[t + 1]] (at least one). decoded[t] says whether it was
+    decoded; one that was not (a table that is not [0, its chunk's size], or what `decode_chunk`
+    declines) is left for the caller to decode the long way, which names what is wrong."""
+    for t in range(decoded.size):
+        payload = joined[bounds[t] : bounds[t + 1]]
+        decoded[t] = False
+        if payload.size < 16:
+            continue
+        first, end = np.int64(0), np.int64(0)
+        for b in range(8):
+            first |= np.int64(payload[b]) << (8 * b)
+            end |= np.int64(payload[8 + b]) << (8 * b)
+        if first != 0 or end != payload.size - 16:  # (a high byte set makes end negative: refused too)
+            continue
+        lo, hi = word_bounds[t], word_bounds[t + 1]
+        decoded[t] = decode_chunk(
+            payload[16:], words, heads, lo, hi, sign_pos, low_bits, widths, shifts, eg_tables, max_order
+        )
+
+
 @njit_inline
 def _straight_head(data, n):
     """Whether the chunk's first segment (the head) is a Huffman one that `decode_chunk` decodes

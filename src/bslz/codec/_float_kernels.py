@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from bslz.codec import _six_bit_tails as SIX
 from bslz.codec._bits import finish_bits, peek64, put_bits
 from bslz.codec._expgolomb_kernels import order_costs_from_histogram
 from bslz.codec._jit import bit_length, njit, njit_inline
@@ -69,21 +70,25 @@ def merge_packed_tail(words, lo, hi, sign_pos, low_bits, shift, width, packed):
     sign: eight values in a byte). Other widths read eight values (exactly `width` bytes) as one
     8-byte big-endian window, each value's bits in the word from a table of the 2**width values
     (2.2x faster than moving the sign bit). The last values go bit position by bit position. The
-    six-bit pieces of bfloat16 and float32 go eight values at a time through vector code
+    six-bit pieces of bfloat16 and float32 go sixteen values at a time through vector code
     (`_six_bit_tails`; `bench_heads.py --chunk-only` has a whole chunk's decoding)."""
     chunk = words[lo:hi]
     n = chunk.size
     bfloat16 = chunk.itemsize == 2 and sign_pos == U64(15) and low_bits == U64(5) and shift == U64(0)
     float32 = chunk.itemsize == 4 and sign_pos == U64(31) and low_bits == U64(21) and shift == U64(16)
     if width == U64(6) and (bfloat16 or float32):
-        # eight at a time in vector code, the last few (and the last 2 bytes) below; the views
+        # sixteen at a time in vector code, the last few (and the last 4 bytes) below; the views
         # are the words themselves (numba types every branch for every word size)
-        groups = min(n // 8, (packed.size - 2) // 6) if packed.size >= 2 else 0
+        spare = SIX.LOAD_BYTES - SIX.GROUP_BYTES  # the last step's load reads past its bytes
+        groups = min(n // SIX.GROUP, (packed.size - spare) // SIX.GROUP_BYTES) if packed.size >= spare else 0
         if bfloat16:
             merge_six_bit_tails(chunk.view(np.uint16), packed, groups)
         else:
             merge_six_bit_tails(chunk.view(np.uint32), packed, groups)
-        done = 8 * groups + _merge_six_bit_groups(chunk[8 * groups :], sign_pos, low_bits, shift, packed[6 * groups :])
+        rest = _merge_six_bit_groups(
+            chunk[SIX.GROUP * groups :], sign_pos, low_bits, shift, packed[SIX.GROUP_BYTES * groups :]
+        )
+        done = SIX.GROUP * groups + rest
     elif width == U64(6) and chunk.itemsize <= 4:  # sign_pos < 32: 32-bit arithmetic holds it
         done = _merge_six_bit_groups(chunk, sign_pos, low_bits, shift, packed)
     elif width == U64(1):

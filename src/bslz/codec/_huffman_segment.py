@@ -172,8 +172,7 @@ def decode_segment(data, count, out, shift, top, info):
     pairs = np.empty(MAX_ALPHABET, dtype=np.uint32)
     meta = np.empty(MAX_ALPHABET, dtype=np.uint8)
     decode_tables(lengths, codes, shift, single, pairs, meta)
-    words = data[start:].view(np.uint32)  # little-endian words, read where they lie (x86: any alignment)
-    status = decode_streams(words, first, pairs, meta, single, count, out, shift)
+    status = decode_streams(data[start:], first, pairs, meta, single, count, out, shift)
     if status == STATUS_TRUNCATED:
         return SEGMENT_STREAM_TRUNCATED
     if status != STATUS_OK:

@@ -183,6 +183,63 @@ def map_tensors_in_order(fn, items, numel):
         concurrent.futures.wait(futures)
 
 
+def map_tensors_side_by_side(fn, items, numel, fn_many=None):
+    """[fn(item) for item in items], run in whatever order keeps every core busy, for a caller that
+    wants every result at once (a whole file decoded into memory), where `map_tensors_in_order`
+    hands each over in its turn. `fn_many(items)` -> [fn(item) for item in items], if given, runs
+    the tiny items (below TINY_ELEMENTS) together.
+
+    The pool's threads take the medium items (up to SIDE_BY_SIDE_ELEMENTS) at once, largest first,
+    one thread each, then the tiny ones; this thread meanwhile runs the large ones, each free to
+    spread its chunks over the pool's threads as they come free (`parallel_map`'s helpers queue
+    behind the pooled items), then what no pool thread has started. In file order
+    (`map_tensors_in_order`), MiniLM bf16's word embeddings (23 MB) waited for the tensors before
+    them, and the 36 encoder matrices after them ran beside the 65 norms and biases, two threads
+    taking turns at the GIL: `decompress_bytes` took 12-15 % longer."""
+    items = list(items)
+    sizes = [numel(item) for item in items]
+    tiny = [i for i, n in enumerate(sizes) if n < TINY_ELEMENTS]
+    medium = [i for i, n in enumerate(sizes) if TINY_ELEMENTS <= n < SIDE_BY_SIDE_ELEMENTS]
+    large = [i for i, n in enumerate(sizes) if n >= SIDE_BY_SIDE_ELEMENTS]
+    results = [None] * len(items)
+    failed = []  # not empty once an item has raised: this thread then starts no more
+
+    def run(indices, together=False):
+        try:
+            if together and fn_many is not None:
+                for i, result in zip(indices, fn_many([items[i] for i in indices])):
+                    results[i] = result
+            else:
+                for i in indices:
+                    results[i] = fn(items[i])
+        except BaseException:
+            failed.append(True)
+            raise
+
+    if default_workers() <= 1 or getattr(_local, "in_pool", False):
+        run(medium + large)
+        run(tiny, together=True)
+        return results
+    tasks = [([i], False) for i in sorted(medium, key=lambda i: -sizes[i])] + ([(tiny, True)] if tiny else [])
+    pool = _pool(default_workers() - 1)
+    futures = []
+    try:
+        for task in tasks:
+            futures.append((task, pool.submit(run, *task)))
+        run(large)
+        for task, future in futures:  # those still queued, this thread runs (as a pool thread would)
+            if not failed and future.cancel():
+                _as_pool_thread(run, *task)
+        for _, future in futures:
+            if not future.cancelled():
+                future.result()
+    finally:  # an error, or an interrupt: cancel the queued ones, let the running ones finish
+        for _, future in futures:
+            future.cancel()
+        concurrent.futures.wait([future for _, future in futures])
+    return results
+
+
 def _take_in_turn(fn, ahead):
     """While the head of `ahead` is not done, run here the first item that no thread has started
     (a tiny one, or a pooled one whose future can still be cancelled: the head itself when the pool

@@ -210,7 +210,7 @@ class ContainerReader:
         if checked_here:
             raw = self._decode_checking_chunks(e, payload, out)
         else:
-            self._check_payload(e, payload)
+            self.check_payload(e, payload)
             raw = decode_tensor(e, payload, e["dtype"], e["numel"], e["nbytes"], out)
         if raw is payload and self._buffer is not None:  # a raw payload: the caller's own, not a view of the buffer
             raw = raw.copy()
@@ -252,7 +252,7 @@ class ContainerReader:
         head = range_head_bytes(e, e["dtype"], e["numel"]) if "piece_bytes" in e else None
         if head is None or head > e["length"]:
             payload = self.payload(e)
-            self._check_payload(e, payload)
+            self.check_payload(e, payload)
             return payload
         pieces = self._pieces(e)
         pieces.read(0, head)
@@ -281,14 +281,15 @@ class ContainerReader:
         one_chunk = isinstance(chunk_size, int) and e["numel"] <= chunk_size
         return CAN_COMBINE and e["coding"] in ("float", "quantized") and not one_chunk
 
-    def _check_payload(self, e, payload):
+    def check_payload(self, e, payload):
+        """Raise FormatError (a corrupt payload) unless the payload, whole, matches entry e's checksum."""
         if crc32(payload, side_by_side=True) != e["crc32"]:
             raise corrupt_payload(self.path, e["name"])
 
     def _decode_checking_chunks(self, e, payload, out):
         tiled = e["coding"] == "float"  # its chunk table and its chunks make its payload
         if not tiled:
-            self._check_payload(e, payload)
+            self.check_payload(e, payload)
         payload_crcs, decoded_crcs = PieceCrcs(), PieceCrcs()
 
         def chunk_decoded(c, chunk_bytes, chunk_words):
@@ -300,12 +301,12 @@ class ContainerReader:
             raw = decode_tensor(e, payload, e["dtype"], e["numel"], e["nbytes"], out, chunk_decoded)
         except FormatError:  # a corrupt payload is named as such, as when it is checked first
             if tiled:
-                self._check_payload(e, payload)
+                self.check_payload(e, payload)
             raise
         if tiled:
             table = payload[: payload.size - payload_crcs.total_bytes()]  # the chunks tile the rest
             if payload_crcs.combined(crc32(table)) != e["crc32"]:
-                self._check_payload(e, payload)  # the whole, in case a chunk went unreported
+                self.check_payload(e, payload)  # the whole, in case a chunk went unreported
                 raise FormatError(f"{self.path}: tensor {e['name']!r}: its chunks do not tile its payload")
         if decoded_crcs.total_bytes():
             decoded = decoded_crcs.combined() if decoded_crcs.total_bytes() == raw.size else None
