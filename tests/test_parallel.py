@@ -229,32 +229,30 @@ def test_map_tensors_side_by_side_returns_every_result_in_the_items_order(monkey
     assert P.map_tensors_side_by_side(fn, range(len(sizes)), lambda i: sizes[i]) == [i * 10 for i in range(len(sizes))]
 
 
-def test_map_tensors_side_by_side_pools_the_medium_items_largest_first(monkeypatch):
-    """The pool's thread starts on the medium items, largest first, while the caller runs the large
-    ones: here the caller's large item waits until the pool has started both medium ones (and
-    they, in turn, wait for it to start): one thread alone would never finish."""
+def test_map_tensors_side_by_side_runs_the_tiny_items_on_the_pool_beside_the_large_ones(monkeypatch):
+    """With two cores the pool has one thread: it takes the tiny items together while the caller
+    runs the large item (which waits for them here: one thread alone would never finish), then
+    both threads take the medium ones."""
     monkeypatch.setattr(P, "default_workers", lambda: 2)
     main = threading.get_ident()
-    sizes = [P.TINY_ELEMENTS, P.SIDE_BY_SIDE_ELEMENTS, P.TINY_ELEMENTS + 5, 1]
-    large_started, order, ran_on = threading.Event(), [], {}
+    sizes = [P.TINY_ELEMENTS, P.SIDE_BY_SIDE_ELEMENTS, P.TINY_ELEMENTS + 5, 1, 2]
+    tiny_done, ran_on = threading.Event(), {}
 
     def fn(i):
         ran_on[i] = threading.get_ident()
-        if i == 1:
-            large_started.set()
-            for _ in range(500):  # until the pool has taken both medium items
-                if len(order) == 2:
-                    break
-                time.sleep(0.01)
-        else:
-            order.append(i)
-            if not large_started.wait(5):
-                raise TimeoutError("the large item never started")
+        if i == 1 and not tiny_done.wait(5):
+            raise TimeoutError("the tiny items never ran beside the large one")
         return i
 
-    assert P.map_tensors_side_by_side(fn, range(4), lambda i: sizes[i]) == [0, 1, 2, 3]
-    assert order[:2] == [2, 0]  # largest first
-    assert ran_on[1] == main and ran_on[0] != main and ran_on[2] != main
+    def fn_many(items):
+        for i in items:
+            ran_on[i] = threading.get_ident()
+        tiny_done.set()
+        return list(items)
+
+    assert P.map_tensors_side_by_side(fn, range(5), lambda i: sizes[i], fn_many) == [0, 1, 2, 3, 4]
+    assert ran_on[1] == main and ran_on[3] == ran_on[4] != main
+    assert set(ran_on) == set(range(5))
 
 
 def test_map_tensors_side_by_side_raises_an_error_once_the_threads_are_done(monkeypatch):

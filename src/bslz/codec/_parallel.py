@@ -189,13 +189,15 @@ def map_tensors_side_by_side(fn, items, numel, fn_many=None):
     hands each over in its turn. `fn_many(items)` -> [fn(item) for item in items], if given, runs
     the tiny items (below TINY_ELEMENTS) together.
 
-    The pool's threads take the medium items (up to SIDE_BY_SIDE_ELEMENTS) at once, largest first,
-    one thread each, then the tiny ones; this thread meanwhile runs the large ones, each free to
-    spread its chunks over the pool's threads as they come free (`parallel_map`'s helpers queue
-    behind the pooled items), then what no pool thread has started. In file order
-    (`map_tensors_in_order`), MiniLM bf16's word embeddings (23 MB) waited for the tensors before
-    them, and the 36 encoder matrices after them ran beside the 65 norms and biases, two threads
-    taking turns at the GIL: `decompress_bytes` took 12-15 % longer."""
+    The tiny items go to a pool thread first, while this thread runs the large ones (from
+    SIDE_BY_SIDE_ELEMENTS), each free to spread its chunks over the pool's threads as they come
+    free; then the medium ones run side by side, largest first, one thread each, this thread among
+    them. In file order (`map_tensors_in_order`), MiniLM bf16's 65 norms and biases ran one by one
+    beside the encoder's matrices, two threads taking turns at the GIL. Running the matrices beside
+    the word embeddings instead (this thread on the embeddings alone) was as fast on the lossless
+    file, but on the `--bits 7.978` one the embeddings' chunks, each a few kernel calls with Python
+    between them, took twice as long beside the matrices' (`decompress_bytes`: 67 against 48 ms a
+    call, best of 15)."""
     items = list(items)
     sizes = [numel(item) for item in items]
     tiny = [i for i, n in enumerate(sizes) if n < TINY_ELEMENTS]
@@ -220,13 +222,14 @@ def map_tensors_side_by_side(fn, items, numel, fn_many=None):
         run(medium + large)
         run(tiny, together=True)
         return results
-    tasks = [([i], False) for i in sorted(medium, key=lambda i: -sizes[i])] + ([(tiny, True)] if tiny else [])
     pool = _pool(default_workers() - 1)
     futures = []
     try:
-        for task in tasks:
-            futures.append((task, pool.submit(run, *task)))
+        if tiny:
+            futures.append(((tiny, True), pool.submit(run, tiny, True)))
         run(large)
+        for i in sorted(medium, key=lambda i: -sizes[i]) if not failed else ():
+            futures.append((([i], False), pool.submit(run, [i])))
         for task, future in futures:  # those still queued, this thread runs (as a pool thread would)
             if not failed and future.cancel():
                 _as_pool_thread(run, *task)
