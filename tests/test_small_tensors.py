@@ -120,3 +120,11 @@ def test_load_file_gives_what_iter_tensors_gives_in_file_order(small_file):
         assert torch.equal(loaded[name].reshape(-1).view(torch.uint8), tensor.reshape(-1).view(torch.uint8)), name
     with pytest.raises(InvalidArgumentError, match="numpy has no BF16"):  # as iter_tensors says it
         bslz.numpy.load_file(small_file)
+
+
+def test_an_out_of_the_wrong_size_is_refused_as_decode_raw_refuses_it(small_file):
+    reader = ContainerReader(small_file)
+    outs = [np.empty(reader.entry(n)["nbytes"], dtype=np.uint8) for n in reader.keys()]
+    outs[0] = outs[0][1:]
+    with pytest.raises(InvalidArgumentError, match="out must be"):
+        decode_many(reader, reader.keys(), outs)

@@ -25,13 +25,13 @@ def decode_many(reader, names, outs):
     for name, out in zip(names, outs):
         e = reader.entry(name)
         layout = _one_chunk_layout(e)
-        if layout is None:
-            reader.decode_raw(name, out=out)
+        if layout is None or not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.shape != (e["nbytes"],):
+            reader.decode_raw(name, out=out)  # (which refuses an out of another kind)
         else:
             groups.setdefault(layout, []).append((e, out))
     for layout, members in groups.items():
         _decode_together(reader, get_layout(layout), members)
-    return list(outs)
+    return outs
 
 
 def _one_chunk_layout(e):
