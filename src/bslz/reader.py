@@ -30,8 +30,10 @@ class SafeOpen:
         return self.reader.metadata
 
     def get_tensor(self, name):
-        entry = self.reader.entry(name)
-        raw = self.reader.decode_raw(name)  # memory of its own, from a file or a buffer
+        return self._tensor(self.reader.entry(name), self.reader.decode_raw(name))  # memory of its own
+
+    def _tensor(self, entry, raw):
+        """The tensor of `entry` from its decoded bytes, on the device asked for."""
         return self._placed(as_tensor(raw, entry["dtype"], entry["shape"], self.framework))
 
     def _placed(self, tensor):
@@ -60,10 +62,10 @@ class SafeOpen:
 
         def together(some):
             raws = decode_many(self.reader, [e["name"] for e in some], [np.empty(e["nbytes"], np.uint8) for e in some])
-            return [self._placed(as_tensor(raw, e["dtype"], e["shape"], self.framework)) for e, raw in zip(some, raws)]
+            return [self._tensor(e, raw) for e, raw in zip(some, raws)]
 
-        one = lambda e: self.get_tensor(e["name"])  # noqa: E731
-        tensors = map_tensors_side_by_side(one, entries, lambda e: e["numel"], together)
+        numel = lambda e: e["numel"]  # noqa: E731
+        tensors = map_tensors_side_by_side(lambda e: self.get_tensor(e["name"]), entries, numel, together)
         return {e["name"]: tensor for e, tensor in zip(entries, tensors)}
 
     def close(self):

@@ -36,7 +36,7 @@ from bslz.codec._huffman_segment import (
     encode_counted_segment_into,
     min_segment_bytes,
 )
-from bslz.codec._jit import njit, njit_inline
+from bslz.codec._jit import load_le64, njit, njit_inline
 from bslz.codec._rans_kernels import encode_with_table
 from bslz.codec._rans_table import histogram, multi_symbol_table
 
@@ -147,13 +147,7 @@ def decode_one_chunk_tensors(
     for t in range(decoded.size):
         payload = joined[bounds[t] : bounds[t + 1]]
         decoded[t] = False
-        if payload.size < 16:
-            continue
-        first, end = np.int64(0), np.int64(0)
-        for b in range(8):
-            first |= np.int64(payload[b]) << (8 * b)
-            end |= np.int64(payload[8 + b]) << (8 * b)
-        if first != 0 or end != payload.size - 16:  # (a high byte set makes end negative: refused too)
+        if payload.size < 16 or load_le64(payload, 0) != U64(0) or load_le64(payload, 8) != U64(payload.size - 16):
             continue
         lo, hi = word_bounds[t], word_bounds[t + 1]
         decoded[t] = decode_chunk(
