@@ -76,11 +76,13 @@ def test_decompress_bytes_of_small_tensors_is_the_original_file(small_file, tmp_
 
 
 @pytest.mark.parametrize("name", ["bf16 norm", "f32 norm", "e5m2"])
-@pytest.mark.parametrize("field", ["crc32", "decoded_crc32"])
-def test_a_checksum_that_fails_fails_as_in_decode_raw(small_file, name, field):
-    """The payload's checksum is checked first, as decode_raw checks it, then the decoded bytes'."""
+@pytest.mark.parametrize("fields", [("decoded_crc32",), ("crc32", "decoded_crc32")])
+def test_a_checksum_that_fails_fails_as_in_decode_raw(small_file, name, fields):
+    """Decoded bytes that fail their checksum fail as in decode_raw: named a corrupt payload when
+    the payload fails its own checksum too."""
     reader = ContainerReader(small_file)
-    reader.entry(name)[field] ^= 1
+    for field in fields:
+        reader.entry(name)[field] ^= 1
     with pytest.raises(FormatError) as one:
         reader.decode_raw(name)
     names = reader.keys()
@@ -88,7 +90,23 @@ def test_a_checksum_that_fails_fails_as_in_decode_raw(small_file, name, field):
     with pytest.raises(FormatError) as many:
         decode_many(reader, names, outs)
     assert str(many.value) == str(one.value)
-    assert ("decodes to bytes" in str(one.value)) == (field == "decoded_crc32")
+    expected = "payload fails its checksum" if "crc32" in fields else "decodes to bytes that fail their checksum"
+    assert expected in str(one.value)
+
+
+@pytest.mark.parametrize("name", ["bf16 norm", "f32 norm", "e5m2"])
+def test_a_wrong_payload_checksum_alone_is_found_by_verify(small_file, name):
+    """Decoding checks the payload's checksum only when the decoded bytes fail theirs: bytes that
+    pass are the tensor. `verify` checks every checksum."""
+    right = ContainerReader(small_file).decode_raw(name)
+    reader = ContainerReader(small_file)
+    reader.entry(name)["crc32"] ^= 1
+    np.testing.assert_array_equal(reader.decode_raw(name), right)
+    names = reader.keys()
+    outs = decode_many(reader, names, [np.empty(reader.entry(n)["nbytes"], dtype=np.uint8) for n in names])
+    np.testing.assert_array_equal(outs[names.index(name)], right)
+    with pytest.raises(FormatError, match="payload fails its checksum"):
+        reader.verify(name)
 
 
 @pytest.mark.parametrize("offset", [0, 8, 16, 20, -1])

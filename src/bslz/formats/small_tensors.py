@@ -17,7 +17,7 @@ from bslz.formats.dtypes import lookup
 
 def decode_many(reader, names, outs):
     """[reader.decode_raw(name, out=out) for each name and out] (out: uint8, the tensor's nbytes),
-    both checksums checked: the lossless float tensors of one chunk decoded together, a
+    checked as decode_raw checks them: the lossless float tensors of one chunk decoded together, a
     kernel call per float format; the others, and any the kernel declines, one by one (the long
     way names what is wrong)."""
     groups = {}
@@ -64,11 +64,10 @@ def _decode_together(reader, layout, members):
     )  # fmt: skip
     raw = words.view(np.uint8)
     itemsize = words.itemsize
-    for t, ((e, out), payload) in enumerate(zip(members, payloads)):
+    for t, (e, out) in enumerate(members):
         if not decoded[t]:
             reader.decode_raw(e["name"], out=out)
             continue
         tensor = raw[itemsize * word_bounds[t] : itemsize * word_bounds[t + 1]]
-        reader.check_payload(e, payload)  # in the order decode_raw checks them
-        reader.check_decoded(e["name"], tensor)
+        reader.check_decoded(e["name"], tensor)  # (and the payload's, if it fails: as decode_raw)
         out[:] = tensor
