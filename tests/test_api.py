@@ -944,3 +944,5 @@ def test_decompress_refuses_a_stored_header_that_disagrees_with_the_entries(tmp_
     with pytest.raises(bslz.FormatError, match="does not match"):
         bslz.decompress_file(path, tmp_path / "out.safetensors")
     assert not (tmp_path / "out.safetensors").exists()
+    with pytest.raises(bslz.FormatError, match="does not match"):  # checked beside the decoding
+        bslz.decompress_bytes(bytes(blob))

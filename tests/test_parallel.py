@@ -279,3 +279,31 @@ def test_map_tensors_side_by_side_raises_an_error_once_the_threads_are_done(monk
         P.map_tensors_side_by_side(fn, range(len(sizes)), lambda i: sizes[i])
     assert running[0] == 0
     assert len(ran) < len(sizes) // 2  # the caller stopped taking the queued ones
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("sizes", [[P.TINY_ELEMENTS - 1, P.SIDE_BY_SIDE_ELEMENTS], [P.SIDE_BY_SIDE_ELEMENTS]])
+def test_map_tensors_side_by_side_runs_beside_on_the_pool_and_fails_with_it(monkeypatch, workers, sizes):
+    """`beside` runs once, before the map returns: with a pool, on a pool thread while the caller
+    runs the large item (which waits for it here), with or without tiny items; its error fails the map."""
+    monkeypatch.setattr(P, "default_workers", lambda: workers)
+    beside_done, ran_on = threading.Event(), []
+
+    def fn(i):
+        if sizes[i] >= P.SIDE_BY_SIDE_ELEMENTS and workers > 1 and not beside_done.wait(5):
+            raise TimeoutError("beside never ran beside the large item")
+        return i
+
+    def beside():
+        ran_on.append(threading.get_ident())
+        beside_done.set()
+
+    out = P.map_tensors_side_by_side(fn, range(len(sizes)), lambda i: sizes[i], beside=beside)
+    assert out == list(range(len(sizes)))
+    assert len(ran_on) == 1 and (ran_on[0] != threading.get_ident()) == (workers > 1)
+
+    def fail():
+        raise ValueError("beside")
+
+    with pytest.raises(ValueError, match="beside"):
+        P.map_tensors_side_by_side(lambda i: i, range(len(sizes)), lambda i: sizes[i], beside=fail)

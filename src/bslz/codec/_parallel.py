@@ -183,11 +183,13 @@ def map_tensors_in_order(fn, items, numel):
         concurrent.futures.wait(futures)
 
 
-def map_tensors_side_by_side(fn, items, numel, fn_many=None):
+def map_tensors_side_by_side(fn, items, numel, fn_many=None, beside=None):
     """[fn(item) for item in items], run in whatever order keeps every core busy, for a caller that
     wants every result at once (a whole file decoded into memory), where `map_tensors_in_order`
     hands each over in its turn. `fn_many(items)` -> [fn(item) for item in items], if given, runs
-    the tiny items (below TINY_ELEMENTS) together.
+    the tiny items (below TINY_ELEMENTS) together. `beside()`, if given, runs on a pool thread
+    before them (work of the caller's that need not come first: `decompress_bytes` checks the
+    stored safetensors header there); it fails the map as an item would.
 
     The tiny items go to a pool thread first, while this thread runs the large ones (from
     SIDE_BY_SIDE_ELEMENTS), each free to spread its chunks over the pool's threads as they come
@@ -206,8 +208,10 @@ def map_tensors_side_by_side(fn, items, numel, fn_many=None):
     results = [None] * len(items)
     failed = []  # not empty once an item has raised: this thread then starts no more
 
-    def run(indices, together=False):
+    def run(indices, together=False, first=None):
         try:
+            if first is not None:
+                first()
             if together and fn_many is not None:
                 for i, result in zip(indices, fn_many([items[i] for i in indices])):
                     results[i] = result
@@ -219,14 +223,14 @@ def map_tensors_side_by_side(fn, items, numel, fn_many=None):
             raise
 
     if default_workers() <= 1 or getattr(_local, "in_pool", False):
-        run(medium + large)
+        run(medium + large, first=beside)
         run(tiny, together=True)
         return results
     pool = _pool(default_workers() - 1)
     futures = []
     try:
-        if tiny:
-            futures.append(((tiny, True), pool.submit(run, tiny, True)))
+        if tiny or beside is not None:
+            futures.append(((tiny, True, beside), pool.submit(run, tiny, True, beside)))
         run(large)
         for i in sorted(medium, key=lambda i: -sizes[i]) if not failed else ():
             futures.append((([i], False), pool.submit(run, [i])))
