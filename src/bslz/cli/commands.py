@@ -244,7 +244,8 @@ def decompress(src, dst, force, quiet):
 
     A file compressed losslessly (the default) comes back byte for byte (same sha256); a lossy one
     comes back with every tensor in its original dtype and shape, holding the quantized values.
-    Every tensor's checksums are checked on the way.
+    Every tensor's decoded bytes are checked against their checksum on the way (a corrupt payload
+    is named as such); `bslz verify` checks every checksum of the file.
 
     \b
     Output name, unless -o is given:
