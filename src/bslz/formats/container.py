@@ -225,8 +225,8 @@ class ContainerReader:
             raw = raw.copy()
         if raw.size != e["nbytes"]:
             raise FormatError(f"{self.path}: tensor {name!r} decoded to {raw.size} bytes, expected {e['nbytes']}")
-        if check_decoded and not checked_here:
-            self.check_decoded(name, raw, side_by_side=True)
+        if check_decoded and not checked_here and crc32(raw, side_by_side=True) != e["decoded_crc32"]:
+            self._fail_decoded(e, payload)
         return raw
 
     def decode_range(self, name, start, stop):
