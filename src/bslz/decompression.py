@@ -57,14 +57,9 @@ def _decompress_into(reader, allocate):
     (`np.empty`; benchmarks/bench_gil_waits.py passes memory written before, to time what fresh
     memory costs). The tensors are decoded side by side, in any order (`map_tensors_side_by_side`);
     a stored safetensors header is checked beside them (0.3 ms of MiniLM bf16's 19, the pool idle)."""
-    header = reader.source_header
-    total = sum(e["nbytes"] for e in reader.entries)
-    if header is None:
-        header, check = _made_header(reader), None
-    else:
-        check = partial(_check_source_header, reader, header, total)
+    header, check = _safetensors_header(reader)
     start = 8 + len(header)
-    view = allocate(start + total, dtype=np.uint8)
+    view = allocate(start + sum(e["nbytes"] for e in reader.entries), dtype=np.uint8)
     view[:start] = np.frombuffer(len(header).to_bytes(8, "little") + header, dtype=np.uint8)
     places = {}
     for e in reader.entries:
@@ -81,25 +76,22 @@ def _decompress_into(reader, allocate):
 
 
 def _safetensors_header(reader):
-    """The safetensors header to restore: the stored one (checked against the entries), or one
-    made for the entries, in their order, when the file is lossy."""
+    """(the safetensors header to restore, its check): the stored one and a call that checks it
+    against the entries (raising FormatError), or, when the file is lossy, one made for the
+    entries, in their order, and None."""
     header = reader.source_header
     if header is None:
-        return _made_header(reader)
-    _check_source_header(reader, header, sum(e["nbytes"] for e in reader.entries))
-    return header
-
-
-def _made_header(reader):
-    """The safetensors header of a lossy file's tensors: in entry order, with its metadata."""
-    infos = layout_tensors([(e["name"], e["dtype"], e["shape"], e["nbytes"]) for e in reader.entries])
-    return build_header(infos, reader.metadata)
+        infos = layout_tensors([(e["name"], e["dtype"], e["shape"], e["nbytes"]) for e in reader.entries])
+        return build_header(infos, reader.metadata), None
+    return header, partial(_check_source_header, reader, header, sum(e["nbytes"] for e in reader.entries))
 
 
 def _decompress(reader, f, progress):
     """Write the safetensors file that `reader` holds to the binary file `f`; returns its size."""
     total = sum(e["nbytes"] for e in reader.entries)
-    header = _safetensors_header(reader)
+    header, check = _safetensors_header(reader)
+    if check is not None:
+        check()
     done = 0
     with Background() as background:
         f.write(len(header).to_bytes(8, "little"))

@@ -29,7 +29,7 @@ def decode_floats(encoded, out=None, *, workers=None, chunk_decoded=None, chunks
 
     `chunk_decoded(r, run_bytes, run_words)`, if given, is called for run r of consecutive chunks
     (`chunk_runs`, numbered from 0 in order) by the thread that decoded it, with the run's bytes
-    of the payload and its decoded words: the container takes their checksums there."""
+    of the payload and its decoded words: the container takes the words' checksum there."""
     layout = get_layout(encoded.layout)
     count, chunk_size = encoded.count, encoded.chunk_size
     if not isinstance(count, int) or count < 0 or not isinstance(chunk_size, int) or not 1 <= chunk_size <= 1 << 30:
