@@ -289,6 +289,18 @@ def test_checksums_of_pieces_combine_into_the_whole():
     assert gap.combined() is None
 
 
+def test_checksums_of_bytes_like_objects_are_those_of_their_bytes():
+    """bytes are not handed to numpy (which takes them for one string: b"" became a zero byte)."""
+    data = b"\x00\x01 bytes"
+    for like in (b"", data, bytearray(data), memoryview(data), np.frombuffer(data, np.uint8)):
+        assert checksums.crc32(like) == zlib.crc32(bytes(like))
+        assert checksums.crc32_of_pieces(like, 4) == (
+            [zlib.crc32(bytes(like)[lo : lo + 4]) for lo in range(0, len(like), 4)],
+            zlib.crc32(bytes(like)),
+        )
+    assert checksums.crc32(np.arange(6, dtype=np.uint16)[::2]) == zlib.crc32(np.array([0, 2, 4], np.uint16).tobytes())
+
+
 @pytest.fixture(scope="module")
 def chunked(tmp_path_factory):
     """Bytes of a container whose lossless float tensor "w" has five chunks and whose "q" is

@@ -40,7 +40,11 @@ def crc32(data, side_by_side=False):
 
 
 def _bytes_view(data):
-    return memoryview(np.ascontiguousarray(data)).cast("B")
+    """The bytes of an array (made contiguous) or of a bytes-like object (numpy would take `bytes`
+    for one string: b"" would become a zero byte)."""
+    if isinstance(data, np.ndarray):
+        data = np.ascontiguousarray(data)
+    return memoryview(data).cast("B")
 
 
 def crc32_of_pieces(data, piece_bytes):
