@@ -170,7 +170,7 @@ def decode_segment(data, count, out, shift, top, info):
         return SEGMENT_STREAMS_TRUNCATED
     single = np.empty(MAX_ALPHABET, dtype=np.uint16)
     pairs = np.empty(MAX_ALPHABET, dtype=np.uint32)
-    meta = np.empty(MAX_ALPHABET, dtype=np.uint8)
+    meta = np.empty(MAX_ALPHABET, dtype=np.uint16)
     decode_tables(lengths, codes, shift, single, pairs, meta)
     status = decode_streams(data[start:], first, pairs, meta, single, count, out, shift)
     if status == STATUS_TRUNCATED:
