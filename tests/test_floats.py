@@ -615,6 +615,35 @@ def test_one_call_chunk_encoding_codes_rans_segments_too():
         np.testing.assert_array_equal(floats.decode_floats(encoded), words)
 
 
+@pytest.mark.parametrize("layout", ["bfloat16", "float32"])
+@pytest.mark.parametrize("extra", [0, 1, 2, 3, 5])
+def test_a_raw_six_bit_tail_is_packed_from_the_words_as_the_long_way_packs_it(layout, extra):
+    """A 6-bit tail piece (bf16's tail, f32's top one) that its sample leaves raw is sampled and packed
+    straight from the words (`tail_raw_by_sample`, `pack_six_bit_tail`): the chunk is byte for byte
+    the long way's, for any count of values (four to three bytes, then the last one to three), and
+    one whose tail is not near uniform is coded as before."""
+    spec = floats.LAYOUTS[layout]
+    n = FK.RAW_SAMPLE_MIN_VALUES + extra
+    rng = np.random.default_rng(extra)
+    values = (rng.standard_normal(n) * 0.02).astype(np.float32)
+    words = values.view(np.uint32) if layout == "float32" else (values.view(np.uint32) >> 16).astype(np.uint16)
+    skewed = words & ~np.array(spec.bits == 32 and 0x3F0000 or 0x3F, words.dtype)  # the 6-bit tail always 0
+    widths, shifts = floats.kernel_args(spec)[:2]
+    args = (U64(spec.bits - 1), U64(spec.low_bits), widths, shifts)
+    for w, six_bit_tail_raw in ((words, True), (skewed, False)):
+        fast = bytes(FC.encode_chunk(w, 0, n, *args, floats.eg.MAX_ORDER, *floats.chunk_scratch(n)))
+        assert fast == b"".join(bytes(part) for part in floats._encode_pieces(w, 0, n, spec))
+        piece = np.empty(n, np.uint16)
+        p = list(widths).index(6)
+        FK.tail_piece(w, 0, n, U64(spec.bits - 1), U64(spec.low_bits), U64(shifts[p]), U64(63), piece)
+        assert FK.tail_raw_by_sample(w, 0, n, *args[:2], U64(shifts[p]), 6, floats.ENTROPY_MIN_GAIN) == six_bit_tail_raw
+        assert FK.raw_by_sample(piece, 6, floats.ENTROPY_MIN_GAIN) == six_bit_tail_raw
+        packed = np.full((6 * n + 7) // 8, 0xA5, np.uint8)  # any content before
+        FK.pack_six_bit_tail(w, 0, n, *args[:2], U64(shifts[p]), packed)
+        assert packed.tobytes() == bytes(floats._raw_bytes(piece, 6))
+        np.testing.assert_array_equal(floats.decode_floats(floats.encode_floats(w, layout)), w)
+
+
 @given(
     width=st.sampled_from([1, 2, 6, 8]),
     skew=st.floats(0.0, 0.6),

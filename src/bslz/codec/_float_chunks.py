@@ -23,9 +23,11 @@ from bslz.codec._float_kernels import (
     merge_tail,
     pack_bits,
     pack_bytes,
+    pack_six_bit_tail,
     raw_by_sample,
     segment_costs,
     tail_piece,
+    tail_raw_by_sample,
     unzigzag_around,
     zigzag_around,
 )
@@ -181,11 +183,19 @@ def encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, max_order, p
     for p in range(widths.size):
         width = np.int64(widths[p])
         mask = (U64(1) << U64(width)) - U64(1)
+        raw_size = (n * width + 7) // 8
+        # a raw 6-bit tail (bf16's, f32's top piece) is sampled and packed straight from the words
+        shift = U64(shifts[p]) if p > 0 else U64(0)  # (the head has none: -1)
+        if p > 0 and width == 6 and tail_raw_by_sample(words, lo, hi, sign_pos, low_bits, shift, 6, ENTROPY_MIN_GAIN):
+            _put_segment_header(out, pos, RAW, 0, 0, raw_size)
+            pos += SEGMENT_HEADER_BYTES
+            pack_six_bit_tail(words, lo, hi, sign_pos, low_bits, shift, out[pos : pos + raw_size])
+            pos += raw_size
+            continue
         if p == 0:
             head_piece(words, lo, hi, low_bits, mask, piece)
         else:
-            tail_piece(words, lo, hi, sign_pos, low_bits, U64(shifts[p]), mask, piece)
-        raw_size = (n * width + 7) // 8
+            tail_piece(words, lo, hi, sign_pos, low_bits, shift, mask, piece)
         if p > 0 and raw_by_sample(piece, width, ENTROPY_MIN_GAIN):  # tails (a head is never uniform)
             pos = _put_raw_segment(out, pos, piece, width, raw_size)
             continue

@@ -31,12 +31,40 @@ def head_piece(words, lo, hi, low_bits, mask, out):
 @njit
 def tail_piece(words, lo, hi, sign_pos, low_bits, shift, mask, out):
     """Piece at `shift` of the tail value sign << low_bits | the low `low_bits` mantissa bits."""
-    low_mask = (U64(1) << low_bits) - U64(1)
     chunk = words[lo:hi]
     for i in range(chunk.size):
-        w = U64(chunk[i])
-        tail = ((w >> sign_pos) << low_bits) | (w & low_mask)
-        out[i] = (tail >> shift) & mask
+        out[i] = _tail_value(U64(chunk[i]), sign_pos, low_bits, shift, mask)
+
+
+@njit_inline
+def _tail_value(w, sign_pos, low_bits, shift, mask):
+    """`tail_piece`'s value for the word w."""
+    tail = ((w >> sign_pos) << low_bits) | (w & ((U64(1) << low_bits) - U64(1)))
+    return (tail >> shift) & mask
+
+
+@njit
+def pack_six_bit_tail(words, lo, hi, sign_pos, low_bits, shift, out):
+    """`pack_bytes` of the 6-bit tail piece at `shift` of words[lo:hi] straight from the words, four
+    values to three bytes, into `out` ((6 (hi - lo) + 7) // 8 bytes, any content): no piece array
+    (`tail_piece`) and no zeroing first (a MiniLM bf16 embedding chunk: 67 us against 98; scratch)."""
+    chunk = words[lo:hi]
+    mask = U64(63)
+    groups = chunk.size // 4
+    for g in range(groups):
+        v = U64(0)
+        for j in range(4):  # unrolled by LLVM
+            v = (v << U64(6)) | _tail_value(U64(chunk[4 * g + j]), sign_pos, low_bits, shift, mask)
+        out[3 * g] = v >> U64(16)
+        out[3 * g + 1] = (v >> U64(8)) & U64(0xFF)
+        out[3 * g + 2] = v & U64(0xFF)
+    rest = chunk.size - 4 * groups
+    if rest:  # the last one to three values, zero-padded to whole bytes
+        v = U64(0)
+        for j in range(rest):
+            v |= _tail_value(U64(chunk[4 * groups + j]), sign_pos, low_bits, shift, mask) << U64(18 - 6 * j)
+        for b in range((6 * rest + 7) // 8):
+            out[3 * groups + b] = (v >> U64(16 - 8 * b)) & U64(0xFF)
 
 
 @njit
@@ -296,10 +324,29 @@ def raw_by_sample(values, width, min_gain):
     if n < RAW_SAMPLE_MIN_VALUES:
         return False
     hist = np.zeros(1 << width, dtype=np.int64)
-    m = 0
     for i in range(0, n, RAW_SAMPLE_STRIDE):
         hist[values[i]] += 1
-        m += 1
+    return _sample_says_raw(hist, width, min_gain)
+
+
+@njit
+def tail_raw_by_sample(words, lo, hi, sign_pos, low_bits, shift, width, min_gain):
+    """`raw_by_sample` of the tail piece at `shift` (`width` bits) of words[lo:hi], the sample read
+    straight from the words (no piece array first)."""
+    if hi - lo < RAW_SAMPLE_MIN_VALUES:
+        return False
+    hist = np.zeros(1 << width, dtype=np.int64)
+    mask = (U64(1) << U64(width)) - U64(1)
+    for i in range(lo, hi, RAW_SAMPLE_STRIDE):
+        hist[_tail_value(U64(words[i]), sign_pos, low_bits, shift, mask)] += 1
+    return _sample_says_raw(hist, width, min_gain)
+
+
+@njit_inline
+def _sample_says_raw(hist, width, min_gain):
+    m = 0
+    for v in range(hist.size):
+        m += hist[v]
     entropy = 0.0
     for v in range(hist.size):
         if hist[v] > 0:
