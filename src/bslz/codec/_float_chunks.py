@@ -184,8 +184,8 @@ def encode_chunk(words, lo, hi, sign_pos, low_bits, widths, shifts, max_order, p
         width = np.int64(widths[p])
         mask = (U64(1) << U64(width)) - U64(1)
         raw_size = (n * width + 7) // 8
-        # a raw 6-bit tail (bf16's, f32's top piece) is sampled and packed straight from the words
         shift = U64(shifts[p]) if p > 0 else U64(0)  # (the head has none: -1)
+        # a raw 6-bit tail (bf16's, f32's top piece) is sampled and packed straight from the words
         if p > 0 and width == 6 and tail_raw_by_sample(words, lo, hi, sign_pos, low_bits, shift, 6, ENTROPY_MIN_GAIN):
             _put_segment_header(out, pos, RAW, 0, 0, raw_size)
             pos += SEGMENT_HEADER_BYTES

@@ -212,7 +212,7 @@ def map_tensors_side_by_side(fn, items, numel, fn_many=None, beside=None):
         try:
             if first is not None:
                 first()
-            if together and fn_many is not None:
+            if together and fn_many is not None and indices:
                 for i, result in zip(indices, fn_many([items[i] for i in indices])):
                     results[i] = result
             else:

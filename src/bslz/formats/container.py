@@ -225,8 +225,8 @@ class ContainerReader:
             raw = raw.copy()
         if raw.size != e["nbytes"]:
             raise FormatError(f"{self.path}: tensor {name!r} decoded to {raw.size} bytes, expected {e['nbytes']}")
-        if check_decoded and not checked_here and crc32(raw, side_by_side=True) != e["decoded_crc32"]:
-            self._fail_decoded(e, payload)
+        if check_decoded and not checked_here:
+            self.check_decoded(name, raw, side_by_side=True, payload=payload)
         return raw
 
     def decode_range(self, name, start, stop):
@@ -307,12 +307,13 @@ class ContainerReader:
             self._fail_decoded(e, payload)
         return raw
 
-    def check_decoded(self, name, raw, side_by_side=False):
+    def check_decoded(self, name, raw, side_by_side=False, payload=None):
         """Raise FormatError unless the decoded bytes match their checksum (`side_by_side`: see
-        `checksums.crc32`): a corrupt payload if the payload fails its own (see `decode_raw`)."""
+        `checksums.crc32`): a corrupt payload if the payload (`payload`, when the caller holds
+        it, else read) fails its own (see `decode_raw`)."""
         e = self.entry(name)
         if crc32(raw, side_by_side) != e["decoded_crc32"]:
-            self._fail_decoded(e, self.payload(e))
+            self._fail_decoded(e, self.payload(e) if payload is None else payload)
 
     def _fail_decoded(self, e, payload):
         """Raise for a tensor whose decoded bytes failed their checksum: its payload is corrupt,

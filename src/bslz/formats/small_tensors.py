@@ -64,10 +64,10 @@ def _decode_together(reader, layout, members):
     )  # fmt: skip
     raw = words.view(np.uint8)
     itemsize = words.itemsize
-    for t, (e, out) in enumerate(members):
+    for t, ((e, out), payload) in enumerate(zip(members, payloads)):
         if not decoded[t]:
             reader.decode_raw(e["name"], out=out)
             continue
         tensor = raw[itemsize * word_bounds[t] : itemsize * word_bounds[t + 1]]
-        reader.check_decoded(e["name"], tensor)  # (and the payload's, if it fails: as decode_raw)
+        reader.check_decoded(e["name"], tensor, payload=payload)  # (and the payload's, if it fails: as decode_raw)
         out[:] = tensor
