@@ -138,7 +138,7 @@ def _compress(source, f, options, progress):
     def write_progress(done, name):
         show(int(share * total + (1.0 - share) * done), name)
 
-    def write(steps):  # (file bits, report): the whole container at these steps, written over f
+    def write(steps, tops=None):  # (file bits, report): the whole container at these steps, written over f
         writer = ContainerWriter(
             f,
             declared(steps),
@@ -146,7 +146,7 @@ def _compress(source, f, options, progress):
             source_header=kept_header(steps),
             max_payload_bytes=max_payload_bytes,
         )
-        report = _write_tensors(writer, source, order, steps, options, write_progress)
+        report = _write_tensors(writer, source, order, steps, options, write_progress, tops or {})
         return 8 * report.compressed_bytes, report
 
     if options.bits is not None:
@@ -158,17 +158,19 @@ def _compress(source, f, options, progress):
     return report
 
 
-def _write_tensors(writer, source, order, steps, options, progress):
+def _write_tensors(writer, source, order, steps, options, progress, tops):
     """Code every tensor of `source` (in file `order`) into `writer` and close it: the tensors named
     in `steps` quantized at theirs (None: searched for the `snr` target). Returns the CompressReport
-    (paths left empty); progress(done_bytes, name) after each tensor."""
+    (paths left empty); progress(done_bytes, name) after each tensor. `tops`: {name: max |value|} of
+    the tensors whose largest magnitude the caller knows (a `bits` search: not looked for again)."""
     report = CompressReport("", "", source.file_size, 0, [], sum(t.numel for t in order if is_float(t)))
     done = 0
     with Background() as background:
 
         def encode(info):
             raw = source.tensor_bytes(info)
-            return raw, _encode_tensor(info, raw, info.name in steps, steps.get(info.name), options)
+            planned = steps.get(info.name)
+            return raw, _encode_tensor(info, raw, info.name in steps, planned, options, tops.get(info.name))
 
         for info, (raw, encoded) in map_tensors_in_order(encode, order, lambda info: info.numel):
             fields, payload, decoded_crc, step, signal, noise = encoded
@@ -205,14 +207,14 @@ def _nbytes(payload):
     return payload.nbytes if isinstance(payload, np.ndarray) else len(payload)
 
 
-def _encode_tensor(info, raw, quantized, step, options):
+def _encode_tensor(info, raw, quantized, step, options, top=None):
     """(fields, payload, decoded crc32, step, signal, noise) of one tensor. `quantized`: whether the
     plan quantizes it, at `step` (None for --snr: searched here); one holding NaN or infinity stays
     lossless all the same, and so does one whose lossless coding is no larger than its quantized
     one (`lossless_may_be_smaller`) or whose step would be too fine for its values' indices (a
     --step, a recorded step, the step an --snr target asks for). A lossless tensor has step None
-    and decoded crc32 None (that of `raw`, left to the writing thread)."""
-    symbols = values = top = signal = None
+    and decoded crc32 None (that of `raw`, left to the writing thread). `top`: max |value|, if known."""
+    symbols = values = signal = None
     dtype = lookup(info.dtype)
     # dependent quantization reads bfloat16 words themselves: no float32 copy of the tensor
     words_read = quantized and options.target is not None and dtype.name == "BF16"

@@ -73,11 +73,13 @@ def write_for_bits(source, options, lossless_bits, write, progress=None):
     """The result of `write(steps)` at the step, for every quantized tensor, that brings the whole
     file within BITS_TOLERANCE bits a quantized parameter below `options.bits` a float parameter.
 
-    `write(steps) -> (file bits, result)` writes the file at those steps (over the last one written).
+    `write(steps, tops) -> (file bits, result)` writes the file at those steps (over the last one
+    written); `tops`: {name: max |value|} of the candidates, known from their first pass.
     `lossless_bits(quantized_names) -> bits`: the exact size of everything that is not quantized,
     header included, for the estimate. `progress(fraction, tensor_name)`: called as the estimate goes.
     """
     stats = lossy_candidates(source, options)
+    tops = {info.name: top for info, (top, _) in stats.items()}
     tick = _SearchProgress(list(stats), SEARCH_PASSES, progress)
     candidates = list(stats)
     if not candidates:
@@ -148,7 +150,7 @@ def write_for_bits(source, options, lossless_bits, write, progress=None):
         if log_step in estimated:
             return estimated.pop(log_step)
         written.clear()
-        bits, written[log_step] = write(steps_at(log_step))
+        bits, written[log_step] = write(steps_at(log_step), tops)
         return bits - budget
 
     # a file's size can jump over the tolerance: where a tensor turns lossless (a step too fine for
@@ -157,7 +159,7 @@ def write_for_bits(source, options, lossless_bits, write, progress=None):
     log_step = _solve(over_budget, x, slope, accept, narrowest=-accept[0] / slope / 8)
     if log_step not in written:  # the search ended on a step it had left behind
         written.clear()
-        written[log_step] = write(steps_at(log_step))[1]
+        written[log_step] = write(steps_at(log_step), tops)[1]
     return written[log_step]
 
 

@@ -107,8 +107,10 @@ GUESS_PIECE = 4096  # bfloat16 values widened at a time, into an L1-sized scratc
 
 
 @njit
-def _four_sums(x, top, a0, a1, a2, a3, finite):
-    """The running (max |x|, four interleaved partial sums of x^2, all finite) carried on over x."""
+def _four_squares(x, a0, a1, a2, a3):
+    """Four interleaved running sums of x^2 (value i into sum i % 4), carried on over x: no max or
+    finiteness test among them (a float max passes a NaN over, so it keeps the loop scalar), so
+    that the four sums vectorize."""
     n4 = x.size - x.size % 4
     for i in range(0, n4, 4):
         x0, x1, x2, x3 = np.float64(x[i]), np.float64(x[i + 1]), np.float64(x[i + 2]), np.float64(x[i + 3])
@@ -116,43 +118,50 @@ def _four_sums(x, top, a0, a1, a2, a3, finite):
         a1 += x1 * x1
         a2 += x2 * x2
         a3 += x3 * x3
-        b0, b1, b2, b3 = abs(x0), abs(x1), abs(x2), abs(x3)
-        # each value checked: a max passes a NaN over
-        finite &= (b0 <= _FLOAT64_MAX) & (b1 <= _FLOAT64_MAX) & (b2 <= _FLOAT64_MAX) & (b3 <= _FLOAT64_MAX)
-        top = max(top, max(max(b0, b1), max(b2, b3)))
     for i in range(n4, x.size):
         x0 = np.float64(x[i])
         a0 += x0 * x0
-        finite &= abs(x0) <= _FLOAT64_MAX
-        top = max(top, abs(x0))
-    return top, a0, a1, a2, a3, finite
+    return a0, a1, a2, a3
 
 
 @njit
-def _guess_sums(x, bfloat16_words):
-    """(max |x|, sum x^2, all finite) of float values, or of bfloat16 words widened a piece at a time."""
-    top, a0, a1, a2, a3, finite = 0.0, 0.0, 0.0, 0.0, 0.0, True
+def _guess_sums(x, bits, sign_cleared, bfloat16_words):
+    """(largest of the bit patterns `bits` of x with their sign cleared, sum x^2) of float values,
+    or of bfloat16 words (x and bits the same words) widened a piece at a time."""
+    top = _max_magnitude_bits(bits, sign_cleared)
+    a0, a1, a2, a3 = 0.0, 0.0, 0.0, 0.0
     if not bfloat16_words:
-        top, a0, a1, a2, a3, finite = _four_sums(x, top, a0, a1, a2, a3, finite)
-        return top, (a0 + a1) + (a2 + a3), finite
+        a0, a1, a2, a3 = _four_squares(x, a0, a1, a2, a3)
+        return top, (a0 + a1) + (a2 + a3)
     scratch = np.empty(GUESS_PIECE, dtype=np.uint32)
     values = scratch.view(np.float32)
     for lo in range(0, x.size, GUESS_PIECE):
         piece = x[lo : lo + GUESS_PIECE]
         widen_bfloat16_into(piece, scratch)
-        top, a0, a1, a2, a3, finite = _four_sums(values[: piece.size], top, a0, a1, a2, a3, finite)
-    return top, (a0 + a1) + (a2 + a3), finite
+        a0, a1, a2, a3 = _four_squares(values[: piece.size], a0, a1, a2, a3)
+    return top, (a0 + a1) + (a2 + a3)
 
 
 def max_abs_and_signal_for_a_guess(x, bfloat16_words=False):
     """(max |x|, sum x^2 in float64) of a float32 or float64 array, or of bfloat16 words (uint16)
-    if `bfloat16_words`; max |x| is inf if some x is NaN or infinite. max |x| is exact, the sum is
-    `max_abs_and_signal`'s in another order (see GUESS_PIECE)."""
+    if `bfloat16_words`; max |x| is inf if some x is NaN or infinite. max |x| is exact (from the bit
+    patterns, as `max_abs`), the sum is `max_abs_and_signal`'s in another order (see GUESS_PIECE)."""
     flat = np.ascontiguousarray(x).reshape(-1)
+    if bfloat16_words:
+        bits, word, shift = flat, np.uint32, 16  # a bfloat16 pattern is the top half of float32's
+    else:
+        word, shift = (np.uint64 if flat.dtype == np.float64 else np.uint32), 0
+        bits = flat.view(word)
+    sign_cleared = bits.dtype.type(np.iinfo(bits.dtype).max >> 1)
     pieces = pieces_per_core(flat.size, MAX_ABS_PIECE, GUESS_PIECE)
-    parts = parallel_map(lambda b: _guess_sums(flat[b[0] : b[1]], bfloat16_words), pieces)
-    top = max((t for t, _, _ in parts), default=0.0)
-    return (top if all(finite for _, _, finite in parts) else math.inf), sum(s for _, s, _ in parts)
+
+    def sums(piece):
+        lo, hi = piece
+        return _guess_sums(flat[lo:hi], bits[lo:hi], sign_cleared, bfloat16_words)
+
+    parts = parallel_map(sums, pieces)
+    top = max((int(t) for t, _ in parts), default=0)
+    return magnitude_of_bits(top << shift, word), sum(s for _, s in parts)
 
 
 def signal_and_noise(x, x_hat, signal=0.0, noise=0.0):
