@@ -21,12 +21,14 @@ import bslz.bits_target
 import bslz.formats.tensor_codec
 from compare_revisions import minilm_bf16
 
-# (label, module, function): the phases, in the order they run. The estimate's search is the
-# quantize_dq_symbols that bits_target calls; the file's search is tensor_codec.quantize_dq.
+# (label, module, function): the phases, in the order they run. The estimate's is bits_target's
+# predicted_size_bits (quantize_dq_symbols for tensors it does not take); the file's search is
+# tensor_codec.quantize_dq.
 PHASES = (
     ("max abs and sum of squares of the candidates", bslz.bits_target, "lossy_candidates"),
-    ("estimate: trellis search", bslz.bits_target, "quantize_dq_symbols"),
-    ("estimate: sizes from histograms", bslz.bits_target, "estimate_size_bits"),
+    ("estimate: sizes predicted (the trellis on a sample)", bslz.bits_target, "predicted_size_bits"),
+    ("estimate: trellis search (tensors too short to predict)", bslz.bits_target, "quantize_dq_symbols"),
+    ("estimate: sizes from histograms (the same)", bslz.bits_target, "estimate_size_bits"),
     ("file: trellis search, reconstruction measured", bslz.formats.tensor_codec, "quantize_dq"),
     ("file: stream coded (rANS) and packed", bslz.formats.tensor_codec, "encode_and_pack"),
     ("file: lossless tensors", bslz.api, "encode_lossless"),

@@ -441,17 +441,28 @@ def test_bits_target_met(lossy_source, tmp_path, bits):
 QUANTIZED_BY_TARGETS = {"layer0.weight", "layer1.weight", "layer2.weight", "layer3.weight", "embed.weight"}
 
 
+def check_one_step_but_a_tail(steps):
+    """The quantized tensors' steps, in file order: one step, but for the last tensors' (a tail at one
+    step of its own, at most TAIL_MAX_LOG_STEP away)."""
+    tail = steps[next((i for i, step in enumerate(steps) if step != steps[0]), len(steps)) :]
+    assert len(set(tail)) <= 1 and len(tail) < len(steps)
+    assert all(abs(math.log(step / steps[0])) <= bslz.bits_target.TAIL_MAX_LOG_STEP + 1e-12 for step in tail)
+
+
 @pytest.mark.parametrize("bits", [2.5, 5.0])
-def test_a_bits_file_is_the_step_file_at_the_step_found(lossy_source, tmp_path, bits):
-    """The `bits` search's exact evaluations are the files it writes: the output is the file that
-    `step` writes at the step the search found, byte for byte."""
+def test_a_bits_file_is_the_file_written_whole_at_the_steps_found(lossy_source, tmp_path, monkeypatch, bits):
+    """The `bits` search's exact evaluations are the files it writes (the last tensors coded again
+    alone, should the first file miss): the output is the file that a compression at the steps the
+    search found writes whole, byte for byte. One step for every quantized tensor (equal slopes),
+    but for the last ones in file order should a miss have moved theirs."""
     _, src = lossy_source
     report = bslz.compress_file(src, tmp_path / "bits.bslz", bits=bits)
-    steps = {t.step for t in report.tensors if t.coding == "quantized"}
-    assert {t.name for t in report.tensors if t.coding == "quantized"} == QUANTIZED_BY_TARGETS
-    assert len(steps) == 1  # one step for every quantized tensor: equal slopes
-    bslz.compress_file(src, tmp_path / "step.bslz", step=steps.pop())
-    assert (tmp_path / "step.bslz").read_bytes() == (tmp_path / "bits.bslz").read_bytes()
+    steps = {t.name: t.step for t in report.tensors if t.coding == "quantized"}  # in file order
+    assert set(steps) == QUANTIZED_BY_TARGETS
+    check_one_step_but_a_tail(list(steps.values()))
+    monkeypatch.setattr(bslz.api, "plan_steps", lambda source, options: steps)
+    bslz.compress_file(src, tmp_path / "whole.bslz", step=1.0)  # at `steps`
+    assert (tmp_path / "whole.bslz").read_bytes() == (tmp_path / "bits.bslz").read_bytes()
 
 
 def test_a_bits_search_writes_the_file_once_when_its_second_try_lands(lossy_source, tmp_path, monkeypatch):

@@ -318,3 +318,35 @@ def test_the_bits_search_looks_for_max_abs_once(monkeypatch, tmp_path):
     assert [t.coding for t in known.tensors] == [t.coding for t in looked.tensors]
     assert "quantized" in {t.coding for t in known.tensors}
     assert (tmp_path / "known.bslz").read_bytes() == (tmp_path / "looked.bslz").read_bytes()
+
+
+def test_a_missed_file_is_brought_in_by_its_last_tensors(monkeypatch, tmp_path):
+    """A first file that misses the tolerance (here: a prediction 0.05 % too large) is brought into
+    it by the step of the last tensor(s) in file order: only those are coded again, their step a
+    little way from the others', and the file is the one a compression at those steps writes whole."""
+    from safetensors.numpy import save_file
+
+    import bslz
+    import bslz.api
+    import bslz.bits_target as bits_target
+
+    rng = np.random.default_rng(13)
+    tensors = {f"w{i:02d}": (rng.laplace(size=(400, 400)) * 0.02 * (1 + i / 12)).astype(np.float32) for i in range(12)}
+    src = tmp_path / "m.safetensors"
+    save_file(tensors, str(src))
+    real_prediction = bits_target.predicted_size_bits
+    monkeypatch.setattr(bits_target, "predicted_size_bits", lambda *a: real_prediction(*a) * 1.0005)
+    coded = []
+    real_encode = bslz.api._encode_tensor
+    monkeypatch.setattr(bslz.api, "_encode_tensor", lambda info, *a: coded.append(info.name) or real_encode(info, *a))
+    report = bslz.compress_file(src, tmp_path / "bits.bslz", bits=5.0)
+    quantized = sum(v.size for v in tensors.values())
+    assert -bits_target.BITS_TOLERANCE * quantized <= 8 * report.compressed_bytes - 5.0 * quantized <= 0
+    steps = [t.step for t in report.tensors]  # file order
+    tail = [name for name, step in zip(tensors, steps) if step != steps[0]]
+    assert tail == list(tensors)[len(tensors) - len(tail) :] and 0 < len(tail) < len(tensors) / 2
+    assert abs(math.log(steps[-1] / steps[0])) <= bits_target.TAIL_MAX_LOG_STEP
+    assert coded[: len(tensors)] == list(tensors) and set(coded[len(tensors) :]) == set(tail)  # the tail alone again
+    monkeypatch.setattr(bslz.api, "plan_steps", lambda source, options: {t.name: t.step for t in report.tensors})
+    bslz.compress_file(src, tmp_path / "whole.bslz", step=1.0)  # at those steps
+    assert (tmp_path / "whole.bslz").read_bytes() == (tmp_path / "bits.bslz").read_bytes()

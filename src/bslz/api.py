@@ -138,15 +138,30 @@ def _compress(source, f, options, progress):
     def write_progress(done, name):
         show(int(share * total + (1.0 - share) * done), name)
 
-    def write(steps, tops=None):  # (file bits, report): the whole container at these steps, written over f
-        writer = ContainerWriter(
-            f,
-            declared(steps),
-            metadata=source.metadata,
-            source_header=kept_header(steps),
-            max_payload_bytes=max_payload_bytes,
+    last = {}  # the last file written: its writer, steps and tensors' results
+
+    def write(steps, tops=None):
+        """(file bits, report): the whole container at these steps, written over f. The tensors
+        ahead of the first whose step differs from the last file's stay as that file wrote them
+        (a `bits` search that moves the last tensors' step codes only those again)."""
+        kept = 0
+        if last and last["declared"] == declared(steps):  # the same header room: payloads where they were
+            writer = last["writer"]
+            while kept < len(order) and _same_plan(order[kept].name, steps, last["steps"]):
+                kept += 1
+            writer.keep(kept)
+        else:
+            writer = ContainerWriter(
+                f,
+                declared(steps),
+                metadata=source.metadata,
+                source_header=kept_header(steps),
+                max_payload_bytes=max_payload_bytes,
+            )
+        report, results = _write_tensors(
+            writer, source, order, steps, options, write_progress, tops or {}, last["results"][:kept] if kept else []
         )
-        report = _write_tensors(writer, source, order, steps, options, write_progress, tops or {})
+        last.update(writer=writer, declared=declared(steps), steps=dict(steps), results=results)
         return 8 * report.compressed_bytes, report
 
     if options.bits is not None:
@@ -158,13 +173,25 @@ def _compress(source, f, options, progress):
     return report
 
 
-def _write_tensors(writer, source, order, steps, options, progress, tops):
+def _same_plan(name, steps, other):
+    """Whether a tensor is coded the same under two plans: lossless in both, or at one step."""
+    return (name in steps) == (name in other) and steps.get(name) == other.get(name)
+
+
+def _write_tensors(writer, source, order, steps, options, progress, tops, kept=()):
     """Code every tensor of `source` (in file `order`) into `writer` and close it: the tensors named
     in `steps` quantized at theirs (None: searched for the `snr` target). Returns the CompressReport
-    (paths left empty); progress(done_bytes, name) after each tensor. `tops`: {name: max |value|} of
-    the tensors whose largest magnitude the caller knows (a `bits` search: not looked for again)."""
+    (paths left empty) and each tensor's (TensorReport, signal, noise) in order; progress(done_bytes,
+    name) after each tensor. `tops`: {name: max |value|} of the tensors whose largest magnitude the
+    caller knows (a `bits` search: not looked for again). `kept`: the results of the first tensors,
+    whose entries the writer holds already (written at these steps before)."""
     report = CompressReport("", "", source.file_size, 0, [], sum(t.numel for t in order if is_float(t)))
-    done = 0
+    results = list(kept)
+    for tensor, signal, noise in results:  # the sums in tensor order, as a file written whole adds them
+        report.signal += signal
+        report.noise += noise
+        report.tensors.append(tensor)
+    done = sum(t.nbytes for t in order[: len(results)])
     with Background() as background:
 
         def encode(info):
@@ -172,21 +199,26 @@ def _write_tensors(writer, source, order, steps, options, progress, tops):
             planned = steps.get(info.name)
             return raw, _encode_tensor(info, raw, info.name in steps, planned, options, tops.get(info.name))
 
-        for info, (raw, encoded) in map_tensors_in_order(encode, order, lambda info: info.numel):
+        for info, (raw, encoded) in map_tensors_in_order(encode, order[len(results) :], lambda info: info.numel):
             fields, payload, decoded_crc, step, signal, noise = encoded
             # checksums and the write overlap the next tensor's encoding
             background.submit(
                 _add_tensor, writer, info, fields, payload, raw, decoded_crc, nbytes=raw.nbytes + _nbytes(payload)
             )
-            if steps and is_float(info):  # the aggregate SNR counts every float tensor's signal
-                report.signal += signal if step is not None else _signal(raw, info.dtype)
-                report.noise += noise
             snr_db = 10 * math.log10(signal / noise) if step is not None and noise > 0 and signal > 0 else None
-            report.tensors.append(
-                TensorReport(
-                    info.name, info.dtype, info.shape, fields["coding"], info.nbytes, _nbytes(payload), snr_db, step
-                )
+            tensor = TensorReport(
+                info.name, info.dtype, info.shape, fields["coding"], info.nbytes, _nbytes(payload), snr_db, step
             )
+            # the aggregate SNR counts every float tensor's signal
+            sums = (
+                (signal if step is not None else _signal(raw, info.dtype), noise)
+                if steps and is_float(info)
+                else (0.0, 0.0)
+            )
+            report.signal += sums[0]
+            report.noise += sums[1]
+            report.tensors.append(tensor)
+            results.append((tensor, *sums))
             done += info.nbytes
             progress(done, info.name)
             # only the writing thread may hold this tensor's bytes now: it lets them go once written,
@@ -194,7 +226,7 @@ def _write_tensors(writer, source, order, steps, options, progress, tops):
             del raw, encoded, payload
         background.wait()
     report.compressed_bytes = writer.close()
-    return report
+    return report, results
 
 
 def _add_tensor(writer, info, fields, payload, raw, decoded_crc):

@@ -34,9 +34,23 @@ def estimate_size_bits(values, chunk_size=DEFAULT_CHUNK_SIZE):
     def chunk_bytes(lo):
         chunk = arr[lo : lo + chunk_size]
         symbols = clipped(chunk) if escaped or chunk.dtype.itemsize > 4 else chunk  # uint32 symbols: no copy
-        table = rans_table(histogram(symbols))
-        size = table.min_bytes() + (RANS_BYTES_OVER_BOUND if table.freqs is not None else 0)
+        size = _rans_bytes(histogram(symbols))
         return size + (LENGTH_BYTES + math.ceil(code_length(excesses(chunk), k) / 8) if escaped else 0)
 
     sizes = parallel_map(chunk_bytes, range(0, arr.size, chunk_size))
-    return sum(64 * math.ceil(size / 8) + CHUNK_TABLE_BITS for size in sizes) + (8 if escaped else 0)
+    return sum(_chunk_bits(size) for size in sizes) + (8 if escaped else 0)
+
+
+def chunk_bits_of_histogram(hist):
+    """`estimate_size_bits` of one rANS chunk (symbols below 4096, at least RANS_MIN_SYMBOLS of
+    them) from its histogram."""
+    return _chunk_bits(_rans_bytes(hist))
+
+
+def _rans_bytes(hist):
+    table = rans_table(hist)
+    return table.min_bytes() + (RANS_BYTES_OVER_BOUND if table.freqs is not None else 0)
+
+
+def _chunk_bits(size):  # a chunk's bytes padded to whole words, and its chunk-table entry
+    return 64 * math.ceil(size / 8) + CHUNK_TABLE_BITS

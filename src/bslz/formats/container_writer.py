@@ -98,6 +98,12 @@ class ContainerWriter:
         self.offset = align(end)
         return entry
 
+    def keep(self, count):
+        """Drop the entries after the first `count`: the next payload is written where the last one
+        kept ends (a writer closed and written again: the kept payloads stay where they are)."""
+        del self.entries[count:]
+        self.offset = align(self.entries[-1]["offset"] + self.entries[-1]["length"]) if self.entries else 0
+
     def close(self):
         """Pad the data section and write the prefix and header; returns the file's size in bytes
         (the file is cut there: it may have held a longer container before)."""

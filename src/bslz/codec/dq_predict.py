@@ -1,0 +1,158 @@
+"""A prediction of a tensor's dependent-quantization size (`size_estimate.estimate_size_bits` of
+`dq.quantize_dq_symbols(x, step)`) at about a fifth of its cost: the trellis searches a sample.
+
+Each value's place on the lattice, v = x / step, is its nearest even level m = round(v / 2) and
+which of SUB_BINS sub-intervals around it v falls in. Where the trellis puts the index of a value
+(m + d, d mostly -1, 0 or 1) depends on its place, and on its neighbours only through their
+distribution, the same across the tensor: the sample (runs across the whole tensor,
+`sample_runs`) gives how often each place moves by each d, a pass over every value counts the
+places, and together they give the histogram of the indices over the tensor. Its entropy is the
+payload's, but for what the chunks' own tables gain or lose against one table for the tensor: that
+gap is taken from plain rounding's indices m, sized chunk by chunk from the same pass.
+
+On MiniLM f32 and bf16 at the `--bits` search's first guesses for 4.936, 6.38 and 7.978 bits a
+parameter the whole file's prediction lands within 0.09-1.8 tolerances of the exact estimate
+(`BITS_TOLERANCE`, 5e-4 bits a parameter; `benchmarks/bits_estimate_study.py`), where the sample's
+own sizes scaled up land 40-65 tolerances off (its chunks pool 16 of the tensor's).
+"""
+
+import math
+
+import numpy as np
+
+from bslz.codec._jit import njit
+from bslz.codec._parallel import default_workers, parallel_map, split_range
+from bslz.codec.dq import quantize_dq
+from bslz.codec.measure import widen_bfloat16_into
+from bslz.codec.rans import MAX_ALPHABET
+from bslz.codec.size_estimate import chunk_bits_of_histogram
+from bslz.codec.streams import DEFAULT_CHUNK_SIZE
+
+SUB_BINS = 16
+EXACT_LEVELS = 4  # places of |m| up to this are told apart; beyond, only by sign and sub-interval
+SHIFTS = 3  # the trellis's index moves d from -SHIFTS to SHIFTS (a larger one counts as the largest)
+PLACE_KEYS = (2 * EXACT_LEVELS + 3) * SUB_BINS
+SAMPLE_SHARE = 16  # the sample: one run of SAMPLE_RUN values in every SAMPLE_SHARE
+SAMPLE_RUN = 4096
+PIECE = 4096  # bfloat16 words widened at a time, into an L1-sized scratch
+
+
+def sample_runs(x):
+    """One run of SAMPLE_RUN values in every SAMPLE_SHARE across x (flat), or None when x is too
+    short for two runs (it is then searched whole)."""
+    runs = x.size // (SAMPLE_RUN * SAMPLE_SHARE)
+    if runs < 2:
+        return None
+    picked = x[: runs * SAMPLE_RUN * SAMPLE_SHARE].reshape(runs, SAMPLE_SHARE, SAMPLE_RUN)
+    return np.ascontiguousarray(picked[:, 0, :]).reshape(-1)
+
+
+@njit
+def _place(v, half_span):
+    """SUB_BINS (m + half_span) + sub-interval, the place of v = x / step (|v| / 2 + 1 < half_span):
+    v / 2 + 0.5 + half_span is positive, so truncation is floor, and its whole part is m + half_span."""
+    return np.int64((v * 0.5 + (half_span + 0.5)) * SUB_BINS)
+
+
+@njit
+def _place_key(m, sub):
+    """The key of place (m, sub): |m| beyond EXACT_LEVELS pooled by sign."""
+    return (min(EXACT_LEVELS + 1, max(-EXACT_LEVELS - 1, m)) + EXACT_LEVELS + 1) * SUB_BINS + sub
+
+
+@njit
+def _count_places(x, bfloat16_words, inv_step, half_span, chunk_size, c_lo, c_hi, places, levels):
+    """Chunks c_lo..c_hi of x: places[m + half_span, sub] and each chunk's levels[c, m + half_span]
+    counted (places: this range's own array). Four copies of a chunk's counts, value i into copy
+    i % 4: most values share a few places, and one copy made each count wait for the last.
+    Bfloat16 words are widened a piece at a time."""
+    span = places.shape[0]
+    scratch = np.empty(PIECE if bfloat16_words else 0, dtype=np.uint32)
+    wide = scratch.view(np.float32)
+    where = np.empty(PIECE, dtype=np.int64)  # a piece's places: computed apart, the loop vectorizes
+    offset = half_span + 0.5
+    copies = np.empty((4, span * SUB_BINS), dtype=np.int32)  # a chunk's counts fit
+    for c in range(c_lo, c_hi):
+        copies[:] = 0
+        for lo in range(c * chunk_size, min(x.size, (c + 1) * chunk_size), PIECE):
+            hi = min(x.size, (c + 1) * chunk_size, lo + PIECE)
+            if bfloat16_words:
+                widen_bfloat16_into(x[lo:hi], scratch)
+                for i in range(hi - lo):
+                    where[i] = np.int64((np.float64(wide[i]) * inv_step * 0.5 + offset) * SUB_BINS)
+            else:
+                for i in range(hi - lo):
+                    where[i] = np.int64((np.float64(x[lo + i]) * inv_step * 0.5 + offset) * SUB_BINS)
+            for i in range(hi - lo):
+                copies[i & 3, where[i]] += 1
+        for level in range(span):
+            for sub in range(SUB_BINS):
+                j = level * SUB_BINS + sub
+                n = copies[0, j] + copies[1, j] + copies[2, j] + copies[3, j]
+                places[level, sub] += n
+                levels[c, level] += n
+
+
+@njit
+def _count_moves(sample, indices, inv_step, half_span, counts):
+    """counts[key, d + SHIFTS]: the sample's values of each place whose index the trellis put at m + d."""
+    for i in range(sample.size):
+        place = _place(np.float64(sample[i]) * inv_step, half_span)
+        m = place // SUB_BINS - half_span
+        d = min(SHIFTS, max(-SHIFTS, np.int64(indices[i]) - m))
+        counts[_place_key(m, place % SUB_BINS), d + SHIFTS] += 1
+
+
+def _moves(sample, step, half_span):
+    """moves[key, d + SHIFTS]: the share of the sample's values of each place the trellis moved by d."""
+    counts = np.zeros((PLACE_KEYS, 2 * SHIFTS + 1), dtype=np.int64)
+    _count_moves(sample, quantize_dq(sample, step), 1.0 / step, half_span, counts)
+    counts[counts.sum(axis=1) == 0, SHIFTS] = 1  # a place the sample never reached: no move
+    return counts / counts.sum(axis=1, keepdims=True)
+
+
+def _entropy_bits(counts):
+    c = counts[counts > 0]
+    return float(-(c * np.log2(c / c.sum())).sum()) if c.size else 0.0
+
+
+def _symbol_histogram(counts, half_span):
+    """Counts of levels m (index m + half_span) as the se(v) symbols' histogram (MAX_ALPHABET)."""
+    m = np.arange(counts.size) - half_span
+    symbols = np.where(m > 0, 2 * m - 1, -2 * m)
+    hist = np.zeros(MAX_ALPHABET, dtype=np.uint64)
+    hist[symbols] = counts  # se(v) is one to one
+    return hist
+
+
+def predicted_size_bits(x, step, top, bfloat16_words=False, chunk_size=DEFAULT_CHUNK_SIZE):
+    """About `estimate_size_bits(quantize_dq_symbols(x, step, top=top, bfloat16_words=...))`, or
+    None where the prediction does not apply: a tensor too short for the sample, or indices that
+    reach rANS's escapes (the caller then searches it whole). x: float32 values, or bfloat16
+    words (uint16) with `bfloat16_words`; `top`: max |x|."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    sample = sample_runs(flat)
+    half_span = int(math.floor(top / step * 0.5 + 0.5)) + 1 + SHIFTS  # every m + d within 0..2 half_span
+    if sample is None or 2 * half_span >= MAX_ALPHABET:  # se(v) of |m + d| <= half_span
+        return None
+    if bfloat16_words:
+        sample = (sample.astype(np.uint32) << 16).view(np.float32)
+    moves = _moves(sample, step, half_span)
+    nchunks = -(-flat.size // chunk_size)
+    span = 2 * half_span + 1
+    levels = np.zeros((nchunks, span), dtype=np.int64)
+
+    def count(chunks):  # each range its own places, its chunks' rows of levels
+        places = np.zeros((span, SUB_BINS), dtype=np.int64)
+        _count_places(flat, bfloat16_words, 1.0 / step, half_span, chunk_size, *chunks, places, levels)
+        return places
+
+    places = sum(parallel_map(count, split_range(nchunks, default_workers())))
+    m = np.clip(np.arange(span) - half_span, -EXACT_LEVELS - 1, EXACT_LEVELS + 1)
+    keys = (m[:, None] + EXACT_LEVELS + 1) * SUB_BINS + np.arange(SUB_BINS)[None, :]  # _place_key's, (span, SUB_BINS)
+    indices = np.zeros(span + 2 * SHIFTS)
+    for d in range(2 * SHIFTS + 1):  # places of m, moved by d - SHIFTS
+        indices[d : d + span] += (places * moves[keys, d]).sum(axis=1)
+    pooled_levels = levels.sum(axis=0).astype(np.float64)
+    per_chunk = sum(chunk_bits_of_histogram(_symbol_histogram(row, half_span)) for row in levels)
+    return per_chunk + _entropy_bits(indices) - _entropy_bits(pooled_levels)
