@@ -103,26 +103,49 @@ def _count_moves(sample, indices, inv_step, half_span, counts):
         counts[_place_key(m, place % SUB_BINS), d + SHIFTS] += 1
 
 
-def _moves(sample, step, half_span):
-    """moves[key, d + SHIFTS]: the share of the sample's values of each place the trellis moved by d."""
+def _moves(sample, step, top, half_span):
+    """moves[key, d + SHIFTS]: the share of the sample's values of each place the trellis moved by d
+    (`top`: max |x| of the tensor, at least the sample's)."""
     counts = np.zeros((PLACE_KEYS, 2 * SHIFTS + 1), dtype=np.int64)
-    _count_moves(sample, quantize_dq(sample, step), 1.0 / step, half_span, counts)
+    _count_moves(sample, quantize_dq(sample, step, top=top), 1.0 / step, half_span, counts)
     counts[counts.sum(axis=1) == 0, SHIFTS] = 1  # a place the sample never reached: no move
     return counts / counts.sum(axis=1, keepdims=True)
 
 
+@njit
 def _entropy_bits(counts):
-    c = counts[counts > 0]
-    return float(-(c * np.log2(c / c.sum())).sum()) if c.size else 0.0
+    """sum over the counts of -c log2(c / n)."""
+    n = counts.sum()
+    bits = 0.0
+    for c in counts:
+        if c > 0:
+            bits -= c * np.log2(c / n)
+    return bits
 
 
-def _symbol_histogram(counts, half_span):
-    """Counts of levels m (index m + half_span) as the se(v) symbols' histogram (MAX_ALPHABET)."""
-    m = np.arange(counts.size) - half_span
-    symbols = np.where(m > 0, 2 * m - 1, -2 * m)
-    hist = np.zeros(MAX_ALPHABET, dtype=np.uint64)
-    hist[symbols] = counts  # se(v) is one to one
-    return hist
+@njit
+def _entropy_gap(places, moves, levels, half_span):
+    """Entropy (bits) of the trellis's indices as `places` and `moves` predict them, less that of
+    plain rounding's levels (`levels`: their counts, pooled over the chunks)."""
+    span = places.shape[0]
+    indices = np.zeros(span + 2 * SHIFTS)
+    for level in range(span):
+        for sub in range(SUB_BINS):
+            n = places[level, sub]
+            if n:
+                key = _place_key(level - half_span, sub)
+                for d in range(2 * SHIFTS + 1):  # the level moved by d - SHIFTS
+                    indices[level + d] += n * moves[key, d]
+    return _entropy_bits(indices) - _entropy_bits(levels.astype(np.float64))
+
+
+@njit
+def _symbol_histogram(levels, half_span, hist):
+    """hist: the se(v) symbols' histogram of the levels m counted in `levels` (index m + half_span)."""
+    hist[:] = 0
+    for i in range(levels.size):
+        m = i - half_span
+        hist[2 * m - 1 if m > 0 else -2 * m] = levels[i]
 
 
 def predicted_size_bits(x, step, top, bfloat16_words=False, chunk_size=DEFAULT_CHUNK_SIZE):
@@ -137,7 +160,7 @@ def predicted_size_bits(x, step, top, bfloat16_words=False, chunk_size=DEFAULT_C
         return None
     if bfloat16_words:
         sample = (sample.astype(np.uint32) << 16).view(np.float32)
-    moves = _moves(sample, step, half_span)
+    moves = _moves(sample, step, top, half_span)
     nchunks = -(-flat.size // chunk_size)
     span = 2 * half_span + 1
     levels = np.zeros((nchunks, span), dtype=np.int64)
@@ -147,12 +170,11 @@ def predicted_size_bits(x, step, top, bfloat16_words=False, chunk_size=DEFAULT_C
         _count_places(flat, bfloat16_words, 1.0 / step, half_span, chunk_size, *chunks, places, levels)
         return places
 
-    places = sum(parallel_map(count, split_range(nchunks, default_workers())))
-    m = np.clip(np.arange(span) - half_span, -EXACT_LEVELS - 1, EXACT_LEVELS + 1)
-    keys = (m[:, None] + EXACT_LEVELS + 1) * SUB_BINS + np.arange(SUB_BINS)[None, :]  # _place_key's, (span, SUB_BINS)
-    indices = np.zeros(span + 2 * SHIFTS)
-    for d in range(2 * SHIFTS + 1):  # places of m, moved by d - SHIFTS
-        indices[d : d + span] += (places * moves[keys, d]).sum(axis=1)
-    pooled_levels = levels.sum(axis=0).astype(np.float64)
-    per_chunk = sum(chunk_bits_of_histogram(_symbol_histogram(row, half_span)) for row in levels)
-    return per_chunk + _entropy_bits(indices) - _entropy_bits(pooled_levels)
+    ranges = split_range(nchunks, default_workers())
+    places = count(ranges[0]) if len(ranges) == 1 else sum(parallel_map(count, ranges))
+    hist = np.empty(MAX_ALPHABET, dtype=np.uint64)
+    per_chunk = 0
+    for row in levels:
+        _symbol_histogram(row, half_span, hist)
+        per_chunk += chunk_bits_of_histogram(hist)
+    return per_chunk + _entropy_gap(places, moves, levels.sum(axis=0), half_span)
