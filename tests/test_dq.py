@@ -466,7 +466,8 @@ def test_a_known_largest_magnitude_gives_the_same_indices():
 def test_the_predicted_size_is_the_estimate_of_the_trellis_indices(bfloat16, share_of_rms):
     """`dq_predict.predicted_size_bits` (the trellis on 1/16 of the values) lands within 0.2 % of the
     size estimate of the whole tensor's indices, on a tensor whose scale drifts along it, from
-    about 8 bits a value down to 2; None where it does not apply."""
+    about 8 bits a value down to 2, and with outliers whose indices take rANS's escapes; None for
+    a tensor too short to sample."""
     from bslz.codec.dq_predict import predicted_size_bits
     from bslz.codec.size_estimate import estimate_size_bits
     from bslz.formats.dtypes import from_float32, lookup, to_float32
@@ -481,4 +482,9 @@ def test_the_predicted_size_is_the_estimate_of_the_trellis_indices(bfloat16, sha
     predicted = predicted_size_bits(values if words is None else words, step, top, bfloat16)
     assert predicted == pytest.approx(exact, rel=2e-3)
     assert predicted_size_bits(values[:100_000], step, top) is None  # too short for two sample runs
-    assert predicted_size_bits(values, top / 5000, top) is None  # indices of 2500: symbols past rANS's escape
+    # indices up to 2500 (symbols past rANS's alphabet: escapes), a few outliers far out
+    outliers = values.copy()
+    outliers[::10_007] *= 40
+    fine = top / 2000
+    exact = estimate_size_bits(dq.quantize_dq_symbols(outliers, fine))
+    assert predicted_size_bits(outliers, fine, float(np.abs(outliers).max())) == pytest.approx(exact, rel=2e-3)

@@ -23,8 +23,10 @@ import numpy as np
 from bslz.codec._jit import njit
 from bslz.codec._parallel import default_workers, parallel_map, split_range
 from bslz.codec.dq import quantize_dq
+from bslz.codec.expgolomb import best_order, order_costs
 from bslz.codec.measure import widen_bfloat16_into
 from bslz.codec.rans import MAX_ALPHABET
+from bslz.codec.rans_escape import ESCAPE
 from bslz.codec.size_estimate import chunk_bits_of_histogram
 from bslz.codec.streams import DEFAULT_CHUNK_SIZE
 
@@ -140,23 +142,30 @@ def _entropy_gap(places, moves, levels, half_span):
 
 
 @njit
-def _symbol_histogram(levels, half_span, hist):
-    """hist: the se(v) symbols' histogram of the levels m counted in `levels` (index m + half_span)."""
+def _symbol_histogram(levels, half_span, hist, excess):
+    """hist: the histogram of the se(v) symbols of the levels m counted in `levels` (index m +
+    half_span) as rANS codes them, those from ESCAPE up as ESCAPE; excess: the counts of their
+    excesses over ESCAPE (`rans_escape.excesses`)."""
     hist[:] = 0
+    excess[:] = 0
     for i in range(levels.size):
         m = i - half_span
-        hist[2 * m - 1 if m > 0 else -2 * m] = levels[i]
+        u = 2 * m - 1 if m > 0 else -2 * m
+        if u >= ESCAPE:
+            hist[ESCAPE] += levels[i]
+            excess[u - ESCAPE] = levels[i]
+        else:
+            hist[u] = levels[i]
 
 
 def predicted_size_bits(x, step, top, bfloat16_words=False, chunk_size=DEFAULT_CHUNK_SIZE):
     """About `estimate_size_bits(quantize_dq_symbols(x, step, top=top, bfloat16_words=...))`, or
-    None where the prediction does not apply: a tensor too short for the sample, or indices that
-    reach rANS's escapes (the caller then searches it whole). x: float32 values, or bfloat16
+    None for a tensor too short for the sample (the caller then searches it whole). x: float32 values, or bfloat16
     words (uint16) with `bfloat16_words`; `top`: max |x|."""
     flat = np.ascontiguousarray(x).reshape(-1)
     sample = sample_runs(flat)
     half_span = int(math.floor(top / step * 0.5 + 0.5)) + 1 + SHIFTS  # every m + d within 0..2 half_span
-    if sample is None or 2 * half_span >= MAX_ALPHABET:  # se(v) of |m + d| <= half_span
+    if sample is None:
         return None
     if bfloat16_words:
         sample = (sample.astype(np.uint32) << 16).view(np.float32)
@@ -172,9 +181,21 @@ def predicted_size_bits(x, step, top, bfloat16_words=False, chunk_size=DEFAULT_C
 
     ranges = split_range(nchunks, default_workers())
     places = count(ranges[0]) if len(ranges) == 1 else sum(parallel_map(count, ranges))
+    # plain rounding's levels sized as `estimate_size_bits` sizes a stream, escapes and all
     hist = np.empty(MAX_ALPHABET, dtype=np.uint64)
-    per_chunk = 0
-    for row in levels:
-        _symbol_histogram(row, half_span, hist)
-        per_chunk += chunk_bits_of_histogram(hist)
-    return per_chunk + _entropy_gap(places, moves, levels.sum(axis=0), half_span)
+    excesses = np.empty((nchunks, max(1, 2 * half_span + 1 - ESCAPE)), dtype=np.uint64)
+    tables = []
+    for row, excess in zip(levels, excesses):
+        _symbol_histogram(row, half_span, hist, excess)
+        tables.append(hist.copy())
+    pooled = levels.sum(axis=0)
+    top = max(2 * m - 1 if m > 0 else -2 * m for m in np.flatnonzero(pooled) - half_span)
+    if top < MAX_ALPHABET:  # no escapes (a symbol ESCAPE is a symbol like the others)
+        per_chunk = sum(chunk_bits_of_histogram(table) for table in tables)
+    else:
+        k = best_order(histogram=excesses.sum(axis=0))
+        per_chunk = 8 + sum(  # (8: the escapes' order)
+            chunk_bits_of_histogram(table, order_costs(histogram=excess, max_order=k)[k])
+            for table, excess in zip(tables, excesses)
+        )
+    return per_chunk + _entropy_gap(places, moves, pooled, half_span)

@@ -41,10 +41,12 @@ def estimate_size_bits(values, chunk_size=DEFAULT_CHUNK_SIZE):
     return sum(_chunk_bits(size) for size in sizes) + (8 if escaped else 0)
 
 
-def chunk_bits_of_histogram(hist):
-    """`estimate_size_bits` of one rANS chunk (symbols below 4096, at least RANS_MIN_SYMBOLS of
-    them) from its histogram."""
-    return _chunk_bits(_rans_bytes(hist))
+def chunk_bits_of_histogram(hist, escape_bits=None):
+    """`estimate_size_bits` of one rANS chunk (at least RANS_MIN_SYMBOLS symbols) from the histogram
+    of its symbols as rANS codes them (`clipped`), and, in a stream with escapes, the bits of its
+    escapes' exp-Golomb codes."""
+    escapes = 0 if escape_bits is None else LENGTH_BYTES + math.ceil(escape_bits / 8)
+    return _chunk_bits(_rans_bytes(hist) + escapes)
 
 
 def _rans_bytes(hist):
