@@ -137,7 +137,7 @@ def write_for_bits(source, options, lossless_bits, write, progress=None):
                 return lossless_size(info)
             x, bfloat16_words = searched_values(source, info)
             bits = predicted_size_bits(x, step, stats[info][0], bfloat16_words)
-            if bits is None:  # a tensor too short for a sample, or indices that reach the escapes
+            if bits is None:  # a tensor too short for a sample: searched whole
                 bits = estimate_size_bits(
                     quantize_dq_symbols(x, step, top=stats[info][0], bfloat16_words=bfloat16_words)
                 )
@@ -193,9 +193,9 @@ def write_for_bits(source, options, lossless_bits, write, progress=None):
 
 def _tail(candidates, steps, miss, slope_per_param):
     """The names of the last quantized tensors in file order (`candidates` in that order, `steps`
-    the file's) that can move the file by `miss` bits with a step at most TAIL_MAX_LOG_STEP away
-    (`slope_per_param`: bits a quantized parameter per unit of log(step)), TAIL_MIN_SHARE of the
-    quantized parameters at least; None if that takes more than half of them."""
+    the file's) that can move the file by `miss` bits with a step TAIL_MAX_LOG_STEP away at most,
+    by the model slope (`slope_per_param`: bits a quantized parameter per unit of log(step)), and
+    TAIL_MIN_SHARE of the quantized parameters at least; None if that takes more than half of them."""
     quantized = [info for info in candidates if info.name in steps]
     total = sum(info.numel for info in quantized)
     needed = max(TAIL_MIN_SHARE * total, abs(miss) / (slope_per_param * TAIL_MAX_LOG_STEP))

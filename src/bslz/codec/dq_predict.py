@@ -37,6 +37,7 @@ PLACE_KEYS = (2 * EXACT_LEVELS + 3) * SUB_BINS
 SAMPLE_SHARE = 16  # the sample: one run of SAMPLE_RUN values in every SAMPLE_SHARE
 SAMPLE_RUN = 4096
 PIECE = 4096  # bfloat16 words widened at a time, into an L1-sized scratch
+CORE_LEVELS = 511  # see _count_places
 
 
 def sample_runs(x):
@@ -65,15 +66,19 @@ def _place_key(m, sub):
 @njit
 def _count_places(x, bfloat16_words, inv_step, half_span, chunk_size, c_lo, c_hi, places, levels):
     """Chunks c_lo..c_hi of x: places[m + half_span, sub] and each chunk's levels[c, m + half_span]
-    counted (places: this range's own array). Four copies of a chunk's counts, value i into copy
-    i % 4: most values share a few places, and one copy made each count wait for the last.
+    counted (places: this range's own array). The places of |m| up to CORE_LEVELS are counted in
+    four copies a chunk, value i into copy i % 4: most values share a few places, and one copy made
+    each count wait for the last; the rare ones beyond straight into `places` (a chunk's copies of
+    every place cost more to clear and add up than to count, with outliers thousands of levels out).
     Bfloat16 words are widened a piece at a time."""
     span = places.shape[0]
+    flat_places = places.reshape(-1)
     scratch = np.empty(PIECE if bfloat16_words else 0, dtype=np.uint32)
     wide = scratch.view(np.float32)
     where = np.empty(PIECE, dtype=np.int64)  # a piece's places: computed apart, the loop vectorizes
-    offset = half_span + 0.5
-    copies = np.empty((4, span * SUB_BINS), dtype=np.int32)  # a chunk's counts fit
+    core_lo, core_hi = max(0, half_span - CORE_LEVELS), min(span, half_span + CORE_LEVELS + 1)
+    first, end = core_lo * SUB_BINS, core_hi * SUB_BINS
+    copies = np.empty((4, end - first), dtype=np.int32)  # a chunk's counts fit
     for c in range(c_lo, c_hi):
         copies[:] = 0
         for lo in range(c * chunk_size, min(x.size, (c + 1) * chunk_size), PIECE):
@@ -81,18 +86,21 @@ def _count_places(x, bfloat16_words, inv_step, half_span, chunk_size, c_lo, c_hi
             if bfloat16_words:
                 widen_bfloat16_into(x[lo:hi], scratch)
                 for i in range(hi - lo):
-                    where[i] = np.int64((np.float64(wide[i]) * inv_step * 0.5 + offset) * SUB_BINS)
+                    where[i] = _place(np.float64(wide[i]) * inv_step, half_span)
             else:
                 for i in range(hi - lo):
-                    where[i] = np.int64((np.float64(x[lo + i]) * inv_step * 0.5 + offset) * SUB_BINS)
+                    where[i] = _place(np.float64(x[lo + i]) * inv_step, half_span)
             for i in range(hi - lo):
-                copies[i & 3, where[i]] += 1
-        for level in range(span):
-            for sub in range(SUB_BINS):
-                j = level * SUB_BINS + sub
-                n = copies[0, j] + copies[1, j] + copies[2, j] + copies[3, j]
-                places[level, sub] += n
-                levels[c, level] += n
+                t = where[i]
+                if first <= t < end:
+                    copies[i & 3, t - first] += 1
+                else:
+                    flat_places[t] += 1
+                    levels[c, t // SUB_BINS] += 1
+        for j in range(end - first):
+            n = copies[0, j] + copies[1, j] + copies[2, j] + copies[3, j]
+            flat_places[first + j] += n
+            levels[c, (first + j) // SUB_BINS] += n
 
 
 @njit
