@@ -482,6 +482,7 @@ def test_the_predicted_size_is_the_estimate_of_the_trellis_indices(bfloat16, sha
     predicted = predicted_size_bits(values if words is None else words, step, top, bfloat16)
     assert predicted == pytest.approx(exact, rel=2e-3)
     assert predicted_size_bits(values[:100_000], step, top) is None  # too short for two sample runs
+    assert predicted_size_bits(values, top / 200_000, top) is None  # levels over 2**16 apart: searched whole
     # indices up to 2500 (symbols past rANS's alphabet: escapes), a few outliers far out
     outliers = values.copy()
     outliers[::10_007] *= 40

@@ -168,13 +168,14 @@ def _symbol_histogram(levels, half_span, hist, excess):
 
 def predicted_size_bits(x, step, top, bfloat16_words=False, chunk_size=DEFAULT_CHUNK_SIZE):
     """About `estimate_size_bits(quantize_dq_symbols(x, step, top=top, bfloat16_words=...))`, or
-    None for a tensor too short for the sample (the caller then searches it whole). x: float32 values, or bfloat16
+    None for a tensor too short for the sample, or whose levels spread over more than a quarter of
+    a chunk's size (the caller then searches it whole). x: float32 values, or bfloat16
     words (uint16) with `bfloat16_words`; `top`: max |x|."""
     flat = np.ascontiguousarray(x).reshape(-1)
     sample = sample_runs(flat)
     half_span = int(math.floor(top / step * 0.5 + 0.5)) + 1 + SHIFTS  # every m + d within 0..2 half_span
-    if sample is None:
-        return None
+    if sample is None or 2 * half_span + 1 > chunk_size // 4:
+        return None  # (levels spread so wide that a chunk's counts of them take more memory than its symbols)
     if bfloat16_words:
         sample = (sample.astype(np.uint32) << 16).view(np.float32)
     moves = _moves(sample, step, top, half_span)
@@ -197,8 +198,9 @@ def predicted_size_bits(x, step, top, bfloat16_words=False, chunk_size=DEFAULT_C
         _symbol_histogram(row, half_span, hist, excess)
         tables.append(hist.copy())
     pooled = levels.sum(axis=0)
-    top = max(2 * m - 1 if m > 0 else -2 * m for m in np.flatnonzero(pooled) - half_span)
-    if top < MAX_ALPHABET:  # no escapes (a symbol ESCAPE is a symbol like the others)
+    present = np.flatnonzero(pooled) - half_span
+    largest = max(2 * int(present[-1]) - 1, -2 * int(present[0]))  # se(v) of the extreme levels
+    if largest < MAX_ALPHABET:  # no escapes (a symbol ESCAPE is a symbol like the others)
         per_chunk = sum(chunk_bits_of_histogram(table) for table in tables)
     else:
         k = best_order(histogram=excesses.sum(axis=0))
