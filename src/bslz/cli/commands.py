@@ -118,7 +118,8 @@ def compress(src, dst, bits, snr, step, exclude, min_lossy_elements, force, quie
     Modes (at most one target; lossless without one):
       (none)      lossless: every tensor bit-exact, decompress gives a byte-identical file
       --bits B    quantize float tensors to B bits per float parameter on average over the file
-                  (one step for all of them: least total squared error for that size)
+                  (one step for all of them: least total squared error for that size; the last
+                  tensors' may sit up to 3 % apart, to land the size within the tolerance)
       --snr DB    quantize each float tensor coarsely enough to keep at least DB dB SNR
       --step S    quantize each float tensor with step S
     Integer and bool tensors, float tensors smaller than --min-lossy-elements and those matching
