@@ -351,3 +351,25 @@ def test_a_missed_file_is_brought_in_by_its_last_tensors(monkeypatch, tmp_path):
     monkeypatch.setattr(bslz.api, "plan_steps", lambda source, options: {t.name: t.step for t in report.tensors})
     bslz.compress_file(src, tmp_path / "whole.bslz", step=1.0)  # at those steps
     assert (tmp_path / "whole.bslz").read_bytes() == (tmp_path / "bits.bslz").read_bytes()
+
+
+def test_a_tail_whose_step_would_stray_gives_way_to_every_tensors(monkeypatch, tmp_path):
+    """Should the tail's step have to move more than TAIL_MAX_LOG_STEP from the others' (here: a
+    tail of the last tensor alone, for a prediction 0.5 % too large), every tensor's step is
+    searched again: one step for all of them, the file within the tolerance."""
+    from safetensors.numpy import save_file
+
+    import bslz
+    import bslz.bits_target as bits_target
+
+    rng = np.random.default_rng(14)
+    tensors = {f"w{i:02d}": (rng.laplace(size=(400, 400)) * 0.02).astype(np.float32) for i in range(12)}
+    src = tmp_path / "m.safetensors"
+    save_file(tensors, str(src))
+    real_prediction = bits_target.predicted_size_bits
+    monkeypatch.setattr(bits_target, "predicted_size_bits", lambda *a: real_prediction(*a) * 1.005)
+    monkeypatch.setattr(bits_target, "_tail", lambda candidates, *a: {candidates[-1].name})
+    report = bslz.compress_file(src, tmp_path / "bits.bslz", bits=5.0)
+    quantized = sum(v.size for v in tensors.values())
+    assert -bits_target.BITS_TOLERANCE * quantized <= 8 * report.compressed_bytes - 5.0 * quantized <= 0
+    assert len({t.step for t in report.tensors}) == 1

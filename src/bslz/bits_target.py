@@ -72,9 +72,11 @@ SLOPE_SAMPLE_RUN = 4096
 # tensors written again leave the bar where it stands): a prediction costs about a fifth of a pass
 SEARCH_PASSES = 0.2
 # A file that misses the tolerance is brought in by the step of its last tensors alone (`_tail`): at
-# least this share of the quantized parameters, at a step at most TAIL_MAX_LOG_STEP (in log(step))
-# from the others'. Moving a share s of the parameters by d adds about 2 s d^2 to the noise against
-# moving all of them by s d (equal slopes, the same size): 1/32 at 3 % adds 6e-5, 0.0003 dB
+# least this share of the quantized parameters, enough to do it at a step half TAIL_MAX_LOG_STEP (in
+# log(step)) from the others' by the model slope; should it take more than TAIL_MAX_LOG_STEP, every
+# tensor's step is searched again. Moving a share s of the parameters by d adds about 2 s d^2 to the
+# noise against moving all of them by s d (equal slopes, the same size): 1/32 at 3 % adds 6e-5,
+# 0.0003 dB
 TAIL_MIN_SHARE = 1 / 32
 TAIL_MAX_LOG_STEP = 0.03
 
@@ -161,44 +163,58 @@ def write_for_bits(source, options, lossless_bits, write, progress=None):
     if accept[0] <= bits1 - budget <= accept[1]:
         return report1
     # the file missed: the last tensors' step brings it in, those tensors coded again alone (`write`
-    # keeps the ones before), unless the miss would take more than half the tensors
-    tail = _tail(sorted(candidates, key=lambda info: info.begin), steps_at(x1), bits1 - budget - aim, slope / quantized)
-    held = {} if tail is None else {name: step for name, step in steps_at(x1).items() if name not in tail}
-    moved = [info for info in candidates if tail is None or info.name in tail]
-    slope = slope * sum(info.numel for info in moved) / quantized
-    known = {x1: (bits1 - budget, report1)}
-    written = {}  # log(step) -> write's result, for the step written last only
+    # keeps the ones before), unless that would take more than half the tensors, or a step more than
+    # TAIL_MAX_LOG_STEP from the others': then every tensor's step, as the file is written whole
+    quantized_first = {t.name for t in report1.tensors if t.coding == "quantized"}  # (not those stored lossless)
+    in_order = sorted(candidates, key=lambda info: info.begin)
+    tail = _tail(in_order, quantized_first, bits1 - budget - aim, slope / quantized)
+    on_disk = {"key": (None, x1), "over": bits1 - budget, "report": report1}  # the file written last
 
-    def steps_for(log_step):  # a step too fine for a tensor's values leaves it lossless
-        step = math.exp(log_step)
-        return held | {info.name: step for info in moved if step_fits(stats[info][0], step)}
+    def over_budget(tail, log_step):  # bits over the budget at that step for the tail (None: all)
+        if (tail, log_step) != on_disk["key"]:
+            step = math.exp(log_step)
+            steps = {n: s for n, s in steps_at(x1).items() if n not in tail} if tail else {}
+            steps |= {i.name: step for i in candidates if (not tail or i.name in tail) and step_fits(stats[i][0], step)}
+            bits, report = write(steps, tops)
+            on_disk.update(key=(tail, log_step), over=bits - budget, report=report)
+        return on_disk["over"]
 
-    def over_budget(log_step):  # bits over the budget: falls as the step grows
-        written.clear()
-        if log_step in known:
-            over, written[log_step] = known.pop(log_step)
-            return over
-        bits, written[log_step] = write(steps_for(log_step), tops)
-        return bits - budget
+    def search(tail):  # the file at the step found for the tail's tensors (None: for all)
+        share = sum(info.numel for info in candidates if not tail or info.name in tail) / quantized
 
-    # a file's size can jump over the tolerance: where a tensor turns lossless (a step too fine for
-    # its indices), or with the jitter of bfloat16's rounding. A bracket an eighth of the tolerance
-    # wide by the model slope ends the search there.
-    log_step = _solve(over_budget, x1, slope, accept, narrowest=-accept[0] / slope / 8)
-    if log_step not in written:  # the search ended on a step it had left behind
-        written.clear()
-        written[log_step] = write(steps_for(log_step), tops)[1]
-    return written[log_step]
+        def fall(log_step):
+            if tail and abs(log_step - x1) > TAIL_MAX_LOG_STEP:
+                raise _TailTooFar
+            return over_budget(tail, log_step)
+
+        # a file's size can jump over the tolerance: where a tensor turns lossless (a step too fine
+        # for its indices), or with the jitter of bfloat16's rounding. A bracket an eighth of the
+        # tolerance wide by the model slope ends the search there.
+        found = _solve(fall, x1, slope * share, accept, narrowest=-accept[0] / (slope * share) / 8)
+        over_budget(tail, found)  # written again if the search ended on a step it had left behind
+        return on_disk["report"]
+
+    if tail:
+        try:
+            return search(frozenset(tail))
+        except _TailTooFar:
+            pass
+    return search(None)
 
 
-def _tail(candidates, steps, miss, slope_per_param):
-    """The names of the last quantized tensors in file order (`candidates` in that order, `steps`
-    the file's) that can move the file by `miss` bits with a step TAIL_MAX_LOG_STEP away at most,
-    by the model slope (`slope_per_param`: bits a quantized parameter per unit of log(step)), and
-    TAIL_MIN_SHARE of the quantized parameters at least; None if that takes more than half of them."""
-    quantized = [info for info in candidates if info.name in steps]
+class _TailTooFar(Exception):
+    """The tail's step would move more than TAIL_MAX_LOG_STEP from the others'."""
+
+
+def _tail(candidates, quantized_names, miss, slope_per_param):
+    """The names of the last quantized tensors in file order (`candidates` in that order,
+    `quantized_names` those the file quantized) that can move the file by `miss` bits with a step
+    half TAIL_MAX_LOG_STEP away, by the model slope (`slope_per_param`: bits a quantized parameter
+    per unit of log(step)), and TAIL_MIN_SHARE of the quantized parameters at least; None if that
+    takes more than half of them."""
+    quantized = [info for info in candidates if info.name in quantized_names]
     total = sum(info.numel for info in quantized)
-    needed = max(TAIL_MIN_SHARE * total, abs(miss) / (slope_per_param * TAIL_MAX_LOG_STEP))
+    needed = max(TAIL_MIN_SHARE * total, abs(miss) / (slope_per_param * TAIL_MAX_LOG_STEP / 2))
     names, params = set(), 0
     for info in reversed(quantized):
         if params >= needed:
