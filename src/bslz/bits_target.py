@@ -6,9 +6,9 @@ The search evaluates steps by secant steps on x = log(step) (`bslz.lossy._solve`
 predicts the sizes (`bslz.codec.dq_predict`: the trellis searches 1/16 of each tensor); the second
 writes the file at the step the prediction and the model slope point to, whose size is exact. A file
 that misses the tolerance is brought into it by the step of its last tensors alone (`_tail`), which
-are all that the later tries code again: those tensors' step then differs from the others' by a few
-% at most, at a cost in SNR far below the tolerance's. The file written at the step the search ends
-on is the output.
+are all that the later tries code again: those tensors' step then differs from the others' by
+TAIL_MAX_LOG_STEP at most, at a cost in SNR far below the tolerance's (beyond it, every tensor's step
+is searched again). The file written at the step the search ends on is the output.
 
 A tensor is stored lossless where that is no larger than quantized (`bslz.lossy.lossless_may_be_smaller`)
 or where the step is too fine for its values' indices, in the estimate as in the files; a budget the
