@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from bslz.codec.dq import quantize_dq_symbols, step_fits
-from bslz.codec.dq_predict import predicted_size_bits
+from bslz.codec.dq_predict import predicted_size_bits, sample_runs
 from bslz.codec.expgolomb import best_order, code_length
 from bslz.codec.rans import histogram, rans_table
 from bslz.codec.rans_escape import clipped, excesses
@@ -66,8 +66,6 @@ def slope_share(bits):
 # sample's does not (MiniLM: within 0.9 % and 2.7 %, the synthetic files: 0.1 %), measured on the
 # same twelve cases as `slope_share`.
 FAR_TOLERANCES = 100
-SLOPE_SAMPLE_SHARE = 16  # the sample: one run of SLOPE_SAMPLE_RUN values in every 16
-SLOPE_SAMPLE_RUN = 4096
 # The estimate's share of a progress bar, in passes over the tensors (the first file takes the rest;
 # tensors written again leave the bar where it stands): a prediction costs about a fifth of a pass
 SEARCH_PASSES = 0.2
@@ -226,7 +224,7 @@ def _tail(candidates, quantized_names, miss, slope_per_param):
 
 def _sampled_slope(source, candidates, x0, x1):
     """Bits the file loses per unit of x = log(step) from x0 to x1, measured on a sample (`_sample`;
-    `_sample_bits` at each end, scaled up), or None if it does not fall. Costs about 2/SLOPE_SAMPLE_SHARE
+    `_sample_bits` at each end, scaled up), or None if it does not fall. Costs about 2/SAMPLE_SHARE
     of an estimate over every tensor."""
     if x1 == x0:
         return None
@@ -253,16 +251,13 @@ def _sample_bits(symbols):
 
 
 def _sample(source, info):
-    """The values of one run of SLOPE_SAMPLE_RUN in every SLOPE_SAMPLE_SHARE, across the whole tensor
-    (its first rows alone, a sample of the same size, put MiniLM's slope 1-3 % off: its embeddings'
-    first rows are special tokens); a tensor too short for two runs whole."""
+    """The float values of `dq_predict.sample_runs` of a tensor, runs across the whole of it (its
+    first rows alone, a sample of the same size, put MiniLM's slope 1-3 % off: its embeddings' first
+    rows are special tokens); a tensor too short for two runs whole."""
     dtype = lookup(info.dtype)
     words = source.tensor_bytes(info).view(dtype.word_dtype)
-    runs = words.size // (SLOPE_SAMPLE_RUN * SLOPE_SAMPLE_SHARE)
-    if runs < 2:
-        return to_float32(words, dtype)
-    picked = words[: runs * SLOPE_SAMPLE_RUN * SLOPE_SAMPLE_SHARE].reshape(runs, SLOPE_SAMPLE_SHARE, SLOPE_SAMPLE_RUN)
-    return to_float32(np.ascontiguousarray(picked[:, 0, :]).reshape(-1), dtype)
+    picked = sample_runs(words)
+    return to_float32(words if picked is None else picked, dtype)
 
 
 # a chunk of zeros as rANS: a one-byte header padded to a 64-bit word, and its chunk-table entry

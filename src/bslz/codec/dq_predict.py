@@ -1,5 +1,5 @@
 """A prediction of a tensor's dependent-quantization size (`size_estimate.estimate_size_bits` of
-`dq.quantize_dq_symbols(x, step)`) at about a fifth of its cost: the trellis searches a sample.
+`dq.quantize_dq_symbols(x, step)`) at about a third of its cost: the trellis searches a sample.
 
 Each value's place on the lattice, v = x / step, is its nearest even level m = round(v / 2) and
 which of SUB_BINS sub-intervals around it v falls in. Where the trellis puts the index of a value
@@ -11,9 +11,9 @@ payload's, but for what the chunks' own tables gain or lose against one table fo
 gap is taken from plain rounding's indices m, sized chunk by chunk from the same pass.
 
 On MiniLM f32 and bf16 at the `--bits` search's first guesses for 4.936, 6.38 and 7.978 bits a
-parameter the whole file's prediction lands within 0.09-1.8 tolerances of the exact estimate
+parameter the whole file's prediction lands within 0.07-1.8 tolerances of the exact estimate
 (`BITS_TOLERANCE`, 5e-4 bits a parameter; `benchmarks/bits_estimate_study.py`), where the sample's
-own sizes scaled up land 40-65 tolerances off (its chunks pool 16 of the tensor's).
+own sizes scaled up land 39-65 tolerances off (its chunks pool 16 of the tensor's).
 """
 
 import math
