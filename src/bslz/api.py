@@ -145,7 +145,8 @@ def _compress(source, f, options, progress):
         ahead of the first whose step differs from the last file's stay as that file wrote them
         (a `bits` search that moves the last tensors' step codes only those again)."""
         kept = 0
-        if last and last["declared"] == declared(steps):  # the same header room: payloads where they were
+        entries = declared(steps)
+        if last and last["declared"] == entries:  # the same header room: payloads where they were
             writer = last["writer"]
             while kept < len(order) and _same_plan(order[kept].name, steps, last["steps"]):
                 kept += 1
@@ -153,15 +154,15 @@ def _compress(source, f, options, progress):
         else:
             writer = ContainerWriter(
                 f,
-                declared(steps),
+                entries,
                 metadata=source.metadata,
                 source_header=kept_header(steps),
                 max_payload_bytes=max_payload_bytes,
             )
         report, results = _write_tensors(
-            writer, source, order, steps, options, write_progress, tops or {}, last["results"][:kept] if kept else []
+            writer, source, order, steps, options, write_progress, tops or {}, last.get("results", [])[:kept]
         )
-        last.update(writer=writer, declared=declared(steps), steps=dict(steps), results=results)
+        last.update(writer=writer, declared=entries, steps=dict(steps), results=results)
         return 8 * report.compressed_bytes, report
 
     if options.bits is not None:

@@ -157,7 +157,8 @@ def write_for_bits(source, options, lossless_bits, write, progress=None):
         slope = _sampled_slope(source, sampled, x, x1) or slope
     # an estimate never ends the search: one inside the tolerance is measured by writing the file
     x1 = x if accept[0] <= first <= accept[1] else x + (first - aim) / slope
-    bits1, report1 = write(steps_at(x1), tops)
+    steps1 = steps_at(x1)
+    bits1, report1 = write(steps1, tops)
     if accept[0] <= bits1 - budget <= accept[1]:
         return report1
     # the file missed: the last tensors' step brings it in, those tensors coded again alone (`write`
@@ -171,7 +172,7 @@ def write_for_bits(source, options, lossless_bits, write, progress=None):
     def over_budget(tail, log_step):  # bits over the budget at that step for the tail (None: all)
         if (tail, log_step) != on_disk["key"]:
             step = math.exp(log_step)
-            steps = {n: s for n, s in steps_at(x1).items() if n not in tail} if tail else {}
+            steps = {n: s for n, s in steps1.items() if n not in tail} if tail else {}
             steps |= {i.name: step for i in candidates if (not tail or i.name in tail) and step_fits(stats[i][0], step)}
             bits, report = write(steps, tops)
             on_disk.update(key=(tail, log_step), over=bits - budget, report=report)

@@ -190,22 +190,18 @@ def predicted_size_bits(x, step, top, bfloat16_words=False, chunk_size=DEFAULT_C
 
     ranges = split_range(nchunks, default_workers())
     places = count(ranges[0]) if len(ranges) == 1 else sum(parallel_map(count, ranges))
-    # plain rounding's levels sized as `estimate_size_bits` sizes a stream, escapes and all
+    # plain rounding's levels sized as `estimate_size_bits` sizes a stream, escapes and all: the
+    # escapes' order is the best for the whole tensor's excesses
     hist = np.empty(MAX_ALPHABET, dtype=np.uint64)
-    excesses = np.empty((nchunks, max(1, 2 * half_span + 1 - ESCAPE)), dtype=np.uint64)
-    tables = []
-    for row, excess in zip(levels, excesses):
-        _symbol_histogram(row, half_span, hist, excess)
-        tables.append(hist.copy())
+    excess = np.empty(max(1, 2 * half_span + 1 - ESCAPE), dtype=np.uint64)
     pooled = levels.sum(axis=0)
     present = np.flatnonzero(pooled) - half_span
-    largest = max(2 * int(present[-1]) - 1, -2 * int(present[0]))  # se(v) of the extreme levels
-    if largest < MAX_ALPHABET:  # no escapes (a symbol ESCAPE is a symbol like the others)
-        per_chunk = sum(chunk_bits_of_histogram(table) for table in tables)
-    else:
-        k = best_order(histogram=excesses.sum(axis=0))
-        per_chunk = 8 + sum(  # (8: the escapes' order)
-            chunk_bits_of_histogram(table, order_costs(histogram=excess, max_order=k)[k])
-            for table, excess in zip(tables, excesses)
-        )
+    escaped = max(2 * int(present[-1]) - 1, -2 * int(present[0])) >= MAX_ALPHABET  # se(v) of the extreme levels
+    if escaped:
+        _symbol_histogram(pooled, half_span, hist, excess)
+        k = best_order(histogram=excess)
+    per_chunk = 8 if escaped else 0  # (8: the escapes' order)
+    for row in levels:
+        _symbol_histogram(row, half_span, hist, excess)
+        per_chunk += chunk_bits_of_histogram(hist, order_costs(histogram=excess, max_order=k)[k] if escaped else None)
     return per_chunk + _entropy_gap(places, moves, pooled, half_span)

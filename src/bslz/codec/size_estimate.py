@@ -31,28 +31,20 @@ def estimate_size_bits(values, chunk_size=DEFAULT_CHUNK_SIZE):
     escaped = int(K.max_value(arr)) >= MAX_ALPHABET
     k = best_order(excesses(arr)) if escaped else 0
 
-    def chunk_bytes(lo):
+    def chunk_bits(lo):
         chunk = arr[lo : lo + chunk_size]
         symbols = clipped(chunk) if escaped or chunk.dtype.itemsize > 4 else chunk  # uint32 symbols: no copy
-        size = _rans_bytes(histogram(symbols))
-        return size + (LENGTH_BYTES + math.ceil(code_length(excesses(chunk), k) / 8) if escaped else 0)
+        return chunk_bits_of_histogram(histogram(symbols), code_length(excesses(chunk), k) if escaped else None)
 
-    sizes = parallel_map(chunk_bytes, range(0, arr.size, chunk_size))
-    return sum(_chunk_bits(size) for size in sizes) + (8 if escaped else 0)
+    return sum(parallel_map(chunk_bits, range(0, arr.size, chunk_size))) + (8 if escaped else 0)
 
 
 def chunk_bits_of_histogram(hist, escape_bits=None):
     """`estimate_size_bits` of one rANS chunk (at least RANS_MIN_SYMBOLS symbols) from the histogram
     of its symbols as rANS codes them (`clipped`), and, in a stream with escapes, the bits of its
-    escapes' exp-Golomb codes."""
-    escapes = 0 if escape_bits is None else LENGTH_BYTES + math.ceil(escape_bits / 8)
-    return _chunk_bits(_rans_bytes(hist) + escapes)
-
-
-def _rans_bytes(hist):
+    escapes' exp-Golomb codes: its bytes padded to whole words, and its chunk-table entry."""
     table = rans_table(hist)
-    return table.min_bytes() + (RANS_BYTES_OVER_BOUND if table.freqs is not None else 0)
-
-
-def _chunk_bits(size):  # a chunk's bytes padded to whole words, and its chunk-table entry
+    size = table.min_bytes() + (RANS_BYTES_OVER_BOUND if table.freqs is not None else 0)
+    if escape_bits is not None:
+        size += LENGTH_BYTES + math.ceil(escape_bits / 8)
     return 64 * math.ceil(size / 8) + CHUNK_TABLE_BITS
