@@ -10,6 +10,7 @@ from bslz.codec._dq_machine import NUM_STATES, QUANTIZER, TRANSITIONS
 from bslz.codec._jit import njit, njit_variant
 from bslz.codec.measure import BFLOAT16_PIECE, bfloat16_moments_and_noise, round_to_bfloat16, widen_bfloat16_into
 
+U64 = np.uint64
 _INF = 1e30  # the cost of a state not reached yet (float32)
 
 
@@ -105,7 +106,8 @@ def _trace_back(decisions, trace, s, warm_up):
     quarters at once: the top one from s, each lower one from the state reached by tracing
     `warm_up` values above it from state 0. Once the exact state entering a quarter is known, a
     quarter whose guess differs is traced again from it: the result is the sequential walk's, bit
-    for bit. 1.8 -> 0.6 ns a value (one thread)."""
+    for bit. 1.8 -> 0.95 ns a value, and 0.55 with unsigned positions (one thread, random
+    decisions)."""
     n = decisions.size
     q = n // 4
     if q < warm_up or warm_up < 1:
@@ -116,25 +118,25 @@ def _trace_back(decisions, trace, s, warm_up):
         g1 = TRACE[g1, decisions[3 * q + warm_up - 1 - j]] & 7
         g2 = TRACE[g2, decisions[2 * q + warm_up - 1 - j]] & 7
         g3 = TRACE[g3, decisions[q + warm_up - 1 - j]] & 7
-    s0, s1, s2, s3 = s, g1, g2, g3
-    for j in range(q):  # the top quarter's q highest values, and the three lower quarters
-        i = n - 1 - j
-        step_back = TRACE[s0, decisions[i]]
-        trace[i] = step_back
-        s0 = step_back & 7
-        i = 3 * q - 1 - j
-        step_back = TRACE[s1, decisions[i]]
-        trace[i] = step_back
-        s1 = step_back & 7
-        i = 2 * q - 1 - j
-        step_back = TRACE[s2, decisions[i]]
-        trace[i] = step_back
-        s2 = step_back & 7
-        i = q - 1 - j
-        step_back = TRACE[s3, decisions[i]]
-        trace[i] = step_back
-        s3 = step_back & 7
-    s0 = _trace_segment(decisions, trace, s0, 3 * q, n - q)  # the top quarter's n % 4 extra values
+    # positions and states unsigned: numba then adds no wraparound of negative indices to each access
+    s0, s1, s2, s3 = U64(s), U64(g1), U64(g2), U64(g3)
+    i0, i1, i2, i3 = U64(n - 1), U64(3 * q - 1), U64(2 * q - 1), U64(q - 1)
+    for _ in range(q):  # the top quarter's q highest values, and the three lower quarters
+        step_back = TRACE[s0, decisions[i0]]
+        trace[i0] = step_back
+        s0 = U64(step_back & 7)
+        step_back = TRACE[s1, decisions[i1]]
+        trace[i1] = step_back
+        s1 = U64(step_back & 7)
+        step_back = TRACE[s2, decisions[i2]]
+        trace[i2] = step_back
+        s2 = U64(step_back & 7)
+        step_back = TRACE[s3, decisions[i3]]
+        trace[i3] = step_back
+        s3 = U64(step_back & 7)
+        i0, i1, i2, i3 = i0 - U64(1), i1 - U64(1), i2 - U64(1), i3 - U64(1)
+    s1, s2, s3 = np.int64(s1), np.int64(s2), np.int64(s3)
+    s0 = _trace_segment(decisions, trace, np.int64(s0), 3 * q, n - q)  # the top quarter's n % 4 extra values
     redone = 0
     if s0 != g1:
         s1 = _trace_segment(decisions, trace, s0, 2 * q, 3 * q)
