@@ -2,8 +2,9 @@
 sum |x| and sum (x - x_hat)^2 in float64, in one pass each; and the bfloat16 rounding of float32
 values with its measure, for kernels that reconstruct bfloat16 words a piece at a time.
 
-Sums are taken in order (one running float64 sum each, carried from call to call), so that a tensor
-measured in pieces gives the sums of one pass over it.
+The reconstruction's sums are taken SUM_PIECE values at a time, each piece in SUM_LANES running
+sums folded into one (`_piece_moments`), and the pieces' sums carried on in order from call to call:
+a tensor measured in pieces of a multiple of SUM_PIECE values gives the sums of one pass over it.
 """
 
 import math
@@ -16,17 +17,6 @@ from bslz.codec._parallel import parallel_map, pieces_per_core
 from bslz.errors import InvalidArgumentError
 
 _FLOAT64_MAX = 1.7976931348623157e308  # |x| above it, or NaN: not finite
-
-
-@njit
-def _signal_and_noise_kernel(x, y, signal, noise):
-    """The running (sum x^2, sum (x - y)^2) carried on over x and y."""
-    for i in range(x.size):
-        a = np.float64(x[i])
-        d = a - np.float64(y[i])
-        signal += a * a
-        noise += d * d
-    return signal, noise
 
 
 @njit
@@ -166,21 +156,52 @@ def max_abs_and_signal_for_a_guess(x, bfloat16_words=False):
 
 def signal_and_noise(x, x_hat, signal=0.0, noise=0.0):
     """(sum x^2, sum (x - x_hat)^2) in float64 over two arrays of the same size, in one pass; added
-    onto running sums `signal` and `noise` if given (in the same order as over the arrays joined)."""
+    onto running sums `signal` and `noise` if given (as `moments_and_noise_kernel` carries them)."""
     x, x_hat = _same_size_flat(x, x_hat)
-    return _signal_and_noise_kernel(x, x_hat, float(signal), float(noise))
+    return moments_and_noise_kernel(x, x_hat, 0.0, float(signal), float(noise))[1:]
+
+
+# One running float64 sum waits for each add to finish before the next (0.85 ns a value for the
+# three sums, one thread): SUM_LANES of each, side by side, vectorize (0.36). Their order is fixed
+# here, not by the machine's vectors, so the sums are the same on every machine.
+SUM_LANES = 32
+SUM_PIECE = 32 * SUM_LANES
+
+
+@njit
+def _piece_moments(x, y, lanes):
+    """(sum |x|, sum x^2, sum (x - y)^2) of at most SUM_PIECE values: value i into lane i % SUM_LANES
+    of each sum, then the lanes' upper half added onto their lower half until one is left.
+    `lanes`: (3, SUM_LANES) float64 scratch."""
+    lanes[:] = 0.0
+    for lo in range(0, x.size, SUM_LANES):
+        xs, ys = x[lo : lo + SUM_LANES], y[lo : lo + SUM_LANES]
+        for j in range(xs.size):
+            a = np.float64(xs[j])
+            d = a - np.float64(ys[j])
+            lanes[0, j] += abs(a)
+            lanes[1, j] += a * a
+            lanes[2, j] += d * d
+    width = SUM_LANES // 2
+    while width:
+        for j in range(width):
+            lanes[0, j] += lanes[0, j + width]
+            lanes[1, j] += lanes[1, j + width]
+            lanes[2, j] += lanes[2, j + width]
+        width //= 2
+    return lanes[0, 0], lanes[1, 0], lanes[2, 0]
 
 
 @njit
 def moments_and_noise_kernel(x, y, sum_abs, signal, noise):
-    """The running (sum |x|, sum x^2, sum (x - y)^2) carried on over x and y (a kernel: callable
-    from other kernels)."""
-    for i in range(x.size):
-        a = np.float64(x[i])
-        d = a - np.float64(y[i])
-        sum_abs += abs(a)
-        signal += a * a
-        noise += d * d
+    """The running (sum |x|, sum x^2, sum (x - y)^2) carried on over x and y, a SUM_PIECE piece of
+    them at a time (a kernel: callable from other kernels)."""
+    lanes = np.empty((3, SUM_LANES))
+    for lo in range(0, x.size, SUM_PIECE):
+        a, s, n = _piece_moments(x[lo : lo + SUM_PIECE], y[lo : lo + SUM_PIECE], lanes)
+        sum_abs += a
+        signal += s
+        noise += n
     return sum_abs, signal, noise
 
 
