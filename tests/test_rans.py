@@ -444,3 +444,41 @@ def test_quantization_starts_from_the_proportional_rounding(counts):
     expected = np.zeros(hist.size, dtype=np.uint32)
     expected[idx] = f
     assert np.array_equal(quantize_frequencies(hist), expected)
+
+
+def _exchanges_by_scan(counts, freqs, scale):
+    """The greedy exchanges as `improve_frequencies` documents them, each move a scan of every
+    symbol: np.argmax of the gains, np.argmin of the losses (the first of equals)."""
+    freqs = freqs.copy()
+
+    def gains():
+        return counts * np.log2((freqs + 1) / freqs)
+
+    def losses():
+        with np.errstate(divide="ignore"):
+            return np.where(freqs > 1, counts * np.log2(freqs / np.maximum(freqs - 1, 1)), np.inf)
+
+    for _ in range(4 * scale + counts.size):
+        total = int(freqs.sum())
+        i = int(np.argmax(gains())) if total <= scale else -1
+        j = int(np.argmin(losses())) if total >= scale else -1
+        if total == scale and gains()[i] <= losses()[j] + 1e-9:
+            break
+        if i >= 0:
+            freqs[i] += 1
+        if j >= 0:
+            freqs[j] -= 1
+    return freqs
+
+
+@pytest.mark.small
+@given(st.lists(st.integers(1, 10**6), min_size=2, max_size=400), st.sampled_from([64, 1024, kernels.SCALE]))
+def test_frequency_exchanges_pick_what_a_scan_picks(counts, scale):
+    """The tournament trees of `improve_frequencies` move the frequencies a scan of every symbol
+    would (many rare symbols: many moves), to the same table."""
+    c = np.array(counts, dtype=np.float64)
+    assume(c.size <= scale // 2)
+    f = np.maximum(1, np.floor(c * scale / c.sum() + 0.5)).astype(np.int64)
+    expected = _exchanges_by_scan(c, f, scale)
+    table_kernels.improve_frequencies(c, f, scale)
+    assert np.array_equal(f, expected) and f.sum() == scale
