@@ -7,7 +7,7 @@ import numpy as np
 
 from bslz.codec._dq_acs import make_add_compare_select
 from bslz.codec._dq_machine import NUM_STATES, QUANTIZER, TRANSITIONS
-from bslz.codec._jit import njit, njit_variant
+from bslz.codec._jit import njit, njit_inline, njit_variant
 from bslz.codec.measure import BFLOAT16_PIECE, bfloat16_moments_and_noise, round_to_bfloat16, widen_bfloat16_into
 
 U64 = np.uint64
@@ -97,6 +97,14 @@ def _trace_segment(decisions, trace, s, lo, hi):
     return s
 
 
+@njit_inline
+def _step_back(decisions, trace, s, i):
+    """trace[i] = the step back from state s at value i; the state before value i (both unsigned)."""
+    step_back = TRACE[s, decisions[i]]
+    trace[i] = step_back
+    return U64(step_back & 7)
+
+
 @njit
 def _trace_back(decisions, trace, s, warm_up):
     """trace[i] = the step back at value i of the path that ends in state s (`_trace_table`); the
@@ -120,21 +128,11 @@ def _trace_back(decisions, trace, s, warm_up):
         g3 = TRACE[g3, decisions[q + warm_up - 1 - j]] & 7
     # positions and states unsigned: numba then adds no wraparound of negative indices to each access
     s0, s1, s2, s3 = U64(s), U64(g1), U64(g2), U64(g3)
-    i0, i1, i2, i3 = U64(n - 1), U64(3 * q - 1), U64(2 * q - 1), U64(q - 1)
+    i0, i1, i2, i3 = U64(n), U64(3 * q), U64(2 * q), U64(q)  # each one past the value it steps back from next
     for _ in range(q):  # the top quarter's q highest values, and the three lower quarters
-        step_back = TRACE[s0, decisions[i0]]
-        trace[i0] = step_back
-        s0 = U64(step_back & 7)
-        step_back = TRACE[s1, decisions[i1]]
-        trace[i1] = step_back
-        s1 = U64(step_back & 7)
-        step_back = TRACE[s2, decisions[i2]]
-        trace[i2] = step_back
-        s2 = U64(step_back & 7)
-        step_back = TRACE[s3, decisions[i3]]
-        trace[i3] = step_back
-        s3 = U64(step_back & 7)
         i0, i1, i2, i3 = i0 - U64(1), i1 - U64(1), i2 - U64(1), i3 - U64(1)
+        s0, s1 = _step_back(decisions, trace, s0, i0), _step_back(decisions, trace, s1, i1)
+        s2, s3 = _step_back(decisions, trace, s2, i2), _step_back(decisions, trace, s3, i3)
     s1, s2, s3 = np.int64(s1), np.int64(s2), np.int64(s3)
     s0 = _trace_segment(decisions, trace, np.int64(s0), 3 * q, n - q)  # the top quarter's n % 4 extra values
     redone = 0
