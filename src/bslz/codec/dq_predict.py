@@ -38,6 +38,7 @@ SAMPLE_SHARE = 16  # the sample: one run of SAMPLE_RUN values in every SAMPLE_SH
 SAMPLE_RUN = 4096
 PIECE = 4096  # bfloat16 words widened at a time, into an L1-sized scratch
 CORE_LEVELS = 511  # see _count_places
+U64 = np.uint64
 
 
 def sample_runs(x):
@@ -70,7 +71,9 @@ def _count_places(x, bfloat16_words, inv_step, half_span, chunk_size, c_lo, c_hi
     four copies a chunk, value i into copy i % 4: most values share a few places, and one copy made
     each count wait for the last; the rare ones beyond straight into `places` (a chunk's copies of
     every place cost more to clear and add up than to count, with outliers thousands of levels out).
-    Bfloat16 words are widened a piece at a time."""
+    The copies of a place are side by side and their offsets unsigned (no wraparound of negative
+    indices): 1.3-1.4 -> 0.8-0.9 ns a value (MiniLM's embedding, bfloat16, one thread). Bfloat16
+    words are widened a piece at a time."""
     span = places.shape[0]
     flat_places = places.reshape(-1)
     scratch = np.empty(PIECE if bfloat16_words else 0, dtype=np.uint32)
@@ -78,7 +81,8 @@ def _count_places(x, bfloat16_words, inv_step, half_span, chunk_size, c_lo, c_hi
     where = np.empty(PIECE, dtype=np.int64)  # a piece's places: computed apart, the loop vectorizes
     core_lo, core_hi = max(0, half_span - CORE_LEVELS), min(span, half_span + CORE_LEVELS + 1)
     first, end = core_lo * SUB_BINS, core_hi * SUB_BINS
-    copies = np.empty((4, end - first), dtype=np.int32)  # a chunk's counts fit
+    core = U64(end - first)
+    copies = np.empty(4 * (end - first), dtype=np.int32)  # place p's copies at 4 p .. 4 p + 3; a chunk's counts fit
     for c in range(c_lo, c_hi):
         copies[:] = 0
         for lo in range(c * chunk_size, min(x.size, (c + 1) * chunk_size), PIECE):
@@ -91,14 +95,14 @@ def _count_places(x, bfloat16_words, inv_step, half_span, chunk_size, c_lo, c_hi
                 for i in range(hi - lo):
                     where[i] = _place(np.float64(x[lo + i]) * inv_step, half_span)
             for i in range(hi - lo):
-                t = where[i]
-                if first <= t < end:
-                    copies[i & 3, t - first] += 1
+                t = U64(where[i] - first)  # a place below the core wraps past it
+                if t < core:
+                    copies[(t << U64(2)) | (U64(i) & U64(3))] += 1
                 else:
-                    flat_places[t] += 1
-                    levels[c, t // SUB_BINS] += 1
+                    flat_places[where[i]] += 1
+                    levels[c, where[i] // SUB_BINS] += 1
         for j in range(end - first):
-            n = copies[0, j] + copies[1, j] + copies[2, j] + copies[3, j]
+            n = copies[4 * j] + copies[4 * j + 1] + copies[4 * j + 2] + copies[4 * j + 3]
             flat_places[first + j] += n
             levels[c, (first + j) // SUB_BINS] += n
 
