@@ -346,7 +346,7 @@ def test_a_short_last_chunk_decodes_in_lanes(tail):
 
 
 def test_long_streams_cost_exp_golomb_only_where_a_sample_says_it_may_win():
-    """Past EG_SAMPLE_MIN_BLOCKS blocks, exp-Golomb is costed only when its sampled blocks come within
+    """From EG_SAMPLE_MIN_BLOCKS blocks, exp-Golomb is costed only when its sampled blocks come within
     EG_SAMPLE_MARGIN of the best other plan: skipped on quantized weights (rANS well ahead), costed
     and chosen where block orders follow a scale that changes block to block; either way the plan
     is the smallest of all modes."""
@@ -356,7 +356,8 @@ def test_long_streams_cost_exp_golomb_only_where_a_sample_says_it_may_win():
     weights = quantize_dq_symbols(rng.laplace(0, 0.02, 600_000).astype(np.float32), 0.001)
     scales = np.repeat(2.0 ** rng.integers(0, 14, 150), streams.DEFAULT_BLOCK_SIZE)
     mixed = (rng.exponential(1.0, scales.size) * scales).astype(np.uint32)
-    for arr, eg_wins in ((weights, False), (mixed, True)):
+    short = weights[: 36 * streams.DEFAULT_BLOCK_SIZE]  # a 147 k-value matrix's blocks: sampled too
+    for arr, eg_wins in ((weights, False), (short, False), (mixed, True)):
         top = int(arr.max())
         best_other = min(
             streams.stream_size_bits(arr, mode=m)

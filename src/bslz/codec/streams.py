@@ -99,8 +99,10 @@ def _max_and_zeros(arr):
 # one in EG_SAMPLE_EVERY across the stream, each at its best order (a bound below both plans'
 # payloads, but for the sampling), scaled up, more than EG_SAMPLE_MARGIN above the best other plan
 # and they are not. Costing every block took 1.8 ns a symbol, 4 % of a lossy compression; on
-# MiniLM's quantized weights exp-Golomb lands 7-9 % above rANS.
-EG_SAMPLE_MIN_BLOCKS = 64
+# MiniLM's quantized weights exp-Golomb lands 7-9 % above rANS. From 16 blocks (a sample of 2 or more):
+# at 64, MiniLM's 147 k-value matrices (36 blocks) were costed whole, 9 ms of a one-thread `--bits
+# 7.978` compression of its bfloat16 file (4 M symbols), where their samples take 2.
+EG_SAMPLE_MIN_BLOCKS = 16
 EG_SAMPLE_EVERY = 8
 EG_SAMPLE_MARGIN = 1 / 32
 
