@@ -373,3 +373,39 @@ def test_a_tail_whose_step_would_stray_gives_way_to_every_tensors(monkeypatch, t
     quantized = sum(v.size for v in tensors.values())
     assert -bits_target.BITS_TOLERANCE * quantized <= 8 * report.compressed_bytes - 5.0 * quantized <= 0
     assert len({t.step for t in report.tensors}) == 1
+
+
+def test_the_bits_search_codes_small_lossless_tensors_once(monkeypatch, tmp_path):
+    """The estimate's lossless encodings of small tensors (norms, biases) are the ones its files take:
+    each coded once, where a large one (past SMALL_LOSSLESS_BYTES) is coded again by the first file
+    (the tail's, written again here, keeps what lies ahead of it); the same file as when they are
+    all coded again."""
+    from safetensors.numpy import save_file
+
+    import bslz
+    import bslz.api
+    import bslz.bits_target as bits_target
+
+    rng = np.random.default_rng(14)
+    tensors = {f"w{i:02d}": (rng.laplace(size=(400, 400)) * 0.02).astype(np.float32) for i in range(6)}
+    tensors |= {f"norm{i}": (1 + rng.normal(size=384) * 0.1).astype(np.float32) for i in range(5)}
+    tensors["ids"] = np.arange(20_000, dtype=np.int64)  # 160 KB: past the size kept
+    src = tmp_path / "m.safetensors"
+    save_file(tensors, str(src))
+    real_prediction = bits_target.predicted_size_bits
+    monkeypatch.setattr(bits_target, "predicted_size_bits", lambda *a: real_prediction(*a) * 1.0005)  # a tail
+    coded = []
+    real_encode = bslz.api.encode_lossless
+    monkeypatch.setattr(
+        bslz.api,
+        "encode_lossless",
+        lambda raw, dtype, shape: coded.append(tuple(shape)) or real_encode(raw, dtype, shape),
+    )
+    report = bslz.compress_file(src, tmp_path / "kept.bslz", bits=5.0)
+    writes = len({t.step for t in report.tensors if t.step is not None})  # the first file and the tail's
+    assert writes == 2 and coded.count((384,)) == 5 and coded.count((20_000,)) == 2
+    monkeypatch.setattr(bslz.api, "SMALL_LOSSLESS_BYTES", 0)
+    coded.clear()
+    bslz.compress_file(src, tmp_path / "coded.bslz", bits=5.0)
+    assert coded.count((384,)) == 10 and coded.count((20_000,)) == 2
+    assert (tmp_path / "coded.bslz").read_bytes() == (tmp_path / "kept.bslz").read_bytes()
