@@ -89,6 +89,13 @@ def _compress_in_memory(source, options, progress):
     return f.getbuffer(), report
 
 
+# A `bits` search keeps the lossless encodings it made of tensors up to this size (norms, biases),
+# up to a total of their original bytes: each file it writes takes them rather than coding them
+# again (MiniLM: 65 tensors, ~5 ms a file on one thread)
+SMALL_LOSSLESS_BYTES = 1 << 16
+SMALL_LOSSLESS_TOTAL = 1 << 26
+
+
 def _compress(source, f, options, progress):
     """Write the container of `source` (a SafetensorsFile) to the binary file `f`, open for writing
     and seeking; returns the CompressReport (paths left empty)."""
@@ -212,8 +219,8 @@ def _write_tensors(writer, source, order, steps, options, progress, tops, kept=(
 
         def encode(info):
             raw = source.tensor_bytes(info)
-            if info.name not in steps and lossless_known and info.name in lossless_known:
-                return raw, (*lossless_known[info.name], None, None, 0.0, 0.0)  # as `_lossless_encoding`
+            if info.name not in steps and info.name in (lossless_known or {}):
+                return raw, _lossless_encoding(raw, info, lossless_known[info.name])
             planned = steps.get(info.name)
             return raw, _encode_tensor(info, raw, info.name in steps, planned, options, tops.get(info.name))
 
@@ -245,13 +252,6 @@ def _write_tensors(writer, source, order, steps, options, progress, tops, kept=(
         background.wait()
     report.compressed_bytes = writer.close()
     return report, results
-
-
-# A `bits` search keeps the lossless encodings it made of tensors up to this size (norms, biases),
-# up to a total of their original bytes: each file it writes takes them rather than coding them
-# again (MiniLM: 65 tensors, ~5 ms a file on one thread)
-SMALL_LOSSLESS_BYTES = 1 << 16
-SMALL_LOSSLESS_TOTAL = 1 << 26
 
 
 def _add_tensor(writer, info, fields, payload, raw, decoded_crc):
@@ -329,9 +329,10 @@ def _encode_tensor(info, raw, quantized, step, options, top=None):
     return fields, payload, decoded_crc, step, signal, noise
 
 
-def _lossless_encoding(raw, info):
-    """`_encode_tensor`'s result for a tensor stored lossless."""
-    fields, payload = encode_lossless(raw, info.dtype, info.shape)
+def _lossless_encoding(raw, info, encoded=None):
+    """`_encode_tensor`'s result for a tensor stored lossless; `encoded`: its `encode_lossless`
+    result, if made already."""
+    fields, payload = encode_lossless(raw, info.dtype, info.shape) if encoded is None else encoded
     return fields, payload, None, None, 0.0, 0.0
 
 
